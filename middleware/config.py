@@ -1,0 +1,233 @@
+"""The TOML configuration: models, `${VAR}` expansion, per-source contract merging.
+
+`load_config(path)` returns a validated `Config` or raises `ConfigError`, whose message names the file,
+the key and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from .violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS, Action, Code
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names file, key and expectation."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GroupTrait(_Model):
+    """An attribute owned by the group, optionally typed, enumerated and owned by one source."""
+
+    type: Literal["string", "number", "integer", "boolean", "timestamp"] | None = None
+    enum: list[str | int | float | bool] | None = None
+    owner: str | None = None
+
+
+class Contract(_Model):
+    """The data contract one source is held to."""
+
+    version: str = "unversioned"
+    group_key: str = "group_id"
+    group_id_pattern: str | None = None
+    require_group: list[str] = Field(default_factory=list)
+    default_object_type_id: str = "1"
+    attach_group_traits: list[str] = Field(default_factory=list)
+    group_traits: dict[str, GroupTrait] = Field(default_factory=dict)
+    actions: dict[Code, Action] = Field(default_factory=dict)
+
+    @field_validator("group_id_pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"a valid regular expression ({exc})") from None
+        return value
+
+    @field_validator("default_object_type_id", mode="before")
+    @classmethod
+    def _object_type(cls, value: Any) -> str:
+        if isinstance(value, bool) or not re.fullmatch(r"[1-9][0-9]*", str(value)):
+            raise ValueError("a positive integer object type id, as a string or a number")
+        return str(value)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Contract:
+        for code, action in self.actions.items():
+            if action not in ALLOWED_ACTIONS[code]:
+                allowed = " | ".join(ALLOWED_ACTIONS[code])
+                raise ValueError(f"actions.{code}: expected {allowed}, got {action!r}")
+        unknown = [name for name in self.attach_group_traits if name not in self.group_traits]
+        if unknown:
+            raise ValueError(f"attach_group_traits: {unknown} are not declared in [contract.group_traits]")
+        return self
+
+    def action(self, code: Code) -> Action:
+        return self.actions.get(code, DEFAULT_ACTIONS[code])
+
+    def requires_group(self, event: str) -> bool:
+        return "*" in self.require_group or event in self.require_group
+
+
+class Source(_Model):
+    """A sender of messages: selected by its write key; may override parts of the contract."""
+
+    write_key: SecretStr | None = None
+    contract: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerIO(_Model):
+    """Where and how to deliver to Customer.io's Track API v2."""
+
+    site_id: SecretStr | None = None
+    api_key: SecretStr | None = None
+    region: Literal["us", "eu"] = "us"
+    url: str | None = None
+    batch_size: int = Field(100, ge=1, le=1000)
+    rate_limit: float = Field(100.0, gt=0)
+    max_retries: int = Field(8, ge=0)
+    timeout: float = Field(10.0, gt=0)
+
+    @property
+    def base_url(self) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        return "https://track-eu.customer.io" if self.region == "eu" else "https://track.customer.io"
+
+
+class Store(_Model):
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, value: str) -> str:
+        if not re.match(r"^(memory://|sqlite:///|redis://)", value):
+            raise ValueError("memory:// | sqlite:///path | redis://host:port/db")
+        return value
+
+
+class Quarantine(_Model):
+    path: str = "groupspec-quarantine.jsonl"
+
+
+class Config(_Model):
+    """A whole groupspec configuration file."""
+
+    contract: Contract = Field(default_factory=Contract)
+    sources: dict[str, Source] = Field(default_factory=dict)
+    customerio: CustomerIO = Field(default_factory=CustomerIO)
+    store: Store | None = None
+    quarantine: Quarantine = Field(default_factory=Quarantine)
+    service: dict[str, Any] = Field(default_factory=dict)
+    upstream: dict[str, Any] = Field(default_factory=dict)
+    path: str = "<config>"
+    missing_env: dict[str, str] = Field(default_factory=dict)
+
+    def contract_for(self, source: str | None) -> Contract:
+        """The contract of `source`: its `[sources.NAME.contract]` merged over `[contract]`."""
+        if source is None or source not in self.sources or not self.sources[source].contract:
+            return self.contract
+        return self._merged[source]
+
+    def source_for_key(self, write_key: str) -> str | None:
+        for name, src in self.sources.items():
+            if src.write_key is not None and src.write_key.get_secret_value() == write_key:
+                return name
+        return None
+
+    def store_url(self, default: str) -> str:
+        return self.store.url if self.store else default
+
+    @property
+    def _merged(self) -> dict[str, Contract]:
+        cache = self.__dict__.get("_merged_cache")
+        if cache is None:
+            cache = {name: _merge_contract(self.contract, src.contract) for name, src in self.sources.items()}
+            object.__setattr__(self, "_merged_cache", cache)  # frozen model: computed once
+        return cache
+
+    def require(self, key: str, value: SecretStr | None) -> str:
+        """The secret at `key`, or a ConfigError saying why it is not set."""
+        if value is not None:
+            return value.get_secret_value()
+        if key in self.missing_env:
+            raise ConfigError(f"{self.path}: {key}: environment variable {self.missing_env[key]} is not set")
+        raise ConfigError(f"{self.path}: {key}: expected a value, none is configured")
+
+
+def _merge_contract(base: Contract, override: dict[str, Any]) -> Contract:
+    data = base.model_dump(exclude_unset=False)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return Contract.model_validate(data)
+
+
+def _expand(node: Any, path: str, missing: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else k, missing) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, f"{path}[{i}]", missing) for i, v in enumerate(node)]
+    if isinstance(node, str) and "${" in node:
+        names = _ENV_VAR.findall(node)
+        absent = [name for name in names if name not in os.environ]
+        if absent:
+            missing[path] = absent[0]
+            return None
+        return _ENV_VAR.sub(lambda m: os.environ[m.group(1)], node)
+    return node
+
+
+def _describe(error: dict[str, Any]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{key}: expected {message}" if error["type"] != "value_error" else f"{key}: {message}"
+
+
+def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
+    """Validate an already-parsed TOML document."""
+    missing: dict[str, str] = {}
+    data = _expand(data, "", missing)
+    try:
+        config = Config.model_validate({**data, "path": path, "missing_env": missing})
+        for name in config.sources:
+            try:
+                config.contract_for(name)
+            except ValidationError as exc:
+                raise ConfigError(
+                    "; ".join(f"{path}: sources.{name}.contract.{_describe(e)}" for e in exc.errors())
+                ) from None
+    except ValidationError as exc:
+        raise ConfigError("; ".join(f"{path}: {_describe(e)}" for e in exc.errors())) from None
+    return config
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, expand and validate the TOML file at `path`."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the file ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    return parse_config(data, path)

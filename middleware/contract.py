@@ -1,0 +1,216 @@
+"""The contract checks: small steps that find violations and apply the configured flag / strip / drop."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+from typing import Any
+
+from .message import Message, parse_time
+from .resolve import is_object_event, use_membership
+from .stores import Store
+
+MAX_ID_BYTES = 150
+_MUTABLE_ID = (
+    (re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+"), "looks like an email address"),
+    (re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://"), "looks like a URL"),
+    (re.compile(r"\s"), "contains whitespace"),
+)
+_OBJECT_TYPE = re.compile(r"[1-9][0-9]*")
+#: keys of group traits that configure the object rather than describe it
+OBJECT_CONTROL_KEYS = ("objectTypeId", "object_type_id", "relationshipAttributes", "objectAttributes")
+
+
+def object_attributes(traits: dict[str, Any]) -> dict[str, Any]:
+    """A group call's object attributes: traits, Segment's nested `objectAttributes` flattened in."""
+    out = {k: v for k, v in traits.items() if k not in OBJECT_CONTROL_KEYS}
+    nested = traits.get("objectAttributes")
+    if isinstance(nested, dict):
+        out.update(nested)
+    return out
+
+
+def _remove_trait(msg: Message, name: str) -> None:
+    traits = msg.own("traits")
+    traits.pop(name, None)
+    nested = traits.get("objectAttributes")
+    if isinstance(nested, dict) and name in nested:
+        traits["objectAttributes"] = {k: v for k, v in nested.items() if k != name}
+
+
+def check_object_target(msg: Message) -> Message:
+    """Group calls and object events name an object: a positive integer type id and an object id."""
+    if msg.type == "group":
+        traits = msg.traits
+        raw, field = traits.get("objectTypeId", traits.get("object_type_id")), "traits.objectTypeId"
+    elif is_object_event(msg):
+        if msg.group_id in (None, ""):
+            return msg.drop("malformed", "properties.objectId", f"{msg.body['event']} without properties.objectId")
+        raw, field = msg.props.get("objectTypeId"), "properties.objectTypeId"
+    else:
+        return msg
+    if raw is None:
+        msg.object_type = msg.contract.default_object_type_id
+    elif isinstance(raw, (str, int)) and not isinstance(raw, bool) and _OBJECT_TYPE.fullmatch(str(raw)):
+        msg.object_type = str(raw)
+    else:
+        msg.object_type = str(raw)
+        msg.violate("invalid_object_type", field, f"object type id must be a positive integer, got {raw!r}")
+    return msg
+
+
+def _id_problem(value: Any, pattern: str | None) -> str | None:
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        return f"group id must be a string, got {type(value).__name__}"
+    value = str(value)
+    if len(value.encode()) > MAX_ID_BYTES:
+        return f"group id is over {MAX_ID_BYTES} bytes"
+    for regex, problem in _MUTABLE_ID:
+        if regex.search(value):
+            return f"group id {value!r} {problem}; use a stable id"
+    if pattern and not re.fullmatch(pattern, value):
+        return f"group id {value!r} does not match {pattern}"
+    return None
+
+
+def check_group_id(msg: Message) -> Message:
+    """The candidate group id must be stable and well-formed (`invalid_group_id`)."""
+    if msg.group_id is None or msg.resolution == "membership":
+        return msg
+    problem = _id_problem(msg.group_id, msg.contract.group_id_pattern)
+    if problem is None:
+        msg.group_id = str(msg.group_id)
+        return msg
+    field = _group_id_field(msg)
+    if msg.type == "group" or is_object_event(msg):
+        if msg.contract.action("invalid_group_id") != "flag":  # the id is the message's subject: strip = drop
+            return msg.drop("invalid_group_id", field, problem)
+        msg.group_id = str(msg.group_id)
+        return msg.violate("invalid_group_id", field, problem)
+    return msg.violate("invalid_group_id", field, problem, strip=partial(_strip_candidate, msg))
+
+
+def _group_id_field(msg: Message) -> str:
+    if msg.type == "group":
+        return "groupId"
+    if is_object_event(msg):
+        return "properties.objectId"
+    if msg.resolution == "explicit":
+        return "context.groupId"
+    return ("traits." if msg.type == "identify" else "properties.") + msg.contract.group_key
+
+
+def _strip_candidate(msg: Message) -> None:
+    field = _group_id_field(msg)
+    where, key = field.split(".", 1)
+    msg.own(where).pop(key, None)
+    use_membership(msg)
+
+
+def check_conflict(msg: Message) -> Message:
+    """An explicit group id that contradicts the person's known memberships (`group_id_conflict`)."""
+    if msg.resolution not in ("explicit", "property") or msg.type == "group" or is_object_event(msg):
+        return msg
+    if not msg.memberships or any(m.group_id == msg.group_id for m in msg.memberships):
+        return msg
+    known = ", ".join(sorted({m.group_id for m in msg.memberships}))
+    return msg.violate(
+        "group_id_conflict", _group_id_field(msg),
+        f"person is not a member of {msg.group_id!r} at this time (member of {known})",
+        strip=partial(_strip_candidate, msg),
+    )
+
+
+def check_required(msg: Message) -> Message:
+    """Events listed in `require_group` must resolve a group (`missing_group_id`)."""
+    if msg.type == "track" and msg.group_id is None and msg.contract.requires_group(msg.body["event"]):
+        msg.violate("missing_group_id", "context.groupId", f"{msg.body['event']!r} requires a group; none resolved")
+    return msg
+
+
+def check_person_traits(msg: Message) -> Message:
+    """Group-owned attributes do not belong on people (`group_trait_on_person`)."""
+    declared = msg.contract.group_traits
+    if not declared or msg.type == "group":
+        return msg
+    for where in ("traits", "context.traits"):
+        holder = msg.body.get("traits") if where == "traits" else (msg.body.get("context") or {}).get("traits")
+        if not isinstance(holder, dict):
+            continue
+        for name in [n for n in holder if n in declared]:
+            msg.violate(
+                "group_trait_on_person", f"{where}.{name}",
+                f"{name!r} is owned by the group; set it with a group call",
+                strip=partial(_strip_person_trait, msg, where, name),
+            )
+            if msg.quarantined:
+                return msg
+    return msg
+
+
+def _strip_person_trait(msg: Message, where: str, name: str) -> None:
+    if where == "traits":
+        msg.own("traits").pop(name, None)
+    else:
+        context = msg.own("context")
+        context["traits"] = {k: v for k, v in context["traits"].items() if k != name}
+
+
+_TYPE_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "timestamp": lambda v: parse_time(v) is not None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+}
+
+
+def check_group_traits(msg: Message) -> Message:
+    """Declared group traits keep their type and enum (`invalid_group_trait`) and their owner
+    (`not_attribute_owner`)."""
+    if msg.type != "group" or not msg.contract.group_traits:
+        return msg
+    for name, value in object_attributes(msg.traits).items():
+        rule = msg.contract.group_traits.get(name)
+        if rule is None:
+            continue
+        strip = partial(_remove_trait, msg, name)
+        if rule.owner is not None and rule.owner != msg.source:
+            msg.violate("not_attribute_owner", f"traits.{name}",
+                        f"{name!r} is owned by source {rule.owner!r}, not {msg.source or 'an unnamed source'!r}", strip=strip)
+        elif value is not None and rule.type is not None and not _TYPE_CHECKS[rule.type](value):
+            msg.violate("invalid_group_trait", f"traits.{name}", f"{name!r} must be a {rule.type}, got {value!r}", strip=strip)
+        elif value is not None and rule.enum is not None and value not in rule.enum:
+            msg.violate("invalid_group_trait", f"traits.{name}", f"{name!r} must be one of {rule.enum}, got {value!r}", strip=strip)
+        if msg.quarantined:
+            return msg
+    return msg
+
+
+def check_stale(msg: Message, store: Store) -> Message:
+    """Per attribute, the newest write wins: older group updates are stale (`stale_group_update`)."""
+    if msg.type != "group":
+        return msg
+    names = list(object_attributes(msg.traits))
+    if not names:
+        return msg
+    stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.body["messageId"])
+    for name in sorted(stale):
+        msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
+                    strip=partial(_remove_trait, msg, name))
+        if msg.quarantined:
+            break
+    return msg
+
+
+def checks(store: Store) -> list:
+    """The contract's steps, in order."""
+    return [
+        check_object_target,
+        check_group_id,
+        check_conflict,
+        check_required,
+        check_person_traits,
+        check_group_traits,
+        partial(check_stale, store=store),
+    ]

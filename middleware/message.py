@@ -1,0 +1,220 @@
+"""Parsing: raw lines and dicts -> normalised `Message`s, with envelope merging and the Segment size limits.
+
+A `Message` carries the caller's original payload untouched (`original`) and a working copy (`body`) that the
+chain enriches; the copy shares nothing mutable with the original except nested dicts it never writes to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from .violations import violation
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
+_TIME_KEYS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+_DICT_KEYS = ("context", "properties", "traits", "integrations")
+
+
+class Message:
+    """One message on its way through the chain."""
+
+    __slots__ = (
+        "original", "body", "type", "user_id", "anonymous_id", "ts", "source", "contract",
+        "violations", "quarantined", "resolution", "group_id", "object_type", "groups", "memberships",
+        "snapshot", "ops", "received_at",
+    )
+
+    def __init__(self, original: Any, body: dict[str, Any] | None, source: str | None, received_at: float):
+        self.original = original
+        self.body = body
+        self.source = source
+        self.received_at = received_at
+        self.contract = None
+        self.violations: list[dict[str, str]] = []
+        self.quarantined = False
+        self.type = self.user_id = self.anonymous_id = None
+        self.ts = received_at
+        self.resolution = "unresolved"
+        self.group_id: str | None = None
+        self.object_type: str | None = None
+        self.groups: dict[str, str] = {}
+        self.memberships: list[tuple[str, str, float]] = []
+        self.snapshot: dict[str, Any] | None = None
+        self.ops: list[dict[str, Any]] = []
+
+    @property
+    def person_key(self) -> str:
+        return "u:" + self.user_id if self.user_id is not None else "a:" + self.anonymous_id
+
+    def drop(self, code: str, field: str, message: str) -> Message:
+        """Send this message to quarantine; no later step runs."""
+        self.violations.append(violation(code, field, message))
+        self.quarantined = True
+        return self
+
+    def violate(self, code: str, field: str, message: str, strip=None) -> Message:
+        """Record a contract violation and apply the contract's action for it (`strip` removes the fields)."""
+        action = self.contract.action(code)
+        if action == "drop":
+            return self.drop(code, field, message)
+        self.violations.append(violation(code, field, message))
+        if action == "strip" and strip is not None:
+            strip()
+        return self
+
+    def own(self, key: str) -> dict[str, Any]:
+        """The body's dict at `key`, copied on first write so the original stays untouched."""
+        value = self.body.get(key)
+        copy = dict(value) if isinstance(value, dict) else {}
+        self.body[key] = copy
+        return copy
+
+    @property
+    def props(self) -> dict[str, Any]:
+        return self.body.get("properties") or {}
+
+    @property
+    def traits(self) -> dict[str, Any]:
+        """Person or group traits; RudderStack puts identify traits in `context.traits`."""
+        traits = self.body.get("traits")
+        if traits:
+            return traits
+        if self.type == "identify":
+            return (self.body.get("context") or {}).get("traits") or {}
+        return {}
+
+
+def parse_time(value: Any) -> float | None:
+    """ISO-8601 -> unix seconds (float); None when it is not an ISO-8601 string."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _as_id(value: Any) -> str | None | bool:
+    """An id as the SDKs send it: strings as they are, numbers stringified; False when of a wrong type."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _message_id(obj: dict[str, Any]) -> str:
+    digest = hashlib.sha256(orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def normalise(msg: Message) -> Message:
+    """Check the spec shape of `msg.body` and normalise it in place (ids as strings, timestamp parsed)."""
+    body = msg.body
+    kind = body.get("type")
+    if not isinstance(kind, str) or kind.lower() not in TYPES:
+        return msg.drop("malformed", "type", f"unknown message type {kind!r}")
+    kind = msg.type = kind.lower()
+    body["type"] = kind
+    for key in _DICT_KEYS:
+        value = body.get(key)
+        if value is not None and not isinstance(value, dict):
+            return msg.drop("malformed", key, f"{key} must be an object, got {type(value).__name__}")
+    for key in ("userId", "anonymousId", "groupId", "previousId"):
+        if key in body:
+            value = _as_id(body[key])
+            if value is False:
+                return msg.drop("malformed", key, f"{key} must be a string or a number")
+            if value is None:
+                del body[key]
+            else:
+                body[key] = value
+    msg.user_id = body.get("userId")
+    msg.anonymous_id = body.get("anonymousId")
+    if msg.user_id is None and msg.anonymous_id is None:
+        return msg.drop("malformed", "userId", "neither userId nor anonymousId is set")
+    if kind == "track":
+        event = body.get("event")
+        if not isinstance(event, str) or not event.strip():
+            return msg.drop("malformed", "event", "track call without an event name")
+    elif kind == "group" and "groupId" not in body:
+        return msg.drop("malformed", "groupId", "group call without a groupId")
+    elif kind == "alias" and ("previousId" not in body or msg.user_id is None):
+        return msg.drop("malformed", "previousId", "alias call needs previousId and userId")
+    for key in _TIME_KEYS:
+        if key in body and body[key] is not None:
+            ts = parse_time(body[key])
+            if ts is None:
+                return msg.drop("malformed", key, f"{key} is not an ISO-8601 time: {body[key]!r}")
+            msg.ts = ts
+            break
+    if not isinstance(body.get("messageId"), str) or not body["messageId"]:
+        body["messageId"] = _message_id(msg.original if isinstance(msg.original, dict) else body)
+    return msg
+
+
+def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
+    if not isinstance(member, dict):
+        return member
+    merged = dict(member)
+    for key in ("context", "integrations"):
+        outer = envelope.get(key)
+        if isinstance(outer, dict):
+            inner = member.get(key)
+            merged[key] = {**outer, **inner} if isinstance(inner, dict) else dict(outer)
+    if "writeKey" in envelope and "writeKey" not in merged:
+        merged["writeKey"] = envelope["writeKey"]
+    return merged
+
+
+def split(payload: bytes | str | dict[str, Any], size: int | None = None) -> list[tuple[Any, dict | None, str | None]]:
+    """A line or decoded object -> [(original, body or None, error or None)], one per message it holds.
+
+    A batch envelope yields one entry per member with the envelope's `context`/`integrations` merged in.
+    """
+    if isinstance(payload, (bytes, str)):
+        size = len(payload)
+        try:
+            obj = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raw = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+            return [(raw, None, "not valid JSON")]
+    else:
+        obj = payload
+    if not isinstance(obj, dict):
+        return [(obj, None, f"expected a JSON object, got {type(obj).__name__}")]
+    if "batch" in obj and "type" not in obj:
+        members = obj["batch"]
+        if not isinstance(members, list):
+            return [(obj, None, "batch must be a list of messages")]
+        if size is None:
+            size = len(orjson.dumps(obj))
+        too_big = f"batch of {size} bytes is over the 500 KB limit" if size > MAX_BATCH_BYTES else None
+        out = []
+        for member in members:
+            merged = _merge_envelope(member, obj)
+            out.append((member, merged if isinstance(merged, dict) else None, too_big or _shape_error(merged, None)))
+        return out
+    return [(obj, obj, _shape_error(obj, size))]
+
+
+def _shape_error(obj: Any, size: int | None) -> str | None:
+    if not isinstance(obj, dict):
+        return f"expected a JSON object, got {type(obj).__name__}"
+    if size is None:
+        size = len(orjson.dumps(obj))
+    if size > MAX_MESSAGE_BYTES:
+        return f"message of {size} bytes is over the 32 KB limit"
+    return None

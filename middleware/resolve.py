@@ -1,0 +1,55 @@
+"""Group resolution: explicit `context.groupId` -> `properties[group_key]` -> membership -> unresolved."""
+
+from __future__ import annotations
+
+from .message import Message
+from .stores import Store
+
+OBJECT_EVENTS = frozenset({"Relationship Deleted", "Object Deleted"})
+
+
+def is_object_event(msg: Message) -> bool:
+    return msg.type == "track" and msg.body["event"] in OBJECT_EVENTS
+
+
+class Resolve:
+    """Finds the candidate group of a message and the memberships of its person at the message's time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, msg: Message) -> Message:
+        store = self.store
+        persons = store.identities(msg.person_key)
+        if msg.user_id is not None and msg.anonymous_id is not None:
+            persons += [k for k in store.identities("a:" + msg.anonymous_id) if k not in persons]
+        msg.memberships = store.memberships_at(persons, msg.ts)
+        body = msg.body
+        if msg.type == "group":
+            msg.group_id, msg.resolution = body["groupId"], "explicit"
+            return msg
+        if is_object_event(msg):
+            msg.group_id, msg.resolution = msg.props.get("objectId"), "explicit"
+            return msg
+        context = body.get("context")
+        explicit = context.get("groupId") if context else None
+        if explicit not in (None, ""):
+            msg.group_id, msg.resolution = explicit, "explicit"
+            return msg
+        carrier = msg.traits if msg.type == "identify" else msg.props
+        found = carrier.get(msg.contract.group_key)
+        if found not in (None, ""):
+            msg.group_id, msg.resolution = found, "property"
+            return msg
+        return use_membership(msg)
+
+
+def use_membership(msg: Message) -> Message:
+    """Resolve from the person's memberships: the default object type's latest join, else any type's."""
+    memberships = msg.memberships
+    msg.group_id, msg.resolution = None, "unresolved"
+    if memberships:
+        default = msg.contract.default_object_type_id
+        chosen = next((m for m in memberships if m.object_type_id == default), memberships[0])
+        msg.group_id, msg.resolution = chosen.group_id, "membership"
+    return msg

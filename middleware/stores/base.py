@@ -1,0 +1,48 @@
+"""The one small interface every membership store implements (memory, SQLite, Redis).
+
+Persons are keys: ``"u:<userId>"`` or ``"a:<anonymousId>"``. Everything is event-sourced with timestamps so
+that every answer is point-in-time: a late or replayed message sees the state valid at its own time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+
+class Membership(NamedTuple):
+    object_type_id: str
+    group_id: str
+    since: float  # time of the join that is in force
+
+
+class StoreError(Exception):
+    """The store cannot answer (e.g. a Redis outage); the message must not be silently unresolved."""
+
+
+class Store(Protocol):
+    def link(self, key: str, other: str) -> None:
+        """Record that two person keys are the same person (identify with both ids, alias)."""
+
+    def identities(self, key: str) -> list[str]:
+        """Every person key linked to `key`, `key` first."""
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+        """A person joined (group call) or left (Relationship Deleted) a group at `ts`."""
+
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
+        """A group ceased to exist at `ts`: it has no members from then on."""
+
+    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
+        """The groups any of `persons` belonged to at `ts`, latest joined first."""
+
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
+        """The names whose stored value is newer than `ts` (a re-applied message compares as it did first)."""
+
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+        """Record group trait values written at `ts` by message `message_id`."""
+
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
+        """The latest value of each of `names` written at or before `ts`."""
+
+    def close(self) -> None:
+        """Release connections and files."""

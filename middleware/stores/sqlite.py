@@ -1,0 +1,123 @@
+"""The embedded default store: one SQLite file in WAL mode, safe to share between threads."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections import defaultdict
+from typing import Any
+
+import orjson
+
+from .base import Membership, StoreError
+from .history import fold_memberships, linked, stale_after
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS links (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memberships (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
+    ts REAL NOT NULL, joined INTEGER NOT NULL, UNIQUE (person, type_id, group_id, ts, joined));
+CREATE TABLE IF NOT EXISTS deletions (
+    type_id TEXT NOT NULL, group_id TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (type_id, group_id, ts)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS traits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, name TEXT NOT NULL,
+    ts REAL NOT NULL, message_id TEXT NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, name, message_id));
+CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
+"""
+
+
+class SQLiteStore:
+    """Point-in-time membership, identity links and group trait history in one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
+        self._lock = threading.Lock()
+
+    def _rows(self, sql: str, args: tuple | list = ()) -> list[tuple]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store: {exc}") from None
+
+    def _write(self, sql: str, rows: list[tuple]) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                self._db.executemany(sql, rows)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite store: {exc}") from None
+
+    def link(self, key: str, other: str) -> None:
+        if key != other:
+            self._write("INSERT OR IGNORE INTO links VALUES (?, ?)", [(key, other), (other, key)])
+
+    def identities(self, key: str) -> list[str]:
+        return linked(key, lambda k: [b for (b,) in self._rows("SELECT b FROM links WHERE a = ?", (k,))])
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO memberships (person, type_id, group_id, ts, joined) VALUES (?, ?, ?, ?, ?)",
+            [(person, object_type_id, group_id, ts, int(joined))],
+        )
+
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
+        self._write("INSERT OR IGNORE INTO deletions VALUES (?, ?, ?)", [(object_type_id, group_id, ts)])
+
+    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
+        marks = ",".join("?" * len(persons))
+        rows = self._rows(
+            f"SELECT type_id, group_id, ts, seq, joined FROM memberships WHERE person IN ({marks}) AND ts <= ?",
+            [*persons, ts],
+        )
+        if not rows:
+            return []
+        groups = {(t, g) for t, g, *_ in rows}
+        deletions: dict[tuple[str, str], list[float]] = defaultdict(list)
+        for type_id, group_id in groups:
+            for (at,) in self._rows("SELECT ts FROM deletions WHERE type_id = ? AND group_id = ? AND ts <= ?", (type_id, group_id, ts)):
+                deletions[(type_id, group_id)].append(at)
+        return fold_memberships(((t, g, at, seq, bool(j)) for t, g, at, seq, j in rows), deletions, ts)
+
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
+        stale = set()
+        for name in names:
+            entries = self._rows(
+                "SELECT ts, seq, message_id FROM traits WHERE type_id = ? AND group_id = ? AND name = ?",
+                (object_type_id, group_id, name),
+            )
+            if stale_after(entries, ts, message_id):
+                stale.add(name)
+        return stale
+
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+        self._write(
+            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value) VALUES (?, ?, ?, ?, ?, ?)",
+            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value)) for name, value in traits.items()],
+        )
+
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
+        out = {}
+        for name in names:
+            row = self._rows(
+                "SELECT value FROM traits WHERE type_id = ? AND group_id = ? AND name = ? AND ts <= ?"
+                " ORDER BY ts DESC, seq DESC LIMIT 1",
+                (object_type_id, group_id, name, ts),
+            )
+            if row:
+                out[name] = orjson.loads(row[0][0])
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,1 @@
+"""groupspec plugin: Customer.io mapping and delivery, the HTTP service, replay and the CLI."""

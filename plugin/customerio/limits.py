@@ -1,0 +1,81 @@
+"""Customer.io's documented limits for one Track API v2 operation (../shared/customerio.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+MAX_OPERATION_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+MAX_ID_BYTES = 150
+MAX_NAME_BYTES = 150
+MAX_VALUE_BYTES = 1000
+MAX_ATTRIBUTES = 300
+MAX_TOTAL_ATTRIBUTE_BYTES = 100 * 1024
+PERSON_KEYS = frozenset({"id", "email", "cio_id", "anonymous_id"})
+_ATTRIBUTE_HOLDERS = {("person", "identify"), ("object", "identify"), ("object", "identify_anonymous")}
+
+
+def _size(value: Any) -> int:
+    return len(value.encode()) if isinstance(value, str) else len(orjson.dumps(value))
+
+
+def _identifiers(ids: Any, where: str, kind: str) -> tuple[str, str] | None:
+    if not isinstance(ids, dict):
+        return where, "identifiers missing"
+    if kind == "object":
+        if set(ids) != {"object_type_id", "object_id"}:
+            return where, "object identifiers need exactly object_type_id and object_id"
+        if not str(ids["object_type_id"]).isdigit():
+            return f"{where}.object_type_id", "object_type_id must be a string-formatted integer"
+    elif len(ids) != 1 or not set(ids) <= PERSON_KEYS:
+        return where, f"person identifiers need exactly one of {sorted(PERSON_KEYS)}, got {sorted(ids)}"
+    for key, value in ids.items():
+        if not isinstance(value, str) or not value:
+            return f"{where}.{key}", "identifier must be a non-empty string"
+        if len(value.encode()) > MAX_ID_BYTES:
+            return f"{where}.{key}", f"identifier is over {MAX_ID_BYTES} bytes"
+    return None
+
+
+def _attributes(attrs: Any, where: str) -> tuple[str, str] | None:
+    if not isinstance(attrs, dict):
+        return where, "attributes must be an object"
+    if len(attrs) > MAX_ATTRIBUTES:
+        return where, f"{len(attrs)} attributes, over the limit of {MAX_ATTRIBUTES}"
+    total = 0
+    for name, value in attrs.items():
+        if len(name.encode()) > MAX_NAME_BYTES:
+            return f"{where}.{name[:40]}", f"attribute name is over {MAX_NAME_BYTES} bytes"
+        size = _size(value)
+        if size > MAX_VALUE_BYTES:
+            return f"{where}.{name}", f"attribute value of {size} bytes is over {MAX_VALUE_BYTES} bytes"
+        total += size
+    if total > MAX_TOTAL_ATTRIBUTE_BYTES:
+        return where, "attributes total over 100 KB"
+    return None
+
+
+def problem(op: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, reason) for the first limit `op` breaks, or None when Customer.io will accept its shape."""
+    kind, action = op["type"], op["action"]
+    if action == "merge":
+        found = _identifiers(op["primary"], "primary", "person") or _identifiers(op["secondary"], "secondary", "person")
+    else:
+        found = _identifiers(op["identifiers"], "identifiers", kind)
+    if found:
+        return found
+    if (kind, action) in _ATTRIBUTE_HOLDERS:
+        found = _attributes(op.get("attributes", {}), "attributes")
+        if found:
+            return found
+    for i, link in enumerate(op.get("cio_relationships", ())):
+        found = _identifiers(link["identifiers"], f"cio_relationships[{i}].identifiers", "person" if kind == "object" else "object")
+        found = found or _attributes(link.get("relationship_attributes", {}), f"cio_relationships[{i}].relationship_attributes")
+        if found:
+            return found
+    size = len(orjson.dumps(op))
+    if size > MAX_OPERATION_BYTES:
+        return "", f"operation of {size} bytes is over Customer.io's 32 KB limit"
+    return None

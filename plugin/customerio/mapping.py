@@ -1,0 +1,118 @@
+"""Spec messages -> Customer.io Track API v2 operations, one small function per row of SPEC.md's table."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from ulid import ULID
+
+from groupspec.middleware.contract import object_attributes
+from groupspec.middleware.message import Message, parse_time
+from groupspec.middleware.resolve import is_object_event
+
+from . import identifiers, limits
+
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
+
+
+def event_id(message_id: str, ts: float) -> str:
+    """A ULID whose time part is the event's time and whose rest derives from `messageId`: retries dedupe."""
+    millis = max(0, min(int(ts * 1000), (1 << 48) - 1)).to_bytes(6, "big")
+    return str(ULID.from_bytes(millis + hashlib.sha256(message_id.encode()).digest()[:10]))
+
+
+def attributes(values: dict[str, Any]) -> dict[str, Any]:
+    """Attribute values as Customer.io wants them: ISO-8601 times become unix seconds."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str) and _ISO_TIME.match(value):
+            ts = parse_time(value)
+            if ts is not None:
+                value = int(ts)
+        out[key] = value
+    return out
+
+
+def _person_ids(msg: Message) -> dict[str, str]:
+    return identifiers.person(msg.user_id, msg.anonymous_id, msg.traits)
+
+
+def identify(msg: Message) -> list[dict[str, Any]]:
+    owned = msg.contract.group_traits
+    attrs = attributes({k: v for k, v in msg.traits.items() if k not in owned})
+    if msg.anonymous_id is not None and msg.user_id is not None:
+        attrs["anonymous_id"] = msg.anonymous_id
+    return [{"type": "person", "action": "identify", "identifiers": _person_ids(msg),
+             "attributes": attrs, "timestamp": int(msg.ts)}]
+
+
+def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    attrs = attributes(msg.props)
+    attrs.update(extra)
+    return [{"type": "person", "action": action, "identifiers": _person_ids(msg), "name": name,
+             "id": event_id(msg.body["messageId"], msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
+
+
+def track(msg: Message) -> list[dict[str, Any]]:
+    if is_object_event(msg):
+        return object_event(msg)
+    extra: dict[str, Any] = {}
+    if msg.group_id is not None:
+        extra["group_id"] = msg.group_id
+    if msg.snapshot is not None:
+        extra["group_traits"] = msg.snapshot
+    return _activity(msg, "event", msg.body["event"], extra)
+
+
+def page(msg: Message) -> list[dict[str, Any]]:
+    page_context = (msg.body.get("context") or {}).get("page") or {}
+    name = msg.props.get("url") or page_context.get("url") or msg.body.get("name") or ""
+    return _activity(msg, "page", str(name), {})
+
+
+def screen(msg: Message) -> list[dict[str, Any]]:
+    return _activity(msg, "screen", str(msg.body.get("name") or msg.props.get("name") or ""), {})
+
+
+def _object_ids(msg: Message) -> dict[str, str]:
+    return {"object_type_id": msg.object_type, "object_id": msg.group_id}
+
+
+def group(msg: Message) -> list[dict[str, Any]]:
+    traits = msg.traits
+    relationship = traits.get("relationshipAttributes")
+    person = identifiers.person(msg.user_id, msg.anonymous_id, {})  # a group's traits describe the group
+    link: dict[str, Any] = {"identifiers": person}
+    if isinstance(relationship, dict) and relationship:
+        link["relationship_attributes"] = attributes(relationship)
+    action = "identify" if msg.user_id is not None else "identify_anonymous"
+    return [{"type": "object", "action": action, "identifiers": _object_ids(msg),
+             "attributes": attributes(object_attributes(traits)), "cio_relationships": [link]}]
+
+
+def object_event(msg: Message) -> list[dict[str, Any]]:
+    if msg.body["event"] == "Object Deleted":
+        return [{"type": "object", "action": "delete", "identifiers": _object_ids(msg)}]
+    return [{"type": "object", "action": "delete_relationships", "identifiers": _object_ids(msg),
+             "cio_relationships": [{"identifiers": _person_ids(msg)}]}]
+
+
+def alias(msg: Message) -> list[dict[str, Any]]:
+    return [{"type": "person", "action": "merge", "primary": identifiers.of_id(msg.user_id),
+             "secondary": identifiers.of_id(msg.body["previousId"])}]
+
+
+#: message type -> operations (SPEC.md, "Customer.io mapping")
+MAPPING = {"identify": identify, "track": track, "page": page, "screen": screen, "group": group, "alias": alias}
+
+
+def to_customerio(msg: Message) -> Message:
+    """Chain step: attach the Track API v2 operations to `msg`, or quarantine it if one breaks a limit."""
+    msg.ops = MAPPING[msg.type](msg)
+    for op in msg.ops:
+        problem = limits.problem(op)
+        if problem is not None:
+            return msg.drop("customerio_limit", problem[0], problem[1])
+    return msg
