@@ -7,15 +7,13 @@ from functools import partial
 from typing import Any
 
 from .message import Message, parse_time
-from .resolve import is_object_event, use_membership
+from .resolve import use_membership
+from .step import only
 from .stores import Store
 
 MAX_ID_BYTES = 150
-_MUTABLE_ID = (
-    (re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+"), "looks like an email address"),
-    (re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://"), "looks like a URL"),
-    (re.compile(r"\s"), "contains whitespace"),
-)
+_MUTABLE_ID = re.compile(r"(?P<email>[^@\s]+@[^@\s]+\.[^@\s]+)|(?P<url>^[A-Za-z][A-Za-z0-9+.-]*://)|(?P<space>\s)")
+_MUTABLE_PROBLEM = {"email": "looks like an email address", "url": "looks like a URL", "space": "contains whitespace"}
 _OBJECT_TYPE = re.compile(r"[1-9][0-9]*")
 #: keys of group traits that configure the object rather than describe it
 OBJECT_CONTROL_KEYS = ("objectTypeId", "object_type_id", "relationshipAttributes", "objectAttributes")
@@ -38,12 +36,13 @@ def _remove_trait(msg: Message, name: str) -> None:
         traits["objectAttributes"] = {k: v for k, v in nested.items() if k != name}
 
 
+@only("group", "track")
 def check_object_target(msg: Message) -> Message:
     """Group calls and object events name an object: a positive integer type id and an object id."""
     if msg.type == "group":
         traits = msg.traits
         raw, field = traits.get("objectTypeId", traits.get("object_type_id")), "traits.objectTypeId"
-    elif is_object_event(msg):
+    elif msg.object_event:
         if msg.group_id in (None, ""):
             return msg.drop("malformed", "properties.objectId", f"{msg.body['event']} without properties.objectId")
         raw, field = msg.props.get("objectTypeId"), "properties.objectTypeId"
@@ -59,17 +58,17 @@ def check_object_target(msg: Message) -> Message:
     return msg
 
 
-def _id_problem(value: Any, pattern: str | None) -> str | None:
+def _id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         return f"group id must be a string, got {type(value).__name__}"
     value = str(value)
     if len(value.encode()) > MAX_ID_BYTES:
         return f"group id is over {MAX_ID_BYTES} bytes"
-    for regex, problem in _MUTABLE_ID:
-        if regex.search(value):
-            return f"group id {value!r} {problem}; use a stable id"
-    if pattern and not re.fullmatch(pattern, value):
-        return f"group id {value!r} does not match {pattern}"
+    found = _MUTABLE_ID.search(value)
+    if found:
+        return f"group id {value!r} {_MUTABLE_PROBLEM[found.lastgroup]}; use a stable id"
+    if pattern and not pattern.fullmatch(value):
+        return f"group id {value!r} does not match {pattern.pattern}"
     return None
 
 
@@ -77,12 +76,12 @@ def check_group_id(msg: Message) -> Message:
     """The candidate group id must be stable and well-formed (`invalid_group_id`)."""
     if msg.group_id is None or msg.resolution == "membership":
         return msg
-    problem = _id_problem(msg.group_id, msg.contract.group_id_pattern)
+    problem = _id_problem(msg.group_id, msg.contract.group_id_regex)
     if problem is None:
         msg.group_id = str(msg.group_id)
         return msg
     field = _group_id_field(msg)
-    if msg.type == "group" or is_object_event(msg):
+    if msg.type == "group" or msg.object_event:
         if msg.contract.action("invalid_group_id") != "flag":  # the id is the message's subject: strip = drop
             return msg.drop("invalid_group_id", field, problem)
         msg.group_id = str(msg.group_id)
@@ -93,7 +92,7 @@ def check_group_id(msg: Message) -> Message:
 def _group_id_field(msg: Message) -> str:
     if msg.type == "group":
         return "groupId"
-    if is_object_event(msg):
+    if msg.object_event:
         return "properties.objectId"
     if msg.resolution == "explicit":
         return "context.groupId"
@@ -107,9 +106,10 @@ def _strip_candidate(msg: Message) -> None:
     use_membership(msg)
 
 
+@only("identify", "track", "page", "screen")
 def check_conflict(msg: Message) -> Message:
     """An explicit group id that contradicts the person's known memberships (`group_id_conflict`)."""
-    if msg.resolution not in ("explicit", "property") or msg.type == "group" or is_object_event(msg):
+    if msg.resolution not in ("explicit", "property") or msg.type == "group" or msg.object_event:
         return msg
     if not msg.memberships or any(m.group_id == msg.group_id for m in msg.memberships):
         return msg
@@ -121,6 +121,7 @@ def check_conflict(msg: Message) -> Message:
     )
 
 
+@only("track")
 def check_required(msg: Message) -> Message:
     """Events listed in `require_group` must resolve a group (`missing_group_id`)."""
     if msg.type == "track" and msg.group_id is None and msg.contract.requires_group(msg.body["event"]):
@@ -128,6 +129,7 @@ def check_required(msg: Message) -> Message:
     return msg
 
 
+@only("identify", "track", "page", "screen", "alias")
 def check_person_traits(msg: Message) -> Message:
     """Group-owned attributes do not belong on people (`group_trait_on_person`)."""
     declared = msg.contract.group_traits
@@ -165,6 +167,7 @@ _TYPE_CHECKS = {
 }
 
 
+@only("group")
 def check_group_traits(msg: Message) -> Message:
     """Declared group traits keep their type and enum (`invalid_group_trait`) and their owner
     (`not_attribute_owner`)."""
@@ -212,5 +215,5 @@ def checks(store: Store) -> list:
         check_required,
         check_person_traits,
         check_group_traits,
-        partial(check_stale, store=store),
+        only("group")(partial(check_stale, store=store)),
     ]

@@ -20,34 +20,28 @@ MAX_BATCH_BYTES = 500 * 1024
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 _TIME_KEYS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
 _DICT_KEYS = ("context", "properties", "traits", "integrations")
+#: track events that end relationships and objects instead of being person events
+OBJECT_EVENTS = frozenset({"Relationship Deleted", "Object Deleted"})
 
 
 class Message:
     """One message on its way through the chain."""
 
-    __slots__ = (
-        "original", "body", "type", "user_id", "anonymous_id", "ts", "source", "contract",
-        "violations", "quarantined", "resolution", "group_id", "object_type", "groups", "memberships",
-        "snapshot", "ops", "received_at",
-    )
+    # defaults, shadowed per instance on first assignment
+    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = None
+    quarantined = object_event = False
+    resolution = "unresolved"
+    groups: dict[str, str] = {}
+    memberships: list = []
+    ops: list[dict[str, Any]] = []
+    copied: frozenset[str] = frozenset()
 
     def __init__(self, original: Any, body: dict[str, Any] | None, source: str | None, received_at: float):
         self.original = original
         self.body = body
         self.source = source
-        self.received_at = received_at
-        self.contract = None
+        self.received_at = self.ts = received_at
         self.violations: list[dict[str, str]] = []
-        self.quarantined = False
-        self.type = self.user_id = self.anonymous_id = None
-        self.ts = received_at
-        self.resolution = "unresolved"
-        self.group_id: str | None = None
-        self.object_type: str | None = None
-        self.groups: dict[str, str] = {}
-        self.memberships: list[tuple[str, str, float]] = []
-        self.snapshot: dict[str, Any] | None = None
-        self.ops: list[dict[str, Any]] = []
 
     @property
     def person_key(self) -> str:
@@ -72,9 +66,12 @@ class Message:
     def own(self, key: str) -> dict[str, Any]:
         """The body's dict at `key`, copied on first write so the original stays untouched."""
         value = self.body.get(key)
-        copy = dict(value) if isinstance(value, dict) else {}
-        self.body[key] = copy
-        return copy
+        if key in self.copied:
+            return value
+        value = dict(value) if isinstance(value, dict) else {}
+        self.body[key] = value
+        self.copied = self.copied | {key}
+        return value
 
     @property
     def props(self) -> dict[str, Any]:
@@ -149,6 +146,7 @@ def normalise(msg: Message) -> Message:
         event = body.get("event")
         if not isinstance(event, str) or not event.strip():
             return msg.drop("malformed", "event", "track call without an event name")
+        msg.object_event = event in OBJECT_EVENTS
     elif kind == "group" and "groupId" not in body:
         return msg.drop("malformed", "groupId", "group call without a groupId")
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):

@@ -14,13 +14,13 @@ from typing import Any
 from . import contract
 from .config import Config
 from .message import Message, normalise, split
-from .resolve import Resolve, is_object_event
+from .resolve import Resolve
+from .step import Step, chains, only
 from .stores import Store, StoreError
-
-Step = Callable[[Message], Message]
 log = logging.getLogger("groupspec")
 
 
+@only("track")
 class Attach:
     """Snapshot the `attach_group_traits` of the resolved group, as known at the event's time."""
 
@@ -29,7 +29,7 @@ class Attach:
 
     def __call__(self, msg: Message) -> Message:
         names = msg.contract.attach_group_traits
-        if names and msg.type == "track" and msg.group_id is not None and not is_object_event(msg):
+        if names and msg.type == "track" and msg.group_id is not None and not msg.object_event:
             type_id = next((m.object_type_id for m in msg.memberships if m.group_id == msg.group_id),
                            msg.contract.default_object_type_id)
             msg.snapshot = self.store.traits_at(type_id, msg.group_id, names, msg.ts)
@@ -42,7 +42,7 @@ def annotate(msg: Message) -> Message:
     groups: dict[str, str] = {}
     for m in reversed(msg.memberships):  # latest joined wins per type
         groups[m.object_type_id] = m.group_id
-    if msg.type != "group" and not is_object_event(msg):
+    if msg.type != "group" and not msg.object_event:
         if msg.group_id is not None:
             if msg.resolution != "membership":
                 groups[msg.contract.default_object_type_id] = msg.group_id
@@ -75,7 +75,7 @@ class Learn:
             attributes = contract.object_attributes(msg.traits)
             if attributes:
                 store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, body["messageId"])
-        elif is_object_event(msg):
+        elif msg.object_event:
             if body["event"] == "Object Deleted":
                 store.record_object_deleted(msg.object_type, msg.group_id, msg.ts)
             else:
@@ -99,6 +99,7 @@ class Pipeline:
             *extra,
             Learn(store),
         ]
+        self._chains = chains(self.steps)
 
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None) -> list[Message]:
         """Parse `payload` (a line, or a decoded message or batch) and take every message through the chain."""
@@ -112,18 +113,21 @@ class Pipeline:
             if error is not None:
                 msg.drop("malformed", "", error)
             else:
-                self._through(normalise(msg))
+                normalise(msg)
+                if not msg.quarantined:
+                    self._through(msg)
             out.append(msg)
         return out
 
     def _through(self, msg: Message) -> None:
-        for step in self.steps:
-            if msg.quarantined:
-                return
-            try:
-                msg = step(msg) or msg
-            except StoreError as exc:
-                msg.drop("store_unavailable", "", str(exc))
-            except Exception as exc:  # a bug must not lose the message: quarantine it with the reason
-                log.exception("groupspec step %r failed", getattr(step, "__name__", step))
-                msg.drop("internal_error", "", f"{type(exc).__name__}: {exc}")
+        step = None
+        try:
+            for step in self._chains[msg.type]:
+                if msg.quarantined:
+                    return
+                step(msg)
+        except StoreError as exc:
+            msg.drop("store_unavailable", "", str(exc))
+        except Exception as exc:  # a bug must not lose the message: quarantine it with the reason
+            log.exception("groupspec step %r failed", getattr(step, "__name__", step))
+            msg.drop("internal_error", "", f"{type(exc).__name__}: {exc}")

@@ -5,13 +5,6 @@ from __future__ import annotations
 from .message import Message
 from .stores import Store
 
-OBJECT_EVENTS = frozenset({"Relationship Deleted", "Object Deleted"})
-
-
-def is_object_event(msg: Message) -> bool:
-    return msg.type == "track" and msg.body["event"] in OBJECT_EVENTS
-
-
 class Resolve:
     """Finds the candidate group of a message and the memberships of its person at the message's time."""
 
@@ -28,7 +21,7 @@ class Resolve:
         if msg.type == "group":
             msg.group_id, msg.resolution = body["groupId"], "explicit"
             return msg
-        if is_object_event(msg):
+        if msg.object_event:
             msg.group_id, msg.resolution = msg.props.get("objectId"), "explicit"
             return msg
         context = body.get("context")

@@ -85,6 +85,7 @@ class Replay:
         for v in msg.violations:
             self.violations[v["code"]] += 1
         if msg.quarantined:
+            msg.received_at = self.clock.now  # stream time, this message's own time included
             self.counts["quarantined"] += 1
             files["quarantine.jsonl"].write(orjson.dumps(record(msg)) + b"\n")
             return
