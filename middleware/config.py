@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +36,46 @@ class GroupTrait(_Model):
     owner: str | None = None
 
 
+_DURATION = re.compile(r"([1-9][0-9]*)([smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def duration_seconds(text: str) -> int:
+    """A duration such as ``30d``, ``6h``, ``5m`` or ``90s`` in seconds (ValueError otherwise)."""
+    match = _DURATION.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise ValueError(f"expected a duration like 30d, 6h, 5m or 90s, got {text!r}")
+    return int(match[1]) * _UNIT_SECONDS[match[2]]
+
+
+class Rollup(_Model):
+    """A group attribute computed from members' events: the latest `value`, or a count over `count_window`."""
+
+    event: str
+    value: str | None = None  # "timestamp" (the event's time) or "properties.NAME"
+    count_window: str | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str | None) -> str | None:
+        if value is not None and value != "timestamp" and not (value.startswith("properties.") and value[11:]):
+            raise ValueError(f"expected \"timestamp\" or \"properties.NAME\", got {value!r}")
+        return value
+
+    @field_validator("count_window")
+    @classmethod
+    def _window(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Rollup:
+        if (self.value is None) == (self.count_window is None):
+            raise ValueError("expected exactly one of value or count_window")
+        return self
+
+
 class Contract(_Model):
     """The data contract one source is held to."""
 
@@ -46,6 +87,14 @@ class Contract(_Model):
     attach_group_traits: list[str] = Field(default_factory=list)
     group_traits: dict[str, GroupTrait] = Field(default_factory=dict)
     actions: dict[Code, Action] = Field(default_factory=dict)
+    rollups: dict[str, Rollup] = Field(default_factory=dict)
+    rollup_interval: str = "5m"  # at most one rollup update per group per interval of event time
+
+    @field_validator("rollup_interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
 
     @field_validator("group_id_pattern")
     @classmethod
@@ -74,6 +123,10 @@ class Contract(_Model):
         if unknown:
             raise ValueError(f"attach_group_traits: {unknown} are not declared in [contract.group_traits]")
         return self
+
+    @cached_property
+    def group_id_regex(self) -> re.Pattern[str] | None:
+        return re.compile(self.group_id_pattern) if self.group_id_pattern else None
 
     def action(self, code: Code) -> Action:
         return self.actions.get(code, DEFAULT_ACTIONS[code])
