@@ -133,11 +133,12 @@ def check_required(msg: Message) -> Message:
 def check_person_traits(msg: Message) -> Message:
     """Group-owned attributes do not belong on people (`group_trait_on_person`)."""
     declared = msg.contract.group_traits
-    if not declared or msg.type == "group":
+    if not declared:
         return msg
-    for where in ("traits", "context.traits"):
-        holder = msg.body.get("traits") if where == "traits" else (msg.body.get("context") or {}).get("traits")
-        if not isinstance(holder, dict):
+    body = msg.body
+    context = body.get("context")
+    for where, holder in (("traits", body.get("traits")), ("context.traits", context.get("traits") if context else None)):
+        if not holder or not isinstance(holder, dict):
             continue
         for name in [n for n in holder if n in declared]:
             msg.violate(

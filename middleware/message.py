@@ -19,6 +19,8 @@ MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 _TIME_KEYS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+_ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
+_ABSENT = object()
 _DICT_KEYS = ("context", "properties", "traits", "integrations")
 #: track events that end relationships and objects instead of being person events
 OBJECT_EVENTS = frozenset({"Relationship Deleted", "Object Deleted"})
@@ -129,9 +131,12 @@ def normalise(msg: Message) -> Message:
         value = body.get(key)
         if value is not None and not isinstance(value, dict):
             return msg.drop("malformed", key, f"{key} must be an object, got {type(value).__name__}")
-    for key in ("userId", "anonymousId", "groupId", "previousId"):
+    for key in _ID_KEYS:
+        value = body.get(key, _ABSENT)
+        if value is _ABSENT or (value.__class__ is str and value):
+            continue
         if key in body:
-            value = _as_id(body[key])
+            value = _as_id(value)
             if value is False:
                 return msg.drop("malformed", key, f"{key} must be a string or a number")
             if value is None:
@@ -152,7 +157,7 @@ def normalise(msg: Message) -> Message:
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):
         return msg.drop("malformed", "previousId", "alias call needs previousId and userId")
     for key in _TIME_KEYS:
-        if key in body and body[key] is not None:
+        if body.get(key) is not None:
             ts = parse_time(body[key])
             if ts is None:
                 return msg.drop("malformed", key, f"{key} is not an ISO-8601 time: {body[key]!r}")

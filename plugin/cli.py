@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 
-from groupspec.middleware.config import ConfigError, load_config
+from groupspec.middleware.config import ConfigError, Store, load_config
+from groupspec.middleware.stores import StoreError
 
 from . import replay as replaying
 
@@ -22,9 +23,18 @@ def _replay(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such input file")
     payloads = ((line, None) for path in args.inputs for line in replaying.read_lines(path))
-    summary = replaying.Replay(config, args.out, args.source, store_url=args.store).run(payloads)
+    summary = replaying.Replay(config, args.out, args.source, store_url=_store_url(args.store)).run(payloads)
     print(orjson.dumps(summary).decode())
     return _expect(args)
+
+
+def _store_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    try:
+        return Store(url=url).url
+    except ValueError:
+        raise ConfigError(f"--store: expected memory:// | sqlite:///path | redis://host:port/db, got {url!r}") from None
 
 
 def _expect(args: argparse.Namespace) -> int:
@@ -43,7 +53,7 @@ def _quarantine_replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not Path(args.file).is_file():
         raise ConfigError(f"{args.file}: no such quarantine file")
-    summary = replaying.Replay(config, args.out, args.source, store_url=args.store).run(
+    summary = replaying.Replay(config, args.out, args.source, store_url=_store_url(args.store)).run(
         replaying.quarantine_payloads(args.file))
     print(orjson.dumps(summary).decode())
     return _expect(args)
@@ -93,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"groupspec: config error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:
+        print(f"groupspec: store error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, EOFError) as exc:  # unreadable input or output: say which, no traceback
+        print(f"groupspec: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -15,7 +15,7 @@ def person(user_id: str | None, anonymous_id: str | None, traits: dict[str, Any]
     if user_id is not None:
         if user_id.startswith("cio_"):
             return {"cio_id": user_id[4:]}
-        if _EMAIL.match(user_id):
+        if "@" in user_id and _EMAIL.match(user_id):
             return {"email": user_id}
         return {"id": user_id}
     email = traits.get("email")

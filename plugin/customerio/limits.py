@@ -57,9 +57,17 @@ def _attributes(attrs: Any, where: str) -> tuple[str, str] | None:
     return None
 
 
+_ACTIVITIES = frozenset({"event", "page", "screen"})
+
+
 def problem(op: dict[str, Any]) -> tuple[str, str] | None:
     """(field, reason) for the first limit `op` breaks, or None when Customer.io will accept its shape."""
     kind, action = op["type"], op["action"]
+    if kind == "person" and action in _ACTIVITIES:  # the common case: one person identifier + the size
+        ((key, value),) = op["identifiers"].items()
+        if not value or len(value.encode()) > MAX_ID_BYTES:
+            return f"identifiers.{key}", f"identifier must be a non-empty string of at most {MAX_ID_BYTES} bytes"
+        return _too_big(op)
     if action == "merge":
         found = _identifiers(op["primary"], "primary", "person") or _identifiers(op["secondary"], "secondary", "person")
     else:
@@ -75,6 +83,10 @@ def problem(op: dict[str, Any]) -> tuple[str, str] | None:
         found = found or _attributes(link.get("relationship_attributes", {}), f"cio_relationships[{i}].relationship_attributes")
         if found:
             return found
+    return _too_big(op)
+
+
+def _too_big(op: dict[str, Any]) -> tuple[str, str] | None:
     size = len(orjson.dumps(op))
     if size > MAX_OPERATION_BYTES:
         return "", f"operation of {size} bytes is over Customer.io's 32 KB limit"
