@@ -89,11 +89,13 @@ class Contract(_Model):
     actions: dict[Code, Action] = Field(default_factory=dict)
     rollups: dict[str, Rollup] = Field(default_factory=dict)
     rollup_interval: str = "5m"  # at most one rollup update per group per interval of event time
+    freshness: str | None = None  # coverage report: a group not updated for this long is stale
 
-    @field_validator("rollup_interval")
+    @field_validator("rollup_interval", "freshness")
     @classmethod
-    def _interval(cls, value: str) -> str:
-        duration_seconds(value)
+    def _interval(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
         return value
 
     @field_validator("group_id_pattern")
@@ -152,7 +154,10 @@ class CustomerIO(_Model):
     batch_size: int = Field(100, ge=1, le=1000)
     rate_limit: float = Field(100.0, gt=0)
     max_retries: int = Field(8, ge=0)
+    retry_base: float = Field(0.5, gt=0)  # seconds: backoff before retry n is uniform in [0, min(cap, base * 2**n)]
+    retry_cap: float = Field(30.0, gt=0)
     timeout: float = Field(10.0, gt=0)
+    dead_letter: str = "groupspec-dead-letter.jsonl"
 
     @property
     def base_url(self) -> str:
@@ -176,6 +181,23 @@ class Quarantine(_Model):
     path: str = "groupspec-quarantine.jsonl"
 
 
+class Service(_Model):
+    """`groupspec serve`: where accepted requests are spooled and when the spool counts as unhealthy."""
+
+    spool: str = "groupspec-spool.db"
+    sync: Literal["full", "normal"] = "full"  # full: fsync every commit (power loss); normal: process crash
+    max_spool_depth: int = Field(100_000, ge=1)  # messages waiting beyond this: /health answers 503
+
+
+class Upstream(_Model):
+    """An optional Segment-compatible endpoint (Segment, a RudderStack data plane) that gets the enriched messages."""
+
+    url: str | None = None
+    write_key: SecretStr | None = None
+    timeout: float = Field(10.0, gt=0)
+    max_retries: int = Field(8, ge=0)
+
+
 class Config(_Model):
     """A whole groupspec configuration file."""
 
@@ -184,8 +206,8 @@ class Config(_Model):
     customerio: CustomerIO = Field(default_factory=CustomerIO)
     store: Store | None = None
     quarantine: Quarantine = Field(default_factory=Quarantine)
-    service: dict[str, Any] = Field(default_factory=dict)
-    upstream: dict[str, Any] = Field(default_factory=dict)
+    service: Service = Field(default_factory=Service)
+    upstream: Upstream = Field(default_factory=Upstream)
     path: str = "<config>"
     missing_env: dict[str, str] = Field(default_factory=dict)
 

@@ -27,15 +27,15 @@ def record(msg: Message) -> dict[str, Any]:
     }
 
 
-class QuarantineFile:
-    """Appends quarantine records to a JSONL file; safe to share between threads."""
+class JsonlFile:
+    """Appends JSON records to a file, one a line; safe to share between threads."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
 
-    def add(self, msg: Message) -> None:
-        line = orjson.dumps(record(msg)) + b"\n"
+    def append(self, rec: dict[str, Any]) -> None:
+        line = orjson.dumps(rec) + b"\n"
         with self._lock, self.path.open("ab") as out:
             out.write(line)
 
@@ -43,3 +43,10 @@ class QuarantineFile:
         if not self.path.exists():
             return []
         return [orjson.loads(line) for line in self.path.read_bytes().splitlines() if line.strip()]
+
+
+class QuarantineFile(JsonlFile):
+    """The quarantine: one `record(msg)` a line."""
+
+    def add(self, msg: Message) -> None:
+        self.append(record(msg))

@@ -12,6 +12,7 @@ import orjson
 from groupspec.middleware.config import ConfigError, Store, load_config
 from groupspec.middleware.stores import StoreError
 
+from . import contract_diff, report
 from . import replay as replaying
 
 
@@ -93,6 +94,8 @@ def parser() -> argparse.ArgumentParser:
     q_replay.add_argument("--expect")
     q_replay.add_argument("--store", help="store url, overriding [store]")
     q_replay.set_defaults(run=_quarantine_replay)
+    contract_diff.register(commands)
+    report.register(commands)
     return top
 
 

@@ -16,6 +16,7 @@ from groupspec.middleware import Config, Pipeline, open_store
 from groupspec.middleware.quarantine import record
 
 from .customerio.mapping import to_customerio
+from .customerio.rollups import RollupUpdates
 
 OUTPUTS = ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.json")
 RESOLUTIONS = ("explicit", "property", "membership", "unresolved")
@@ -58,7 +59,8 @@ class Replay:
         self.source = source
         self.clock = StreamClock()
         self.store = open_store(store_url or config.store_url("memory://"))
-        self.pipeline = Pipeline(config, self.store, extra=[to_customerio], clock=self.clock)
+        self.rollups = RollupUpdates(self.store)
+        self.pipeline = Pipeline(config, self.store, extra=[to_customerio, self.rollups], clock=self.clock)
         self.out = Path(out)
         self.counts: Counter[str] = Counter()
         self.violations: Counter[str] = Counter()
@@ -71,6 +73,8 @@ class Replay:
             for payload, source in payloads:
                 for msg in self.pipeline.run(payload, source or self.source):
                     self._write(msg, files)
+            for op in self.rollups.flush(self.config.contract):  # the rollup updates still pending at the end
+                files["customerio.jsonl"].write(orjson.dumps(op) + b"\n")
         finally:
             for f in files.values():
                 f.close()

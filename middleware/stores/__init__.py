@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Membership, Store, StoreError
+from .base import Activity, Membership, Store, StoreError
 
 
 def open_store(url: str) -> Store:
@@ -22,4 +22,4 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unknown store url {url!r}: expected memory://, sqlite:///path or redis://host:port/db")
 
 
-__all__ = ["Membership", "Store", "StoreError", "open_store"]
+__all__ = ["Activity", "Membership", "Store", "StoreError", "open_store"]

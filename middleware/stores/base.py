@@ -15,6 +15,15 @@ class Membership(NamedTuple):
     since: float  # time of the join that is in force
 
 
+class Activity(NamedTuple):
+    """One member event in a group's activity log (what the rollups are computed from)."""
+
+    ts: float
+    seq: int  # order of recording within the group
+    message_id: str
+    values: dict[str, Any]  # rollup name -> the value this event contributes
+
+
 class StoreError(Exception):
     """The store cannot answer (e.g. a Redis outage); the message must not be silently unresolved."""
 
@@ -43,6 +52,22 @@ class Store(Protocol):
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
         """The latest value of each of `names` written at or before `ts`."""
+
+    def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
+        """Append a member's event to the group's activity log, once per message; its seq (the first one's)."""
+
+    def activity_since(self, object_type_id: str, group_id: str, since: float) -> list[Activity]:
+        """The group's activity entries with a time at or after `since`, in (ts, seq) order."""
+
+    def mark_rollup_pending(self, object_type_id: str, group_id: str, due: float, seq: int) -> None:
+        """Note unsent rollup changes of a group up to entry `seq`, due at `due` (keeps the earliest due, the
+        highest seq)."""
+
+    def clear_rollup_pending(self, object_type_id: str, group_id: str, seq: int) -> None:
+        """Forget the pending changes once sent up to `seq` (a newer pending entry stays)."""
+
+    def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
+        """``(object_type_id, group_id, due, seq)`` of the pending groups due at or before `until`, by due time."""
 
     def close(self) -> None:
         """Release connections and files."""

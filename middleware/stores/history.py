@@ -7,6 +7,7 @@ asked time decides (ties broken by `seq`, the order of recording), and an object
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from .base import Membership
 
@@ -28,7 +29,7 @@ def fold_memberships(events: Iterable[Event], deletions: dict[tuple[str, str], l
         for (type_id, group_id), (at, _, joined) in latest.items()
         if joined and not any(at <= gone <= ts for gone in deletions.get((type_id, group_id), ()))
     ]
-    out.sort(key=lambda m: m.since, reverse=True)
+    out.sort(key=lambda m: (-m.since, m.object_type_id, m.group_id))  # latest joined first; ties by id: stores agree
     return out
 
 
@@ -40,6 +41,15 @@ def stale_after(entries: Iterable[tuple[float, int, str]], ts: float, message_id
     entries = list(entries)
     own = min((seq for _, seq, mid in entries if mid == message_id), default=None)
     return any(at > ts for at, seq, _ in entries if own is None or seq < own)
+
+
+def latest_at(entries: Iterable[tuple[float, int, Any]], ts: float) -> tuple[float, int, Any] | None:
+    """The newest ``(ts, seq, value)`` entry written at or before `ts` (ties broken by `seq`), or None."""
+    best = None
+    for entry in entries:
+        if entry[0] <= ts and (best is None or entry[:2] > best[:2]):
+            best = entry
+    return best
 
 
 def linked(start: str, neighbours) -> list[str]:

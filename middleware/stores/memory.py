@@ -6,8 +6,8 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from .base import Membership
-from .history import Event, fold_memberships, linked, stale_after
+from .base import Activity, Membership
+from .history import Event, fold_memberships, latest_at, linked, stale_after
 
 _NONE: tuple = ()
 
@@ -22,6 +22,8 @@ class MemoryStore:
         self._event_keys: set[tuple] = set()
         self._deletions: dict[tuple[str, str], list[float]] = defaultdict(list)
         self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any]]] = defaultdict(list)
+        self._activity: dict[tuple[str, str], dict[str, Activity]] = defaultdict(dict)
+        self._pending: dict[tuple[str, str], tuple[float, int]] = {}
         self._seq = 0
 
     def _next(self) -> int:
@@ -81,13 +83,37 @@ class MemoryStore:
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
         out = {}
         for name in names:
-            best = None
-            for entry in self._traits.get((object_type_id, group_id, name), _NONE):
-                if entry[0] <= ts and (best is None or entry[:2] > best[:2]):
-                    best = entry
+            history = self._traits.get((object_type_id, group_id, name), _NONE)
+            best = latest_at(((at, seq, value) for at, seq, _, value in history), ts)
             if best is not None:
-                out[name] = best[3]
+                out[name] = best[2]
         return out
+
+    def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
+        with self._lock:
+            log = self._activity[(object_type_id, group_id)]
+            if message_id not in log:
+                log[message_id] = Activity(float(ts), self._next(), message_id, dict(values))
+            return log[message_id].seq
+
+    def activity_since(self, object_type_id: str, group_id: str, since: float) -> list[Activity]:
+        return sorted(e for e in self._activity.get((object_type_id, group_id), {}).values() if e.ts >= since)
+
+    def mark_rollup_pending(self, object_type_id: str, group_id: str, due: float, seq: int) -> None:
+        with self._lock:
+            key = (object_type_id, group_id)
+            old_due, old_seq = self._pending.get(key, (due, seq))
+            self._pending[key] = (min(due, old_due), max(seq, old_seq))
+
+    def clear_rollup_pending(self, object_type_id: str, group_id: str, seq: int) -> None:
+        with self._lock:
+            key = (object_type_id, group_id)
+            if key in self._pending and self._pending[key][1] <= seq:
+                del self._pending[key]
+
+    def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
+        due = [(at, type_id, group_id, seq) for (type_id, group_id), (at, seq) in list(self._pending.items()) if at <= until]
+        return [(type_id, group_id, at, seq) for at, type_id, group_id, seq in sorted(due)]
 
     def close(self) -> None:
         pass

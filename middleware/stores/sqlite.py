@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from .base import Membership, StoreError
+from .base import Activity, Membership, StoreError
 from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
@@ -23,6 +23,13 @@ CREATE TABLE IF NOT EXISTS traits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, name TEXT NOT NULL,
     ts REAL NOT NULL, message_id TEXT NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, name, message_id));
 CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
+CREATE TABLE IF NOT EXISTS activity (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, message_id TEXT NOT NULL,
+    ts REAL NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, message_id));
+CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
+CREATE TABLE IF NOT EXISTS rollups_pending (
+    type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
+    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
 """
 
 
@@ -117,6 +124,40 @@ class SQLiteStore:
             if row:
                 out[name] = orjson.loads(row[0][0])
         return out
+
+    def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
+        self._write(
+            "INSERT OR IGNORE INTO activity (type_id, group_id, message_id, ts, value) VALUES (?, ?, ?, ?, ?)",
+            [(object_type_id, group_id, message_id, ts, orjson.dumps(values))],
+        )
+        return self._rows(
+            "SELECT seq FROM activity WHERE type_id = ? AND group_id = ? AND message_id = ?",
+            (object_type_id, group_id, message_id),
+        )[0][0]
+
+    def activity_since(self, object_type_id: str, group_id: str, since: float) -> list[Activity]:
+        rows = self._rows(
+            "SELECT ts, seq, message_id, value FROM activity WHERE type_id = ? AND group_id = ? AND ts >= ? ORDER BY ts, seq",
+            (object_type_id, group_id, since),
+        )
+        return [Activity(at, seq, message_id, orjson.loads(value)) for at, seq, message_id, value in rows]
+
+    def mark_rollup_pending(self, object_type_id: str, group_id: str, due: float, seq: int) -> None:
+        self._write(
+            "INSERT INTO rollups_pending VALUES (?, ?, ?, ?) ON CONFLICT (type_id, group_id) DO UPDATE SET"
+            " due = min(due, excluded.due), seq = max(seq, excluded.seq)",
+            [(object_type_id, group_id, due, seq)],
+        )
+
+    def clear_rollup_pending(self, object_type_id: str, group_id: str, seq: int) -> None:
+        self._write("DELETE FROM rollups_pending WHERE type_id = ? AND group_id = ? AND seq <= ?",
+                    [(object_type_id, group_id, seq)])
+
+    def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
+        return self._rows(
+            "SELECT type_id, group_id, due, seq FROM rollups_pending WHERE due <= ? ORDER BY due, type_id, group_id",
+            (until,),
+        )
 
     def close(self) -> None:
         with self._lock:

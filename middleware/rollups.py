@@ -1,0 +1,100 @@
+"""Group activity rollups: group attributes computed from members' events, point-in-time and coalesced.
+
+Each track event named by a `[contract.rollups]` entry that resolved a group is appended, once per
+`messageId`, to the group's activity log in the store. The attributes are a pure function of that log:
+
+- a `value` rollup is the value of the newest event (by event time); `"timestamp"` is its time in unix seconds;
+- a `count_window` rollup counts the events in the window ending at the group's latest event time (so a late
+  event never rolls an object back to an older view).
+
+Coalescing works on event time, never the wall clock: time is cut into `rollup_interval` slots; an event marks its
+group pending until the end of its slot, and the update goes out with the first message at or after that time
+(`due`), or at the end of a replay (`flush`); a long-running service also calls `due` with the clock. An update
+shows the log as it was up to the last event that marked it pending, so replaying a stream twice against a
+persistent store gives the same updates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Contract, Rollup, duration_seconds
+from .message import Message
+from .stores import Activity, Store
+
+#: (object_type_id, group_id, attributes) of one object update
+Update = tuple[str, str, dict[str, Any]]
+
+
+def group_type(msg: Message) -> str:
+    """The object type of the message's resolved group: from the person's memberships, else the default."""
+    return next((m.object_type_id for m in msg.memberships if m.group_id == msg.group_id),
+                msg.contract.default_object_type_id)
+
+
+def contributions(msg: Message) -> dict[str, Any]:
+    """What a forwarded message contributes to the rollups of its contract (a count contributes 1)."""
+    rollups = msg.contract.rollups
+    if not rollups or msg.type != "track" or msg.object_event or msg.group_id is None:
+        return {}
+    out: dict[str, Any] = {}
+    event, props = msg.body["event"], msg.props
+    for name, rule in rollups.items():
+        if rule.event != event:
+            continue
+        if rule.count_window is not None:
+            out[name] = 1
+        elif rule.value == "timestamp":
+            out[name] = int(msg.ts)
+        elif props.get(rule.value.removeprefix("properties.")) not in (None, ""):  # "" would erase it in Customer.io
+            out[name] = props[rule.value.removeprefix("properties.")]
+    return out
+
+
+def evaluate(rollups: dict[str, Rollup], entries: list[Activity]) -> dict[str, Any]:
+    """A group's rollup attributes from its activity entries, as of the latest entry's time."""
+    if not entries:
+        return {}
+    now = max(entry.ts for entry in entries)
+    out: dict[str, Any] = {}
+    for name, rule in rollups.items():
+        feeding = [entry for entry in entries if name in entry.values]
+        if rule.count_window is not None:
+            start = now - duration_seconds(rule.count_window)
+            out[name] = sum(1 for entry in feeding if entry.ts > start)
+        elif feeding:
+            out[name] = max(feeding, key=lambda entry: (entry.ts, entry.seq)).values[name]
+    return out
+
+
+def _horizon(contract: Contract) -> int:
+    """How far before a due time the entries that decide its update can lie."""
+    windows = [duration_seconds(r.count_window) for r in contract.rollups.values() if r.count_window is not None]
+    return duration_seconds(contract.rollup_interval) + max(windows, default=0)
+
+
+class Rollups:
+    """Maintains the rollups of `[contract.rollups]` in a store and says which group updates are due."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def record(self, msg: Message, values: dict[str, Any]) -> None:
+        """Append a forwarded event's `contributions` to its group's log and mark the group pending."""
+        type_id, interval = group_type(msg), duration_seconds(msg.contract.rollup_interval)
+        seq = self.store.record_activity(type_id, msg.group_id, msg.body["messageId"], msg.ts, values)
+        self.store.mark_rollup_pending(type_id, msg.group_id, (msg.ts // interval + 1) * interval, seq)
+
+    def due(self, contract: Contract, until: float) -> list[Update]:
+        """The updates of the pending groups due at or before `until` (by due time), which are then sent."""
+        out = []
+        for type_id, group_id, due, seq in self.store.due_rollups(until):
+            since = due - _horizon(contract)
+            entries = [e for e in self.store.activity_since(type_id, group_id, since) if e.seq <= seq]
+            out.append((type_id, group_id, evaluate(contract.rollups, entries)))
+            self.store.clear_rollup_pending(type_id, group_id, seq)
+        return out
+
+    def flush(self, contract: Contract) -> list[Update]:
+        """Every pending update, due or not (the end of a replay or of a stream)."""
+        return self.due(contract, float("inf"))

@@ -1,0 +1,228 @@
+"""The shared store on Redis (redis-py): several service or app instances see one point-in-time view.
+
+Key layout — every key starts with a namespace prefix (default ``gs``) and carries a hash tag, so each
+multi-key script touches one slot and the layout works on Redis Cluster:
+
+| key | type | holds |
+|---|---|---|
+| ``{p:KEY}:l`` | set | person keys linked to KEY |
+| ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> seq (HSETNX dedupes) |
+| ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
+| ``{g:[TYPE,ID]}:d`` | set | deletion times of the object |
+| ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value]`` |
+| ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
+| ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
+
+A Redis error (refused connection, timeout, ...) raises `StoreError`; nothing answers "unresolved" on an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+import redis
+
+from .base import Activity, Membership, StoreError
+from .history import fold_memberships, latest_at, linked, stale_after
+
+# KEYS: counter, one trait-history hash per name; ARGV: message id, one "[ts, value]" per name.
+_APPLY_TRAITS = """
+for i = 2, #KEYS do
+  if redis.call('HEXISTS', KEYS[i], ARGV[1]) == 0 then
+    redis.call('HSET', KEYS[i], ARGV[1], redis.call('INCR', KEYS[1]) .. ' ' .. ARGV[i])
+  end
+end
+"""
+# KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
+_RECORD_ACTIVITY = """
+local seen = redis.call('HGET', KEYS[3], ARGV[1])
+if seen then return tonumber(seen) end
+local seq = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[3], ARGV[1], seq)
+redis.call('ZADD', KEYS[2], ARGV[2], seq .. ' ' .. ARGV[3])
+return seq
+"""
+
+# KEYS: due zset, seq hash; ARGV: group, due, seq. Keeps the earliest due and the highest seq.
+_MARK_PENDING = """
+redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+"""
+# KEYS: due zset, seq hash; ARGV: group, seq sent. A newer pending entry stays.
+_CLEAR_PENDING = """
+if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+"""
+
+
+class Keys:
+    """Key names of the layout above under one namespace prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"Redis key prefix {prefix!r} must not contain braces (they are hash tags)")
+        self.prefix = prefix
+
+    def person(self, key: str, kind: str) -> str:
+        return f"{self.prefix}{{p:{key}}}:{kind}"
+
+    def group(self, object_type_id: str, group_id: str, kind: str) -> str:
+        return f"{self.prefix}{{g:{orjson.dumps([object_type_id, group_id]).decode()}}}:{kind}"
+
+    def pending(self, kind: str) -> str:
+        return f"{self.prefix}{{rollups}}:{kind}"
+
+
+def membership_field(object_type_id: str, group_id: str, ts: float, joined: bool) -> bytes:
+    """The hash field of one membership event (identical events share it, so they are stored once)."""
+    return orjson.dumps([object_type_id, group_id, float(ts), joined])
+
+
+class RedisStore:
+    """Point-in-time membership, identity links, group trait history and activity in Redis."""
+
+    def __init__(self, url: str, prefix: str = "gs") -> None:
+        self.keys = Keys(prefix)
+        parts = urlsplit(url)
+        self._where = f"redis://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"  # no password
+        try:
+            self.redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
+        except ValueError as exc:
+            raise StoreError(f"bad Redis store url {self._where}: {exc}") from None
+        self._apply_traits = self.redis.register_script(_APPLY_TRAITS)
+        self._record_activity = self.redis.register_script(_RECORD_ACTIVITY)
+        self._mark_pending = self.redis.register_script(_MARK_PENDING)
+        self._clear_pending = self.redis.register_script(_CLEAR_PENDING)
+
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except redis.RedisError as exc:
+            raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
+
+    def link(self, key: str, other: str) -> None:
+        # two idempotent single-key writes (the persons may live on different cluster slots)
+        if key == other:
+            return
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.sadd(self.keys.person(key, "l"), other)
+            pipe.sadd(self.keys.person(other, "l"), key)
+            pipe.execute()
+
+    def identities(self, key: str) -> list[str]:
+        with self._guard():
+            return linked(key, lambda k: sorted(self.redis.smembers(self.keys.person(k, "l"))))
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+        with self._guard():
+            seq = self.redis.incr(self.keys.group(object_type_id, group_id, "n"))
+            self.redis.hsetnx(self.keys.person(person, "e"), membership_field(object_type_id, group_id, ts, joined), seq)
+
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
+        with self._guard():
+            self.redis.sadd(self.keys.group(object_type_id, group_id, "d"), repr(float(ts)))
+
+    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=False)
+            for person in persons:
+                pipe.hgetall(self.keys.person(person, "e"))
+            events = []
+            for stored in pipe.execute():
+                for field, seq in stored.items():
+                    type_id, group_id, at, joined = orjson.loads(field)
+                    if at <= ts:
+                        events.append((type_id, group_id, at, int(seq), joined))
+            if not events:
+                return []
+            groups = sorted({(type_id, group_id) for type_id, group_id, *_ in events})
+            pipe = self.redis.pipeline(transaction=False)
+            for type_id, group_id in groups:
+                pipe.smembers(self.keys.group(type_id, group_id, "d"))
+            deletions = {group: [float(at) for at in times] for group, times in zip(groups, pipe.execute()) if times}
+        return fold_memberships(events, deletions, ts)
+
+    def _trait_histories(self, object_type_id: str, group_id: str, names: list[str]) -> list[list[tuple[float, int, str, Any]]]:
+        """Per name: ``(ts, seq, message_id, value)`` entries."""
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(self.keys.group(object_type_id, group_id, "t:" + name))
+            out = []
+            for stored in pipe.execute():
+                entries = []
+                for message_id, entry in stored.items():
+                    seq, _, payload = entry.partition(" ")
+                    at, value = orjson.loads(payload)
+                    entries.append((at, int(seq), message_id, value))
+                out.append(entries)
+            return out
+
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
+        histories = self._trait_histories(object_type_id, group_id, names)
+        return {name for name, entries in zip(names, histories) if stale_after((e[:3] for e in entries), ts, message_id)}
+
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+        if not traits:
+            return
+        keys = [self.keys.group(object_type_id, group_id, "n")]
+        keys += [self.keys.group(object_type_id, group_id, "t:" + name) for name in traits]
+        args = [message_id, *(orjson.dumps([float(ts), value]) for value in traits.values())]
+        with self._guard():
+            self._apply_traits(keys=keys, args=args)
+
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
+        out = {}
+        for name, entries in zip(names, self._trait_histories(object_type_id, group_id, names)):
+            best = latest_at(((at, seq, value) for at, seq, _, value in entries), ts)
+            if best is not None:
+                out[name] = best[2]
+        return out
+
+    def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
+        keys = [self.keys.group(object_type_id, group_id, kind) for kind in ("n", "a", "ad")]
+        with self._guard():
+            return int(self._record_activity(keys=keys, args=[message_id, repr(float(ts)), orjson.dumps([message_id, values])]))
+
+    def activity_since(self, object_type_id: str, group_id: str, since: float) -> list[Activity]:
+        with self._guard():
+            stored = self.redis.zrangebyscore(self.keys.group(object_type_id, group_id, "a"), since, "+inf", withscores=True)
+        out = []
+        for member, at in stored:
+            seq, _, entry = member.partition(" ")
+            message_id, values = orjson.loads(entry)
+            out.append(Activity(at, int(seq), message_id, values))
+        out.sort()
+        return out
+
+    def mark_rollup_pending(self, object_type_id: str, group_id: str, due: float, seq: int) -> None:
+        keys = [self.keys.pending("due"), self.keys.pending("seq")]
+        with self._guard():
+            self._mark_pending(keys=keys, args=[orjson.dumps([object_type_id, group_id]), repr(float(due)), seq])
+
+    def clear_rollup_pending(self, object_type_id: str, group_id: str, seq: int) -> None:
+        keys = [self.keys.pending("due"), self.keys.pending("seq")]
+        with self._guard():
+            self._clear_pending(keys=keys, args=[orjson.dumps([object_type_id, group_id]), seq])
+
+    def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
+        with self._guard():
+            due = self.redis.zrangebyscore(self.keys.pending("due"), "-inf", until, withscores=True)
+            seqs = self.redis.hmget(self.keys.pending("seq"), [member for member, _ in due]) if due else []
+        out = [(*orjson.loads(member), at, int(seq)) for (member, at), seq in zip(due, seqs) if seq is not None]
+        out.sort(key=lambda row: (row[2], row[0], row[1]))
+        return out
+
+    def close(self) -> None:
+        self.redis.close()
+

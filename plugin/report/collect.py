@@ -1,0 +1,275 @@
+"""The numbers of the coverage report, from a replay output folder (or a service's `report.json`).
+
+`collect(outdir, config)` reads `forwarded.jsonl` and `quarantine.jsonl` once each and returns a `Coverage`.
+Times are relative to the latest message time in the data, never the wall clock, so a report is reproducible.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from groupspec.middleware.config import Config, ConfigError, Contract, duration_seconds
+from groupspec.middleware.message import _TIME_KEYS, OBJECT_EVENTS, parse_time
+from groupspec.middleware.quarantine import iso
+
+from ..replay import RESOLUTIONS, read_lines
+
+#: how many people without a group and stale groups a report lists by name (the counts are always whole)
+EXAMPLES = 50
+NO_SOURCE = "-"
+
+
+class ReportError(Exception):
+    """Report input that cannot be read: a corrupt output folder or an unexpected service answer."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class EventRow(_Model):
+    """One track event name: how many arrived, were forwarded or quarantined, and how their group resolved."""
+
+    event: str
+    received: int = 0
+    forwarded: int = 0
+    quarantined: int = 0
+    resolution: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(RESOLUTIONS, 0))
+
+    @property
+    def with_group(self) -> int:
+        return self.forwarded - self.resolution.get("unresolved", 0)
+
+    @property
+    def share(self) -> float | None:
+        """Share of forwarded events that carry a group (None when none was forwarded)."""
+        return self.with_group / self.forwarded if self.forwarded else None
+
+
+class ViolationRow(_Model):
+    code: str
+    source: str
+    forwarded: int = 0  # flagged or stripped, then forwarded
+    quarantined: int = 0
+
+
+class People(_Model):
+    total: int = 0
+    without_group: int = 0
+    examples: list[str] = Field(default_factory=list)
+
+
+class StaleGroup(_Model):
+    object_type_id: str
+    group_id: str
+    last_update: str
+    age_seconds: int
+
+
+class Groups(_Model):
+    total: int = 0
+    freshness: str | None = None
+    stale_count: int = 0
+    stale: list[StaleGroup] = Field(default_factory=list)  # oldest first, at most EXAMPLES
+
+
+class Coverage(_Model):
+    """The whole report; also the JSON shape a service's `GET /report.json` returns."""
+
+    origin: str
+    contract: str | None = None
+    as_of: str | None = None
+    received: int = 0
+    forwarded: int = 0
+    quarantined: int = 0
+    events: list[EventRow] = Field(default_factory=list)
+    violations: list[ViolationRow] = Field(default_factory=list)
+    people: People = Field(default_factory=People)
+    groups: Groups = Field(default_factory=Groups)
+
+
+class _Identities:
+    """People as connected identities: an anonymousId and a userId seen together (or an alias) are one person."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.grouped: set[str] = set()
+
+    def find(self, key: str) -> str:
+        parent = self.parent
+        root = parent.setdefault(key, key)
+        while parent[root] != root:
+            root = parent[root]
+        while parent[key] != root:  # path compression
+            parent[key], key = root, parent[key]
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if rb.startswith("a:") and ra.startswith("u:"):
+                ra, rb = rb, ra
+            self.parent[ra] = rb  # a userId is the better name for a person
+
+    def people(self) -> People:
+        roots = {key: self.find(key) for key in self.parent}
+        grouped = {roots[key] for key in self.grouped}
+        alone = sorted(root[2:] for root in set(roots.values()) - grouped)
+        return People(total=len(set(roots.values())), without_group=len(alone), examples=alone[:EXAMPLES])
+
+
+def message_time(body: dict[str, Any]) -> float | None:
+    for key in _TIME_KEYS:
+        if body.get(key) is not None:
+            return parse_time(body[key])
+    return None
+
+
+class _Collector:
+    def __init__(self, config: Config | None) -> None:
+        self.config = config
+        self.events: dict[str, dict[str, Any]] = {}
+        self.violations: Counter[tuple[str, str, str]] = Counter()
+        self.identities = _Identities()
+        self.groups: dict[tuple[str, str], float | None] = {}
+        self.deleted: set[tuple[str, str]] = set()
+        self.latest: float | None = None
+        self.versions: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+
+    def _source(self, body: dict[str, Any]) -> str | None:
+        key = body.get("writeKey")
+        if self.config is None or not isinstance(key, str):
+            return None
+        return self.config.source_for_key(key)
+
+    def _contract(self, source: str | None) -> Contract:
+        return self.config.contract_for(source) if self.config is not None else Contract()
+
+    def _seen(self, ts: float | None) -> None:
+        if ts is not None and (self.latest is None or ts > self.latest):
+            self.latest = ts
+
+    def _event(self, name: str) -> dict[str, Any]:
+        row = self.events.get(name)
+        if row is None:
+            row = self.events[name] = {"event": name, "received": 0, "forwarded": 0, "quarantined": 0,
+                                       "resolution": dict.fromkeys(RESOLUTIONS, 0)}
+        return row
+
+    def forwarded(self, body: dict[str, Any]) -> None:
+        self.counts["forwarded"] += 1
+        ts = message_time(body)
+        self._seen(ts)
+        source = self._source(body)
+        context = body.get("context") or {}
+        info = context.get("groupspec") or {}
+        self.versions[str(info.get("contract"))] += 1
+        for v in info.get("violations") or ():
+            self.violations[v.get("code", "?"), source or NO_SOURCE, "forwarded"] += 1
+        kind, user, anon = body.get("type"), body.get("userId"), body.get("anonymousId")
+        keys = [key for key in (f"u:{user}" if user else None, f"a:{anon}" if anon else None) if key]
+        for key in keys:
+            self.identities.find(key)
+        if len(keys) == 2:
+            self.identities.union(*keys)
+        if kind == "alias" and body.get("previousId") and user:  # previousId may be either kind of id
+            for prefix in ("u:", "a:"):
+                self.identities.union(f"{prefix}{body['previousId']}", f"u:{user}")
+        if kind == "group" or context.get("groupId") or context.get("groups"):
+            self.identities.grouped.update(keys)
+        if kind == "group":
+            traits = body.get("traits") or {}
+            type_id = traits.get("objectTypeId", traits.get("object_type_id"))
+            key = (str(type_id or self._contract(source).default_object_type_id), str(body.get("groupId")))
+            previous = self.groups.get(key)
+            self.groups[key] = ts if previous is None or (ts is not None and ts > previous) else previous
+        elif kind == "track" and body.get("event") == "Object Deleted":
+            props = body.get("properties") or {}
+            type_id = props.get("objectTypeId") or self._contract(source).default_object_type_id
+            self.deleted.add((str(type_id), str(props.get("objectId"))))
+        elif kind == "track" and isinstance(body.get("event"), str) and body["event"] not in OBJECT_EVENTS:
+            row = self._event(body["event"])
+            row["received"] += 1
+            row["forwarded"] += 1
+            resolution = info.get("resolution", "unresolved")
+            row["resolution"][resolution] = row["resolution"].get(resolution, 0) + 1
+
+    def quarantined(self, record: dict[str, Any]) -> None:
+        self.counts["quarantined"] += 1
+        self._seen(parse_time(record.get("received_at")))
+        source = record.get("source") or NO_SOURCE
+        for v in record.get("violations") or ():
+            self.violations[v.get("code", "?"), source, "quarantined"] += 1
+        message = record.get("message")
+        if isinstance(message, dict) and str(message.get("type", "")).lower() == "track":
+            event = message.get("event")
+            if isinstance(event, str) and event.strip() and event not in OBJECT_EVENTS:
+                row = self._event(event)
+                row["received"] += 1
+                row["quarantined"] += 1
+
+    def coverage(self, origin: str) -> Coverage:
+        rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
+        for (code, source, where), n in self.violations.items():
+            rows[code, source].update({"code": code, "source": source, where: n})
+        return Coverage(
+            origin=origin,
+            contract=self._version(),
+            as_of=iso(self.latest) if self.latest is not None else None,
+            received=self.counts["forwarded"] + self.counts["quarantined"],
+            forwarded=self.counts["forwarded"],
+            quarantined=self.counts["quarantined"],
+            events=sorted((EventRow(**row) for row in self.events.values()), key=lambda r: (-r.received, r.event)),
+            violations=sorted((ViolationRow(**row) for row in rows.values()),
+                              key=lambda r: (-(r.forwarded + r.quarantined), r.code, r.source)),
+            people=self.identities.people(),
+            groups=self._groups(),
+        )
+
+    def _version(self) -> str | None:
+        if self.config is not None:
+            return self.config.contract.version
+        return self.versions.most_common(1)[0][0] if self.versions else None
+
+    def _groups(self) -> Groups:
+        live = {key: ts for key, ts in self.groups.items() if key not in self.deleted}
+        freshness = self.config.contract.freshness if self.config else None
+        if freshness is None or self.latest is None:
+            return Groups(total=len(live), freshness=freshness)
+        window, now = duration_seconds(freshness), self.latest
+        stale = sorted((ts, key) for key, ts in live.items() if ts is not None and now - ts > window)
+        return Groups(total=len(live), freshness=freshness, stale_count=len(stale), stale=[
+            StaleGroup(object_type_id=type_id, group_id=group_id, last_update=iso(ts), age_seconds=int(now - ts))
+            for ts, (type_id, group_id) in stale[:EXAMPLES]])
+
+
+def _records(path: Path):
+    if not path.exists():
+        return
+    for number, line in enumerate(read_lines(path), 1):
+        try:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            raise ReportError(f"{path}:{number}: not valid JSON") from None
+        if not isinstance(value, dict):
+            raise ReportError(f"{path}:{number}: expected a JSON object")
+        yield value
+
+
+def collect(outdir: str | Path, config: Config | None = None) -> Coverage:
+    """The coverage of a replay output folder; `config` names sources and sets the freshness window."""
+    outdir = Path(outdir)
+    if not (outdir / "forwarded.jsonl").is_file():
+        raise ConfigError(f"{outdir}: no forwarded.jsonl here (expected a replay output folder)")
+    collector = _Collector(config)
+    for body in _records(outdir / "forwarded.jsonl"):
+        collector.forwarded(body)
+    for record in _records(outdir / "quarantine.jsonl"):
+        collector.quarantined(record)
+    return collector.coverage(str(outdir))

@@ -1,0 +1,41 @@
+"""`groupspec report OUTDIR | --service URL [--config FILE] [--html FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from groupspec.middleware.config import ConfigError, load_config
+
+from . import html, terminal
+from .collect import ReportError, collect
+from .service import fetch
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.outdir is None) == (args.service is None):
+        raise ConfigError("report: give either an output folder or --service URL")
+    try:
+        if args.service is not None:
+            report = fetch(args.service)
+        else:
+            report = collect(args.outdir, load_config(args.config) if args.config else None)
+    except ReportError as exc:
+        print(f"groupspec: {exc}", file=sys.stderr)
+        return 1
+    terminal.render(report)
+    if args.html:
+        Path(args.html).write_text(html.render(report), encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add `report` to the CLI."""
+    parser = commands.add_parser("report", help="group coverage of a replay output folder or a running service")
+    parser.add_argument("outdir", nargs="?", metavar="OUTDIR", help="a replay output folder")
+    parser.add_argument("--service", metavar="URL", help="read GET URL/report.json from a running service")
+    parser.add_argument("--config", help="names sources by write key and sets the [contract] freshness window")
+    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    parser.set_defaults(run=run)

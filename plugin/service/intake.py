@@ -1,0 +1,110 @@
+"""What the HTTP intake checks before a request is spooled: the write key, the JSON, the Segment size limits.
+
+`admit(...)` returns the spool row of an acceptable request or raises `Rejected` with the status to answer.
+Everything deeper (spec shape of each message, the contract) is the worker's, and ends in the quarantine.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from typing import Any
+
+import orjson
+
+from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+
+#: path -> the message type it sets (None: a batch envelope). `/v1/b` is analytics.js' short form.
+ENDPOINTS: dict[str, str | None] = {
+    **{f"/v1/{kind}": kind for kind in ("identify", "track", "page", "screen", "group", "alias")},
+    "/v1/batch": None,
+    "/v1/b": None,
+}
+
+
+class Rejected(Exception):
+    """A request the intake refuses: `status` and a message safe to send back (no secrets)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def limit_for(kind: str | None) -> int:
+    """The most bytes a request body to this endpoint may hold."""
+    return MAX_BATCH_BYTES if kind is None else MAX_MESSAGE_BYTES
+
+
+def basic_user(authorization: bytes | None) -> str | None:
+    """The username of an HTTP Basic `Authorization` header (the write key), None when there is none."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(b" ")
+    if scheme.lower() != b"basic":
+        raise Rejected(401, "expected HTTP Basic auth with a write key as the username")
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Rejected(401, "unreadable Basic auth header") from None
+    return decoded.partition(":")[0] or None
+
+
+def decompress(body: bytes, encoding: bytes | None, limit: int) -> bytes:
+    """The body without its `Content-Encoding` (gzip or deflate, as the Segment and RudderStack SDKs send)."""
+    if not encoding or encoding.lower() == b"identity":
+        return body
+    if encoding.lower() not in (b"gzip", b"deflate"):
+        raise Rejected(415, f"unsupported Content-Encoding {encoding.decode('latin-1')!r}")
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error:
+        raise Rejected(400, "body is not valid gzip") from None
+    if len(out) > limit:
+        raise Rejected(413, f"request body is over the {limit // 1024} KB limit")
+    return out
+
+
+def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str | None,
+          received_at: float) -> tuple[str, str | None, float, int, bytes]:
+    """Check a request to the endpoint of `kind`; its spool row `(source, kind, received_at, messages, body)`.
+
+    `sources` maps write keys to source names; `write_key` comes from Basic auth, else the body's `writeKey`.
+    """
+    limit = limit_for(kind)
+    if len(body) > limit:
+        raise Rejected(413, f"{'batch' if kind is None else 'message'} of {len(body)} bytes is over the "
+                            f"{limit // 1024} KB limit")
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise Rejected(400, "body is not valid JSON") from None
+    if not isinstance(obj, dict):
+        raise Rejected(400, f"expected a JSON object, got {type(obj).__name__}")
+    if write_key is None and isinstance(obj.get("writeKey"), str):
+        write_key = obj["writeKey"]
+    if write_key is None:
+        raise Rejected(401, "no write key: send it as the Basic auth username or as writeKey")
+    source = sources.get(write_key)
+    if source is None:
+        raise Rejected(401, "unknown write key")
+    return source, kind, received_at, _count(kind, obj, len(body)), body
+
+
+def _count(kind: str | None, obj: dict[str, Any], size: int) -> int:
+    if kind is not None:
+        given = obj.get("type")
+        if given is not None and (not isinstance(given, str) or given.lower() != kind):
+            raise Rejected(400, f"type {given!r} does not match the /v1/{kind} endpoint")
+        return 1
+    members = obj.get("batch")
+    if not isinstance(members, list):
+        raise Rejected(400, "expected {\"batch\": [message, ...]}")
+    if size > MAX_MESSAGE_BYTES:  # only then can one member be over the 32 KB message limit
+        for index, member in enumerate(members):
+            member_size = len(orjson.dumps(member))
+            if member_size > MAX_MESSAGE_BYTES:
+                raise Rejected(413, f"batch[{index}]: message of {member_size} bytes is over the 32 KB limit")
+    return len(members)

@@ -1,0 +1,56 @@
+"""Structured logs: one JSON object a line on stderr, with every configured secret masked out of it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+
+import orjson
+
+from groupspec.middleware.config import Config
+from groupspec.middleware.quarantine import iso
+
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+MASK = "***"
+
+
+def secrets_of(config: Config) -> list[str]:
+    """The secret values the config holds (write keys, Customer.io credentials, the upstream write key) that are
+    long enough to mask without mangling a log line."""
+    values = [src.write_key for src in config.sources.values()]
+    values += [config.customerio.site_id, config.customerio.api_key, config.upstream.write_key]
+    return [v.get_secret_value() for v in values if v is not None and len(v.get_secret_value()) >= 4]
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"ts", "level", "logger", "msg", ...extra}`; any secret in the line is replaced by `***`."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {"ts": iso(record.created), "level": record.levelname.lower(), "logger": record.name,
+                 "msg": record.getMessage()}
+        entry.update((k, v) for k, v in vars(record).items() if k not in _STANDARD)
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        line = orjson.dumps(entry, default=str).decode()
+        for secret in self.secrets:
+            line = line.replace(secret, MASK)
+        return line
+
+
+def configure(config: Config, level: int = logging.INFO) -> None:
+    """Send the groupspec and uvicorn logs to stderr as JSON lines; quiet httpx's per-request lines."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter(secrets_of(config)))
+    for name in ("groupspec", "uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

@@ -1,0 +1,356 @@
+"""One suite for every membership store: memory, SQLite and Redis (a real server on 127.0.0.1:6379)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Callable
+
+import pytest
+import redis
+from redis.crc import key_slot
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from groupspec.middleware import Pipeline
+from groupspec.middleware.config import parse_config
+from groupspec.middleware.stores import Membership, StoreError, open_store
+from groupspec.middleware.stores.memory import MemoryStore
+from groupspec.middleware.stores.redis import Keys, RedisStore
+from groupspec.middleware.stores.sqlite import SQLiteStore
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_answers() -> bool:
+    try:
+        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
+    except redis.RedisError:
+        return False
+
+
+needs_redis = pytest.mark.skipif(not _redis_answers(), reason=f"no Redis answers at {REDIS_URL} (CI starts one)")
+
+
+class RedisSandbox:
+    """RedisStores under a unique key prefix, whose keys are all deleted at the end."""
+
+    def __init__(self) -> None:
+        self.prefix = f"gstest-{uuid.uuid4().hex[:12]}:"
+
+    def open(self) -> RedisStore:
+        return RedisStore(REDIS_URL, prefix=self.prefix)
+
+    def clean(self) -> None:
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def reopen(request, tmp_path) -> Callable:
+    """Opens the store under test; calling it again reopens the same data (memory: a fresh store)."""
+    opened = []
+    sandbox = RedisSandbox()
+
+    def open_one():
+        store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(str(tmp_path / "groupspec.db")),
+                 "redis": sandbox.open}[request.param]()
+        opened.append(store)
+        return store
+
+    open_one.kind = request.param
+    yield open_one
+    for store in opened:
+        store.close()
+    if request.param == "redis":
+        sandbox.clean()
+
+
+@pytest.fixture
+def store(reopen):
+    return reopen()
+
+
+def groups(memberships: list[Membership]) -> list[str]:
+    return [m.group_id for m in memberships]
+
+
+# identity links
+
+def test_an_unlinked_person_is_only_itself(store):
+    assert store.identities("u:1") == ["u:1"]
+    store.link("u:1", "u:1")
+    assert store.identities("u:1") == ["u:1"]
+
+
+def test_links_go_both_ways(store):
+    store.link("a:anon", "u:1")
+    assert store.identities("u:1") == ["u:1", "a:anon"]
+    assert store.identities("a:anon") == ["a:anon", "u:1"]
+
+
+def test_links_are_transitive_along_alias_chains(store):
+    store.link("a:anon", "u:legacy")  # identify with both ids
+    store.link("u:legacy", "u:new")  # alias legacy -> new
+    store.link("u:new", "u:newest")  # alias again
+    found = store.identities("a:anon")
+    assert found[0] == "a:anon" and sorted(found) == ["a:anon", "u:legacy", "u:new", "u:newest"]
+    assert sorted(store.identities("u:newest")) == sorted(found)
+    store.link("u:new", "u:legacy")  # a repeated link changes nothing
+    assert sorted(store.identities("u:legacy")) == sorted(found)
+
+
+# point-in-time membership
+
+def test_membership_before_join_after_join_after_leave_and_rejoin(store):
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    store.record_membership("u:1", "1", "hh_a", 200.0, False)
+    store.record_membership("u:1", "1", "hh_a", 300.0, True)
+    assert store.memberships_at(["u:1"], 99.0) == []
+    assert store.memberships_at(["u:1"], 100.0) == [Membership("1", "hh_a", 100.0)]
+    assert store.memberships_at(["u:1"], 150.0) == [Membership("1", "hh_a", 100.0)]
+    assert store.memberships_at(["u:1"], 250.0) == []
+    assert store.memberships_at(["u:1"], 400.0) == [Membership("1", "hh_a", 300.0)]
+
+
+def test_an_object_deletion_ends_every_membership_from_then_on(store):
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    store.record_membership("u:2", "1", "hh_a", 110.0, True)
+    store.record_object_deleted("1", "hh_a", 200.0)
+    assert groups(store.memberships_at(["u:1"], 199.0)) == ["hh_a"]
+    assert store.memberships_at(["u:1"], 200.0) == [] and store.memberships_at(["u:2"], 250.0) == []
+    store.record_membership("u:1", "1", "hh_a", 300.0, True)  # recreated later: a new membership
+    assert groups(store.memberships_at(["u:1"], 300.0)) == ["hh_a"]
+
+
+def test_several_object_types_latest_joined_first(store):
+    store.record_membership("u:1", "1", "acct_a", 100.0, True)
+    store.record_membership("u:1", "2", "loc_x", 200.0, True)
+    store.record_membership("u:1", "2", "loc_y", 150.0, True)
+    assert store.memberships_at(["u:1"], 250.0) == [
+        Membership("2", "loc_x", 200.0), Membership("2", "loc_y", 150.0), Membership("1", "acct_a", 100.0)]
+    assert store.memberships_at(["u:1"], 160.0)[0] == Membership("2", "loc_y", 150.0)
+
+
+def test_memberships_of_linked_persons_are_combined(store):
+    store.record_membership("a:anon", "1", "hh_a", 100.0, True)
+    store.record_membership("u:1", "2", "acct_b", 200.0, True)
+    assert groups(store.memberships_at(["u:1", "a:anon"], 300.0)) == ["acct_b", "hh_a"]
+    assert groups(store.memberships_at(["u:1"], 300.0)) == ["acct_b"]
+
+
+def test_a_leave_that_arrives_before_its_join_still_applies_at_its_time(store):
+    store.record_membership("u:1", "1", "hh_a", 200.0, False)
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    assert groups(store.memberships_at(["u:1"], 150.0)) == ["hh_a"]
+    assert store.memberships_at(["u:1"], 200.0) == []
+
+
+def test_events_at_the_same_time_go_to_the_later_recorded_and_duplicates_are_ignored(store):
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    store.record_membership("u:1", "1", "hh_a", 100.0, False)
+    assert store.memberships_at(["u:1"], 100.0) == []
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)  # a replayed join: already known, changes nothing
+    assert store.memberships_at(["u:1"], 100.0) == []
+    store.record_membership("u:2", "1", "hh_a", 100.0, False)  # the same ids for another person are another event
+    store.record_membership("u:2", "1", "hh_a", 100.0, True)
+    assert groups(store.memberships_at(["u:2"], 100.0)) == ["hh_a"]
+
+
+# group traits
+
+def test_traits_at_answers_as_of_the_asked_time(store):
+    store.apply_traits("1", "hh_a", {"status": "active", "plan": "basic"}, 100.0, "m1")
+    store.apply_traits("1", "hh_a", {"status": "paused"}, 200.0, "m2")
+    store.apply_traits("1", "hh_a", {"status": "cancelled"}, 150.0, "m3")  # late, but newer than m1
+    assert store.traits_at("1", "hh_a", ["status", "plan"], 50.0) == {}
+    assert store.traits_at("1", "hh_a", ["status", "plan"], 120.0) == {"status": "active", "plan": "basic"}
+    assert store.traits_at("1", "hh_a", ["status"], 170.0) == {"status": "cancelled"}
+    assert store.traits_at("1", "hh_a", ["status", "missing"], 999.0) == {"status": "paused"}
+    assert store.traits_at("1", "hh_b", ["status"], 999.0) == {}
+
+
+def test_trait_values_keep_their_json_types(store):
+    values = {"n": 1.5, "i": 3, "b": False, "s": "x y", "l": [1, "a"], "d": {"k": None}, "none": None}
+    store.apply_traits("1", "hh_a", values, 100.0, "m1")
+    assert store.traits_at("1", "hh_a", list(values), 100.0) == values
+
+
+def test_a_reapplied_message_does_not_change_trait_history(store):
+    store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1")
+    store.apply_traits("1", "hh_a", {"status": "changed"}, 100.0, "m1")
+    assert store.traits_at("1", "hh_a", ["status"], 100.0) == {"status": "active"}
+
+
+def test_stale_traits_are_those_with_a_newer_value(store):
+    store.apply_traits("1", "hh_a", {"status": "active", "plan": "basic"}, 200.0, "m2")
+    assert store.stale_traits("1", "hh_a", ["status", "plan", "other"], 100.0, "m1") == {"status", "plan"}
+    assert store.stale_traits("1", "hh_a", ["status"], 300.0, "m3") == set()
+    assert store.stale_traits("1", "hh_b", ["status"], 100.0, "m1") == set()
+
+
+def test_a_reapplied_message_compares_as_it_did_first(store):
+    store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1")  # first: nothing newer, applied
+    store.apply_traits("1", "hh_a", {"status": "paused"}, 200.0, "m2")
+    assert store.stale_traits("1", "hh_a", ["status"], 150.0, "late") == {"status"}
+    # replaying the stream: m1 again is judged against what was known before it, as the first time
+    assert store.stale_traits("1", "hh_a", ["status"], 100.0, "m1") == set()
+    assert store.stale_traits("1", "hh_a", ["status"], 200.0, "m2") == set()
+    store.apply_traits("1", "hh_a", {"status": "cancelled"}, 50.0, "m0")  # an old update that slipped in
+    assert store.stale_traits("1", "hh_a", ["status"], 50.0, "m0") == {"status"}  # and stays stale on replay
+
+
+# activity log and pending rollups
+
+def test_activity_is_recorded_once_per_message_and_read_back_in_time_order(store):
+    first = store.record_activity("1", "hh_a", "m2", 200.0, {"orders": 1})
+    second = store.record_activity("1", "hh_a", "m1", 100.0, {"orders": 1, "last": 100})
+    assert store.record_activity("1", "hh_a", "m2", 200.0, {"orders": 1}) == first  # re-applied: its first seq
+    assert first < second
+    entries = store.activity_since("1", "hh_a", 0.0)
+    assert [(e.ts, e.seq, e.message_id, e.values) for e in entries] == [
+        (100.0, second, "m1", {"orders": 1, "last": 100}), (200.0, first, "m2", {"orders": 1})]
+    assert [e.message_id for e in store.activity_since("1", "hh_a", 150.0)] == ["m2"]
+    assert store.activity_since("1", "hh_b", float("-inf")) == []
+
+
+def test_pending_rollups_keep_the_earliest_due_time_and_the_highest_seq(store):
+    store.mark_rollup_pending("1", "hh_a", 300.0, 5)
+    store.mark_rollup_pending("1", "hh_a", 600.0, 7)
+    store.mark_rollup_pending("1", "hh_b", 120.0, 2)
+    assert store.due_rollups(100.0) == []
+    assert store.due_rollups(300.0) == [("1", "hh_b", 120.0, 2), ("1", "hh_a", 300.0, 7)]
+    store.clear_rollup_pending("1", "hh_a", 6)  # sent up to 6: the entry 7 is still pending
+    store.clear_rollup_pending("1", "hh_b", 2)
+    assert store.due_rollups(float("inf")) == [("1", "hh_a", 300.0, 7)]
+    store.clear_rollup_pending("1", "hh_a", 7)
+    assert store.due_rollups(float("inf")) == []
+
+
+# persistence
+
+def test_everything_survives_a_reopen(reopen):
+    if reopen.kind == "memory":
+        pytest.skip("the memory store lives as long as its process")
+    first = reopen()
+    first.link("a:anon", "u:1")
+    first.record_membership("a:anon", "1", "hh_a", 100.0, True)
+    first.record_object_deleted("1", "hh_b", 50.0)
+    first.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1")
+    seq = first.record_activity("1", "hh_a", "o1", 100.0, {"orders": 1})
+    first.mark_rollup_pending("1", "hh_a", 300.0, seq)
+    first.close()
+    again = reopen()
+    assert again.identities("u:1") == ["u:1", "a:anon"]
+    assert again.memberships_at(again.identities("u:1"), 150.0) == [Membership("1", "hh_a", 100.0)]
+    assert again.traits_at("1", "hh_a", ["status"], 150.0) == {"status": "active"}
+    assert again.stale_traits("1", "hh_a", ["status"], 100.0, "m1") == set()
+    assert again.record_activity("1", "hh_a", "o1", 100.0, {"orders": 1}) == seq
+    assert again.due_rollups(300.0) == [("1", "hh_a", 300.0, seq)]
+
+
+# every store gives the same point-in-time answers as a brute-force model
+
+PERSONS = ["u:1", "u:2", "a:3"]
+GROUPS = [("1", "hh_a"), ("1", "hh_b"), ("2", "loc_x")]
+events = st.lists(st.tuples(
+    st.sampled_from(["join", "leave", "delete"]), st.sampled_from(PERSONS), st.sampled_from(GROUPS),
+    st.integers(0, 6).map(float)), max_size=25)
+
+
+def model_memberships(history: list[tuple], persons: list[str], ts: float) -> list[Membership]:
+    """Memberships by brute force: per group the newest (time, first recording) join/leave decides."""
+    recorded: list[tuple] = []
+    for kind, person, group, at in history:
+        if kind != "delete" and (kind, person, group, at) not in recorded:
+            recorded.append((kind, person, group, at))
+    deleted = {(group, at) for kind, _, group, at in history if kind == "delete"}
+    out = []
+    for group in GROUPS:
+        decisive = [(at, index, kind) for index, (kind, person, g, at) in enumerate(recorded)
+                    if g == group and person in persons and at <= ts]
+        if not decisive:
+            continue
+        at, _, kind = max(decisive)
+        if kind == "join" and not any(g == group and at <= gone <= ts for g, gone in deleted):
+            out.append(Membership(*group, at))
+    return sorted(out, key=lambda m: (-m.since, m.object_type_id, m.group_id))
+
+
+@needs_redis
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=events)
+def test_every_store_matches_the_model_for_any_event_sequence(history):
+    sandbox = RedisSandbox()
+    stores = [MemoryStore(), SQLiteStore(":memory:"), sandbox.open()]
+    try:
+        for store in stores:
+            for kind, person, (type_id, group_id), at in history:
+                if kind == "delete":
+                    store.record_object_deleted(type_id, group_id, at)
+                else:
+                    store.record_membership(person, type_id, group_id, at, kind == "join")
+        for persons in (["u:1"], ["a:3"], ["u:1", "u:2", "a:3"]):
+            for ts in range(-1, 8):
+                want = model_memberships(history, persons, float(ts))
+                assert [store.memberships_at(persons, float(ts)) for store in stores] == [want] * 3
+    finally:
+        for store in stores:
+            store.close()
+        sandbox.clean()
+
+
+# the Redis layout works on a cluster
+
+@pytest.mark.parametrize("group_id", ["hh_8f3k2", "odd}{id", "acct:1"])
+def test_every_key_a_script_touches_lies_in_one_cluster_slot(group_id):
+    keys = Keys("gs")
+    group = [keys.group("1", group_id, kind) for kind in ("n", "d", "a", "ad", "t:plan", "t:status")]
+    assert len({key_slot(key.encode()) for key in group}) == 1
+    assert len({key_slot(keys.person("u:" + group_id, kind).encode()) for kind in ("e", "l")}) == 1
+    assert len({key_slot(keys.pending(kind).encode()) for kind in ("due", "seq")}) == 1
+    assert keys.group("1", group_id, "n") != keys.group("1:" + group_id, "", "n")  # ids cannot run together
+
+
+def test_a_key_prefix_with_braces_is_refused():
+    with pytest.raises(ValueError, match="must not contain braces"):
+        Keys("gs{x}")
+
+
+# a Redis outage is an error, never an empty answer
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_open_store_routes_redis_urls_to_the_redis_store():
+    store = open_store(f"redis://127.0.0.1:{closed_port()}/2")
+    assert isinstance(store, RedisStore)
+    store.close()
+
+
+def test_a_redis_store_that_cannot_connect_raises_store_error_without_the_password():
+    port = closed_port()
+    store = RedisStore(f"redis://:s3cret@127.0.0.1:{port}/0")
+    calls = [lambda: store.identities("u:1"), lambda: store.memberships_at(["u:1"], 1.0),
+             lambda: store.record_membership("u:1", "1", "hh_a", 1.0, True),
+             lambda: store.apply_traits("1", "hh_a", {"x": 1}, 1.0, "m"),
+             lambda: store.record_activity("1", "hh_a", "m", 1.0, {"n": 1}), lambda: store.due_rollups(1.0)]
+    for call in calls:
+        with pytest.raises(StoreError) as caught:
+            call()
+        assert f"127.0.0.1:{port}/0 unavailable" in str(caught.value) and "s3cret" not in str(caught.value)
+    store.close()
+
+
+def test_the_pipeline_quarantines_a_message_when_redis_is_down():
+    store = RedisStore(f"redis://127.0.0.1:{closed_port()}/0")
+    msg, = Pipeline(parse_config({}), store).run(b'{"type":"track","userId":"u1","event":"Order Placed"}')
+    store.close()
+    assert msg.quarantined and [v["code"] for v in msg.violations] == ["store_unavailable"]
+    assert "unavailable" in msg.violations[0]["message"]
