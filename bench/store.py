@@ -39,7 +39,7 @@ def load_sqlite(store: SQLiteStore, n: int) -> None:
     db.execute("BEGIN")
     db.executemany("INSERT INTO memberships (person, type_id, group_id, ts, joined) VALUES (?, '1', ?, ?, 1)",
                    ((key, group, ts) for key, group, ts, _ in people(n)))
-    db.executemany("INSERT INTO links VALUES (?, ?)",
+    db.executemany("INSERT INTO links (a, b) VALUES (?, ?)",
                    (pair for key, _, _, anon in people(n) if anon for pair in ((key, anon), (anon, key))))
     db.execute("COMMIT")
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -159,6 +159,13 @@ class CustomerIO(_Model):
     timeout: float = Field(10.0, gt=0)
     dead_letter: str = "groupspec-dead-letter.jsonl"
 
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", value):
+            raise ValueError("expected an http(s) URL with no credentials in it (they go in site_id and api_key)")
+        return value
+
     @property
     def base_url(self) -> str:
         if self.url:

@@ -30,7 +30,7 @@ class Message:
     """One message on its way through the chain."""
 
     # defaults, shadowed per instance on first assignment
-    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = None
+    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = None
     quarantined = object_event = False
     resolution = "unresolved"
     groups: dict[str, str] = {}

@@ -32,7 +32,7 @@ class Attach:
         if names and msg.type == "track" and msg.group_id is not None and not msg.object_event:
             type_id = next((m.object_type_id for m in msg.memberships if m.group_id == msg.group_id),
                            msg.contract.default_object_type_id)
-            msg.snapshot = self.store.traits_at(type_id, msg.group_id, names, msg.ts)
+            msg.snapshot = self.store.traits_at(type_id, msg.group_id, names, msg.ts, before=msg.arrival)
         return msg
 
 
@@ -66,20 +66,22 @@ class Learn:
     def __call__(self, msg: Message) -> Message:
         store, body = self.store, msg.body
         if msg.user_id is not None and msg.anonymous_id is not None:
-            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id)
+            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival)
         if msg.type == "alias":
             for key in ("u:", "a:"):
-                store.link(key + body["previousId"], "u:" + msg.user_id)
+                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
         elif msg.type == "group":
-            store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, True)
+            store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, True, arrived=msg.arrival)
             attributes = contract.object_attributes(msg.traits)
             if attributes:
-                store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, body["messageId"])
+                store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, body["messageId"],
+                                   arrived=msg.arrival)
         elif msg.object_event:
             if body["event"] == "Object Deleted":
-                store.record_object_deleted(msg.object_type, msg.group_id, msg.ts)
+                store.record_object_deleted(msg.object_type, msg.group_id, msg.ts, arrived=msg.arrival)
             else:
-                store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, False)
+                store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, False,
+                                        arrived=msg.arrival)
         return msg
 
 

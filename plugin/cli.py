@@ -12,7 +12,8 @@ import orjson
 from groupspec.middleware.config import ConfigError, Store, load_config
 from groupspec.middleware.stores import StoreError
 
-from . import contract_diff, report
+from . import backfill, contract_diff, quarantine_commands, report
+from .service import serve as serving
 from . import replay as replaying
 
 
@@ -54,9 +55,14 @@ def _quarantine_replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not Path(args.file).is_file():
         raise ConfigError(f"{args.file}: no such quarantine file")
-    summary = replaying.Replay(config, args.out, args.source, store_url=_store_url(args.store)).run(
+    store_url = _store_url(args.store)
+    if args.deliver:
+        store_url = quarantine_commands.replay_store(config, store_url)
+    summary = replaying.Replay(config, args.out, args.source, store_url=store_url).run(
         replaying.quarantine_payloads(args.file))
     print(orjson.dumps(summary).decode())
+    if args.deliver and quarantine_commands.deliver_and_print(config, args.out):
+        return 1
     return _expect(args)
 
 
@@ -94,8 +100,11 @@ def parser() -> argparse.ArgumentParser:
     q_replay.add_argument("--expect")
     q_replay.add_argument("--store", help="store url, overriding [store]")
     q_replay.set_defaults(run=_quarantine_replay)
+    quarantine_commands.register(verbs, q_replay)
     contract_diff.register(commands)
     report.register(commands)
+    backfill.register(commands)
+    serving.register(commands)
     return top
 
 

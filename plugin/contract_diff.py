@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from groupspec.middleware.config import Config, Contract, GroupTrait, load_config
 from groupspec.middleware.violations import DEFAULT_ACTIONS
@@ -89,9 +91,7 @@ class Change:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, GroupTrait):
-        return str(value.model_dump(exclude_none=True) or "{}")
-    if hasattr(value, "model_dump"):
+    if isinstance(value, BaseModel):  # a rollup's definition
         return str(value.model_dump(exclude_none=True))
     return "none" if value is None else str(value)
 
@@ -213,7 +213,7 @@ def print_changes(changes: list[Change], plain: bool) -> None:
         table.add_column(column)
     for change in changes:
         label = "[bold red]breaking[/]" if change.breaking else "[green]compatible[/]"
-        table.add_row(label, change.where, change.description)
+        table.add_row(label, Text(change.where), Text(change.description))  # names are data, not markup
     Console().print(table)
 
 

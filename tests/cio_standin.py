@@ -109,7 +109,12 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, standin: CioStandin) -> None:
         self.standin = standin
         self.connections: set[socket.socket] = set()
+        self.opened = 0  # connections accepted since start
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:  # on the serving thread: no race
+        self.opened += 1
+        super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:  # a client that gave up: not an error
         pass
@@ -117,6 +122,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as Customer.io
+    disable_nagle_algorithm = True  # small answers go out at once, not after the client's delayed ACK
     server: _Server
 
     def setup(self) -> None:
@@ -195,12 +201,18 @@ class CioStandin:
 
     @property
     def requests(self) -> list[Request]:
+        """Every request, recorded as it is answered (a hanging one once its hang ends)."""
         with self._lock:
             return list(self._requests)
 
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted since start: a client that keeps its connection alive opens one."""
+        return self._server.opened
+
     def customerio(self, **settings: Any) -> CustomerIO:
         """A `[customerio]` config pointing at this stand-in with its credentials."""
-        return CustomerIO(url=self.url, site_id=self.site_id, api_key=self.api_key, **settings)
+        return CustomerIO(**{"url": self.url, "site_id": self.site_id, "api_key": self.api_key, **settings})
 
     def script(self, status: int, count: int = 1, retry_after: float | str | None = None,
                hang: float | None = None) -> None:
@@ -253,10 +265,10 @@ class CioStandin:
                 status, payload = 401, {"meta": {"error": "Unauthorized request"}}
             else:
                 status, payload, accepted = self._route(method, path, data, problem)
-        self._answer(handler, status, payload, headers)
-        with self._lock:
+        with self._lock:  # recorded before answering: a client that has its answer sees the record
             self._accepted.extend(accepted)
             self._requests.append(Request(method, path, status, ops, len(body), gzipped))
+        self._answer(handler, status, payload, headers)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")

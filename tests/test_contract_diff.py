@@ -67,6 +67,12 @@ CASES = [
     (edited(('attach_group_traits = ["plan"]', 'attach_group_traits = []')), True, "plan no longer attached"),
     (edited(('credit = { type = "number", owner = "billing" }', 'credit = { type = "number" }')), False,
      "no longer owned by source billing"),
+    (edited(('plan = { type = "string",', 'plan = { type = "string", owner = "web",')), True, "plan now owned by source web"),
+    (edited(('owner = "billing" }', 'owner = "billing", enum = [0, 5] }')), True, "credit now limited to [0, 5]"),
+    (edited(('version = "2026-10"', 'version = "2026-10"\ngroup_key = "household_id"')), True, "group id key"),
+    (edited(('version = "2026-10"', 'version = "2026-10"\nfreshness = "6h"')), False, "freshness window none -> 6h"),
+    (edited(('[contract.actions]', '[contract.rollups]\nlast = { event = "Order Placed", value = "timestamp" }\n'
+                                   '[contract.actions]')), False, "rollup last added"),
 ]
 
 
@@ -150,7 +156,17 @@ def test_a_bad_config_exits_2_with_the_config_error(tmp_path, capsys):
 def test_the_terminal_table_shows_every_change(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdout.isatty", lambda: True, raising=False)
     old = write(tmp_path, "old.toml", BASE)
-    new = write(tmp_path, "new.toml", edited(('"basic", "family"]', '"basic", "pro"]')))
+    new = write(tmp_path, "new.toml", edited(('"basic", "family"]', '"basic", "pro"]'), ('credit = {', '"[/x]" = {}\ncredit = {')))
     assert main(["contract", "diff", old, new]) == 1
     out = capsys.readouterr().out
     assert "breaking" in out and "compatible" in out and "family removed" in out
+    assert "group trait [/x] added" in out  # names are shown as they are, never read as rich markup
+
+
+def test_rollups_removed_or_redefined_are_breaking():
+    latest = edited(('[contract.actions]', '[contract.rollups]\nlast = { event = "Order Placed", value = "timestamp" }\n'
+                                          '[contract.actions]'))
+    counted = latest.replace('value = "timestamp"', 'count_window = "30d"')
+    assert only(latest, BASE) == ("rollup last removed", True)
+    description, breaking = only(latest, counted)
+    assert breaking and description.startswith("rollup last redefined") and "count_window" in description

@@ -129,6 +129,15 @@ def test_terminal_report(replayed, capsys):
     assert "hh_old" in text and "11h" in text
 
 
+def test_terminal_shows_names_as_data_not_markup(tmp_path, capsys):
+    body = {"type": "track", "userId": "[bold]u", "event": "[/x] Clicked",
+            "context": {"groupspec": {"resolution": "unresolved", "violations": []}}}
+    (tmp_path / "forwarded.jsonl").write_text(json.dumps(body) + "\n")
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "[/x] Clicked" in out and "[bold]u" in out and "(no [contract] freshness window configured)" in out
+
+
 def test_missing_folder_is_a_usage_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
     assert "no forwarded.jsonl" in capsys.readouterr().err
@@ -196,11 +205,15 @@ def service():
     thread.join()
 
 
-def test_service_report_json(service, report, capsys):
-    service.RequestHandlerClass.body = report.model_copy(update={"origin": "service"}).model_dump_json().encode()
+def test_service_report_json(service, report, capsys, tmp_path):
+    numbers = report.model_dump(exclude={"people", "groups"})  # a service counts messages, not people
+    service.RequestHandlerClass.body = json.dumps({**numbers, "origin": "service", "resolution": {}}).encode()
     url = f"http://127.0.0.1:{service.server_port}"
-    assert main(["report", "--service", url]) == 0
-    assert "received 14, forwarded 12, quarantined 2" in capsys.readouterr().out
+    assert main(["report", "--service", url, "--html", str(tmp_path / "service.html")]) == 0
+    out = capsys.readouterr().out
+    assert "received 14, forwarded 12, quarantined 2" in out and "Order Placed" in out
+    assert "people and groups: not tracked by service" in out
+    assert "Not tracked by service" in (tmp_path / "service.html").read_text()
 
 
 def test_service_without_a_report_is_a_clear_error(service, capsys):
@@ -215,3 +228,21 @@ def test_service_without_a_report_is_a_clear_error(service, capsys):
 def test_folder_and_service_are_exclusive(capsys):
     assert main(["report"]) == 2
     assert "either an output folder or --service" in capsys.readouterr().err
+
+
+def test_the_service_counts_in_the_shape_the_report_reads(report, replayed):
+    """The service's `/report.json` (plugin/service/metrics.py) agrees with the numbers of a replay folder."""
+    from groupspec.middleware import Pipeline, open_store
+    from groupspec.plugin.report.collect import Coverage
+    from groupspec.plugin.service.metrics import Metrics
+
+    config = load_config(replayed[1])
+    pipeline, metrics = Pipeline(config, open_store("memory://")), Metrics(config.contract.version)
+    for line in [json.dumps(m) for m in STREAM] + ["not json"]:
+        for msg in pipeline.run(line):
+            metrics.processed(msg)
+    served = Coverage.model_validate(metrics.coverage("service"))
+    assert (served.received, served.forwarded, served.quarantined) == (report.received, report.forwarded,
+                                                                       report.quarantined)
+    assert served.events == report.events
+    assert served.violations == report.violations

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import uuid
 from collections.abc import Callable
 
+import orjson
 import pytest
 import redis
 from redis.crc import key_slot
@@ -16,7 +18,7 @@ from groupspec.middleware import Pipeline
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.stores import Membership, StoreError, open_store
 from groupspec.middleware.stores.memory import MemoryStore
-from groupspec.middleware.stores.redis import Keys, RedisStore
+from groupspec.middleware.stores.redis import Keys, RedisStore, membership_field
 from groupspec.middleware.stores.sqlite import SQLiteStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -252,6 +254,164 @@ def test_everything_survives_a_reopen(reopen):
     assert again.due_rollups(300.0) == [("1", "hh_a", 300.0, seq)]
 
 
+# arrival order: a replayed message sees what it saw the first time
+
+def test_admit_numbers_each_message_once_in_order_of_first_arrival(store):
+    if isinstance(store, MemoryStore):
+        assert store.admit("m1") is None  # no per-message memory: replays there are hermetic
+        return
+    first, second = store.admit("m1"), store.admit("m2")
+    assert second > first
+    assert store.admit("m1") == first and store.admit("m2") == second  # a replay keeps its number
+    assert store.admit("m3") > second
+
+
+def test_facts_recorded_on_or_after_an_arrival_are_unknown_before_it(store):
+    store.record_membership("u:1", "1", "hh_a", 100.0, True, arrived=5)
+    store.record_membership("u:1", "1", "hh_a", 150.0, False, arrived=7)
+    store.record_membership("u:1", "1", "hh_b", 90.0, True, arrived=None)  # always known
+    store.record_object_deleted("1", "hh_b", 120.0, arrived=6)
+    store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m5", arrived=5)
+    store.apply_traits("1", "hh_a", {"status": "paused"}, 110.0, "m6", arrived=6)
+    store.link("a:anon", "u:1", arrived=6)
+    store.link("u:1", "u:old", arrived=None)
+    store.link("u:old", "u:1", arrived=3)  # already linked: the first record stays
+    at = lambda before: (sorted(store.identities("a:anon", before=before)),
+                         groups(store.memberships_at(["u:1"], 200.0, before=before)),
+                         store.traits_at("1", "hh_a", ["status"], 200.0, before=before))
+    assert at(5) == (["a:anon"], ["hh_b"], {})
+    assert at(6) == (["a:anon"], ["hh_a", "hh_b"], {"status": "active"})
+    assert at(7) == (["a:anon", "u:1", "u:old"], ["hh_a"], {"status": "paused"})
+    assert at(8) == (["a:anon", "u:1", "u:old"], [], {"status": "paused"}) == at(None)
+    assert store.identities("u:old", before=1) == ["u:old", "u:1"]
+
+
+def test_arrival_numbers_and_the_facts_they_hide_survive_a_reopen(reopen):
+    if reopen.kind == "memory":
+        pytest.skip("the memory store lives as long as its process")
+    first = reopen()
+    join, event = first.admit("join"), first.admit("event")
+    first.record_membership("u:1", "1", "hh_a", 100.0, True, arrived=join)
+    first.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "join", arrived=join)
+    late = first.admit("late")
+    first.record_membership("u:1", "1", "hh_b", 50.0, True, arrived=late)
+    first.link("a:anon", "u:1", arrived=late)
+    first.close()
+    again = reopen()
+    assert (again.admit("join"), again.admit("event"), again.admit("late")) == (join, event, late)
+    assert again.admit("new") > late
+    assert groups(again.memberships_at(["u:1"], 200.0, before=event)) == ["hh_a"]
+    assert again.traits_at("1", "hh_a", ["status"], 200.0, before=join) == {}
+    assert again.identities("a:anon", before=event) == ["a:anon"]
+    new = again.admit("new")
+    assert again.identities("a:anon", before=new) == ["a:anon", "u:1"]
+    assert groups(again.memberships_at(["u:1"], 200.0, before=new)) == ["hh_a", "hh_b"]
+
+
+OLD_SQLITE_SCHEMA = """
+CREATE TABLE links (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+INSERT INTO links VALUES ('a:anon', 'u:1'), ('u:1', 'a:anon');
+CREATE TABLE memberships (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
+    ts REAL NOT NULL, joined INTEGER NOT NULL, UNIQUE (person, type_id, group_id, ts, joined));
+CREATE TABLE deletions (
+    type_id TEXT NOT NULL, group_id TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (type_id, group_id, ts)) WITHOUT ROWID;
+CREATE TABLE traits (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, name TEXT NOT NULL,
+    ts REAL NOT NULL, message_id TEXT NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, name, message_id));
+INSERT INTO memberships (person, type_id, group_id, ts, joined) VALUES ('u:1', '1', 'hh_a', 100.0, 1),
+    ('u:1', '1', 'hh_b', 100.0, 1);
+INSERT INTO deletions VALUES ('1', 'hh_b', 150.0);
+INSERT INTO traits (type_id, group_id, name, ts, message_id, value) VALUES ('1', 'hh_a', 'status', 100.0, 'm1', '"active"');
+"""
+
+
+def test_a_sqlite_file_from_before_arrival_numbers_opens_and_its_facts_stay_known(tmp_path):
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.executescript(OLD_SQLITE_SCHEMA)
+    old.close()
+    store = SQLiteStore(path)
+    first = store.admit("m9")
+    assert store.identities("a:anon", before=first) == ["a:anon", "u:1"]
+    assert groups(store.memberships_at(["u:1"], 200.0, before=first)) == ["hh_a"]
+    assert store.traits_at("1", "hh_a", ["status"], 200.0, before=first) == {"status": "active"}
+    store.record_membership("u:1", "1", "hh_c", 100.0, True, arrived=first)
+    assert groups(store.memberships_at(["u:1"], 200.0, before=first)) == ["hh_a"]
+    store.close()
+    assert groups(SQLiteStore(path).memberships_at(["u:1"], 200.0, before=first + 1)) == ["hh_a", "hh_c"]
+
+
+@needs_redis
+def test_redis_values_from_before_arrival_numbers_stay_known():
+    sandbox = RedisSandbox()
+    store = sandbox.open()
+    try:
+        keys, client = store.keys, store.redis
+        client.hset(keys.person("u:1", "e"), membership_field("1", "hh_a", 100.0, True), 1)
+        client.hset(keys.person("u:1", "e"), membership_field("1", "hh_b", 100.0, True), 2)
+        client.sadd(keys.group("1", "hh_b", "d"), repr(150.0))
+        client.hset(keys.group("1", "hh_a", "t:status"), "m1", '3 [100.0,"active"]')
+        client.sadd(keys.person("a:anon", "l"), "u:1")
+        first = store.admit("m9")
+        assert store.identities("a:anon", before=first) == ["a:anon", "u:1"]
+        assert groups(store.memberships_at(["u:1"], 200.0, before=first)) == ["hh_a"]
+        assert store.traits_at("1", "hh_a", ["status"], 200.0, before=first) == {"status": "active"}
+    finally:
+        store.close()
+        sandbox.clean()
+
+
+STREAM = [  # (messageId, message): facts that arrive after the events they predate, and an identity link
+    ("e1", {"type": "track", "userId": "u1", "event": "Order Placed", "timestamp": "2026-11-10T10:00:00Z"}),
+    ("g1", {"type": "group", "userId": "u1", "groupId": "hh_a", "traits": {"status": "active"},
+            "timestamp": "2026-11-09T10:00:00Z"}),
+    ("e2", {"type": "track", "userId": "u1", "event": "Order Placed", "timestamp": "2026-11-12T10:00:00Z"}),
+    ("g2", {"type": "group", "userId": "u1", "groupId": "hh_a", "traits": {"status": "paused"},
+            "timestamp": "2026-11-11T10:00:00Z"}),
+    ("l1", {"type": "track", "userId": "u1", "event": "Relationship Deleted",
+            "properties": {"objectId": "hh_a", "objectTypeId": "1"}, "timestamp": "2026-11-11T12:00:00Z"}),
+    ("j2", {"type": "group", "userId": "u2", "groupId": "hh_b", "timestamp": "2026-11-01T10:00:00Z"}),
+    ("e3", {"type": "track", "userId": "u2", "event": "Order Placed", "timestamp": "2026-11-12T10:00:00Z"}),
+    ("d1", {"type": "track", "userId": "u2", "event": "Object Deleted",
+            "properties": {"objectId": "hh_b", "objectTypeId": 1}, "timestamp": "2026-11-05T10:00:00Z"}),
+    ("e4", {"type": "track", "userId": "u2", "event": "Order Placed", "timestamp": "2026-11-04T10:00:00Z"}),
+    ("e5", {"type": "track", "anonymousId": "a1", "event": "Cart Updated", "timestamp": "2026-11-10T11:00:00Z"}),
+    ("i1", {"type": "identify", "userId": "u1", "anonymousId": "a1", "timestamp": "2026-11-10T12:00:00Z"}),
+]
+TRAITS = parse_config({"contract": {"attach_group_traits": ["status"], "group_traits": {"status": {"type": "string"}}}})
+
+
+def forwarded(store, order: list[int]) -> list[bytes]:
+    pipeline = Pipeline(TRAITS, store)
+    return [orjson.dumps(msg.body) for i in order
+            for msg in pipeline.run({**STREAM[i][1], "messageId": STREAM[i][0]})]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=needs_redis)])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(len(STREAM))))
+def test_replaying_any_order_of_late_facts_twice_gives_the_same_outputs(kind, order):
+    sandbox = RedisSandbox()
+    store = SQLiteStore(":memory:") if kind == "sqlite" else sandbox.open()
+    try:
+        assert forwarded(store, order) == forwarded(store, order)
+    finally:
+        store.close()
+        sandbox.clean()
+
+
+def test_a_message_not_seen_before_sees_every_fact_known(tmp_path):
+    store = SQLiteStore(str(tmp_path / "groupspec.db"))
+    first = forwarded(store, [0, 1])  # the event, then its group's late join with the status
+    again = forwarded(store, [0])
+    new = Pipeline(TRAITS, store).run({**STREAM[0][1], "messageId": "e1-new"})[0].body
+    store.close()
+    assert again == first[:1] and b"hh_a" not in again[0]  # replayed: as the first time
+    assert new["context"]["groupId"] == "hh_a" and new["context"]["groupspec"]["group_traits"] == {"status": "active"}
+
+
 # every store gives the same point-in-time answers as a brute-force model
 
 PERSONS = ["u:1", "u:2", "a:3"]
@@ -310,8 +470,9 @@ def test_every_key_a_script_touches_lies_in_one_cluster_slot(group_id):
     keys = Keys("gs")
     group = [keys.group("1", group_id, kind) for kind in ("n", "d", "a", "ad", "t:plan", "t:status")]
     assert len({key_slot(key.encode()) for key in group}) == 1
-    assert len({key_slot(keys.person("u:" + group_id, kind).encode()) for kind in ("e", "l")}) == 1
+    assert len({key_slot(keys.person("u:" + group_id, kind).encode()) for kind in ("e", "l", "la")}) == 1
     assert len({key_slot(keys.pending(kind).encode()) for kind in ("due", "seq")}) == 1
+    assert len({key_slot(keys.arrivals(kind).encode()) for kind in ("n", "ids")}) == 1
     assert keys.group("1", group_id, "n") != keys.group("1:" + group_id, "", "n")  # ids cannot run together
 
 

@@ -2,6 +2,11 @@
 
 Persons are keys: ``"u:<userId>"`` or ``"a:<anonymousId>"``. Everything is event-sourced with timestamps so
 that every answer is point-in-time: a late or replayed message sees the state valid at its own time.
+
+A persistent store also remembers the order in which it first saw each message (`admit`). Every fact carries
+the arrival number of the message that recorded it (`arrived`), and a read made for a message passes its own
+number (`before`) and ignores the facts recorded on or after it: a replayed message sees exactly what it saw the
+first time, an unseen message sees everything known. None means no order (always known / no filter).
 """
 
 from __future__ import annotations
@@ -29,29 +34,36 @@ class StoreError(Exception):
 
 
 class Store(Protocol):
-    def link(self, key: str, other: str) -> None:
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
         """Record that two person keys are the same person (identify with both ids, alias)."""
 
-    def identities(self, key: str) -> list[str]:
-        """Every person key linked to `key`, `key` first."""
+    def identities(self, key: str, before: int | None = None) -> list[str]:
+        """Every person key linked to `key` (by links known `before`), `key` first."""
 
-    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+    def admit(self, message_id: str) -> int | None:
+        """The arrival number of a message: a new, store-wide increasing one the first time `message_id` is seen,
+        the same one on every later call (a replay); None from a store without per-message memory."""
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
+                          arrived: int | None = None) -> None:
         """A person joined (group call) or left (Relationship Deleted) a group at `ts`."""
 
-    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float, arrived: int | None = None) -> None:
         """A group ceased to exist at `ts`: it has no members from then on."""
 
-    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
-        """The groups any of `persons` belonged to at `ts`, latest joined first."""
+    def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
+        """The groups any of `persons` belonged to at `ts`, latest joined first (facts known `before`)."""
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
         """The names whose stored value is newer than `ts` (a re-applied message compares as it did first)."""
 
-    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
+                     arrived: int | None = None) -> None:
         """Record group trait values written at `ts` by message `message_id`."""
 
-    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
-        """The latest value of each of `names` written at or before `ts`."""
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
+                  before: int | None = None) -> dict[str, Any]:
+        """The latest value of each of `names` written at or before `ts` (facts known `before`)."""
 
     def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
         """Append a member's event to the group's activity log, once per message; its seq (the first one's)."""

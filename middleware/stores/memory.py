@@ -1,4 +1,5 @@
-"""The in-process store: hermetic replays and tests."""
+"""The in-process store: hermetic replays and tests. It keeps no per-message memory (`admit` answers None: its
+size grows with people, not messages), but honours the `arrived`/`before` a caller passes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from collections import defaultdict
 from typing import Any
 
 from .base import Activity, Membership
-from .history import Event, fold_memberships, latest_at, linked, stale_after
+from .history import Deletion, Event, fold_memberships, latest_at, linked, stale_after
 
 _NONE: tuple = ()
+_NO_LINKS: dict = {}
 
 
 class MemoryStore:
@@ -17,11 +19,11 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._links: dict[str, set[str]] = {}
+        self._links: dict[str, dict[str, int | None]] = {}  # key -> linked key -> arrived
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_keys: set[tuple] = set()
-        self._deletions: dict[tuple[str, str], list[float]] = defaultdict(list)
-        self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any]]] = defaultdict(list)
+        self._deletions: dict[tuple[str, str], list[Deletion]] = defaultdict(list)
+        self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any, int | None]]] = defaultdict(list)
         self._activity: dict[tuple[str, str], dict[str, Activity]] = defaultdict(dict)
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
         self._seq = 0
@@ -30,33 +32,37 @@ class MemoryStore:
         self._seq += 1
         return self._seq
 
-    def link(self, key: str, other: str) -> None:
-        if key == other or other in self._links.get(key, _NONE):
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key == other or other in self._links.get(key, _NO_LINKS):
             return
         with self._lock:
-            self._links.setdefault(key, set()).add(other)
-            self._links.setdefault(other, set()).add(key)
+            self._links.setdefault(key, {}).setdefault(other, arrived)
+            self._links.setdefault(other, {}).setdefault(key, arrived)
 
-    def identities(self, key: str) -> list[str]:
+    def identities(self, key: str, before: int | None = None) -> list[str]:
         if key not in self._links:
             return [key]
-        return linked(key, lambda k: self._links.get(k, _NONE))
+        return linked(key, lambda k: self._links.get(k, _NO_LINKS).items(), before)
 
-    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+    def admit(self, message_id: str) -> None:
+        return None
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
+                          arrived: int | None = None) -> None:
         key = (person, object_type_id, group_id, ts, joined)
         if key in self._event_keys:
             return
         with self._lock:
             self._event_keys.add(key)
-            self._events[person].append((object_type_id, group_id, ts, self._next(), joined))
+            self._events[person].append((object_type_id, group_id, ts, self._next(), joined, arrived))
 
-    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float, arrived: int | None = None) -> None:
         with self._lock:
             times = self._deletions[(object_type_id, group_id)]
-            if ts not in times:
-                times.append(ts)
+            if all(at != ts for at, _ in times):
+                times.append((ts, arrived))
 
-    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
+    def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
         events = self._events
         if len(persons) == 1:
             rows = events.get(persons[0], _NONE)
@@ -64,27 +70,29 @@ class MemoryStore:
             rows = [row for person in persons for row in events.get(person, _NONE)]
         if not rows:
             return []
-        return fold_memberships(rows, self._deletions, ts)
+        return fold_memberships(rows, self._deletions, ts, before)
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
         traits = self._traits
         return {
             name for name in names
-            if stale_after(((at, seq, mid) for at, seq, mid, _ in traits.get((object_type_id, group_id, name), _NONE)), ts, message_id)
+            if stale_after((entry[:3] for entry in traits.get((object_type_id, group_id, name), _NONE)), ts, message_id)
         }
 
-    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
+                     arrived: int | None = None) -> None:
         with self._lock:
             for name, value in traits.items():
                 entries = self._traits[(object_type_id, group_id, name)]
-                if not any(mid == message_id for _, _, mid, _ in entries):
-                    entries.append((ts, self._next(), message_id, value))
+                if not any(entry[2] == message_id for entry in entries):
+                    entries.append((ts, self._next(), message_id, value, arrived))
 
-    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
+                  before: int | None = None) -> dict[str, Any]:
         out = {}
         for name in names:
             history = self._traits.get((object_type_id, group_id, name), _NONE)
-            best = latest_at(((at, seq, value) for at, seq, _, value in history), ts)
+            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in history), ts, before)
             if best is not None:
                 out[name] = best[2]
         return out

@@ -5,13 +5,17 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 
 | key | type | holds |
 |---|---|---|
-| ``{p:KEY}:l`` | set | person keys linked to KEY |
-| ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> seq (HSETNX dedupes) |
+| ``{p:KEY}:l`` / ``:la`` | set / hash | person keys linked to KEY / linked key -> arrived (absent: always known) |
+| ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> ``seq arrived`` (HSETNX dedupes) |
 | ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
-| ``{g:[TYPE,ID]}:d`` | set | deletion times of the object |
-| ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value]`` |
+| ``{g:[TYPE,ID]}:d`` | set | deletions of the object: ``ts arrived`` |
+| ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value, arrived]`` |
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
+| ``{arrivals}:n`` / ``:ids`` | string / hash | arrival counter / message id -> arrival number |
+
+`arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
+arrival numbers existed (always known).
 
 A Redis error (refused connection, timeout, ...) raises `StoreError`; nothing answers "unresolved" on an error.
 """
@@ -36,6 +40,20 @@ for i = 2, #KEYS do
     redis.call('HSET', KEYS[i], ARGV[1], redis.call('INCR', KEYS[1]) .. ' ' .. ARGV[i])
   end
 end
+"""
+# KEYS: linked keys set, their arrivals hash; ARGV: other key, arrived ("": always known). The first link stays.
+_LINK = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+end
+"""
+# KEYS: arrival counter, message id hash; ARGV: message id. Returns its arrival number, the first one given.
+_ADMIT = """
+local seen = redis.call('HGET', KEYS[2], ARGV[1])
+if seen then return tonumber(seen) end
+local arrived = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], ARGV[1], arrived)
+return arrived
 """
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
@@ -80,10 +98,24 @@ class Keys:
     def pending(self, kind: str) -> str:
         return f"{self.prefix}{{rollups}}:{kind}"
 
+    def arrivals(self, kind: str) -> str:
+        return f"{self.prefix}{{arrivals}}:{kind}"
+
 
 def membership_field(object_type_id: str, group_id: str, ts: float, joined: bool) -> bytes:
     """The hash field of one membership event (identical events share it, so they are stored once)."""
     return orjson.dumps([object_type_id, group_id, float(ts), joined])
+
+
+def stamped(head: Any, arrived: int | None) -> str:
+    """``"head arrived"``, or just ``"head"`` for a fact always known."""
+    return str(head) if arrived is None else f"{head} {arrived}"
+
+
+def unstamped(stored: str) -> tuple[str, int | None]:
+    """``(head, arrived)`` of a `stamped` value."""
+    head, _, arrived = stored.partition(" ")
+    return head, int(arrived) if arrived else None
 
 
 class RedisStore:
@@ -97,6 +129,8 @@ class RedisStore:
             self.redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
         except ValueError as exc:
             raise StoreError(f"bad Redis store url {self._where}: {exc}") from None
+        self._admit = self.redis.register_script(_ADMIT)
+        self._link = self.redis.register_script(_LINK)
         self._apply_traits = self.redis.register_script(_APPLY_TRAITS)
         self._record_activity = self.redis.register_script(_RECORD_ACTIVITY)
         self._mark_pending = self.redis.register_script(_MARK_PENDING)
@@ -109,51 +143,68 @@ class RedisStore:
         except redis.RedisError as exc:
             raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
 
-    def link(self, key: str, other: str) -> None:
-        # two idempotent single-key writes (the persons may live on different cluster slots)
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        # two idempotent one-slot writes (the persons may live on different cluster slots)
         if key == other:
             return
+        stamp = "" if arrived is None else arrived
         with self._guard():
             pipe = self.redis.pipeline(transaction=False)
-            pipe.sadd(self.keys.person(key, "l"), other)
-            pipe.sadd(self.keys.person(other, "l"), key)
+            for one, two in ((key, other), (other, key)):
+                self._link(keys=[self.keys.person(one, "l"), self.keys.person(one, "la")], args=[two, stamp], client=pipe)
             pipe.execute()
 
-    def identities(self, key: str) -> list[str]:
-        with self._guard():
-            return linked(key, lambda k: sorted(self.redis.smembers(self.keys.person(k, "l"))))
+    def _links(self, key: str) -> list[tuple[str, int | None]]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.smembers(self.keys.person(key, "l"))
+        pipe.hgetall(self.keys.person(key, "la"))
+        others, arrivals = pipe.execute()
+        return [(other, int(arrivals[other]) if other in arrivals else None) for other in sorted(others)]
 
-    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+    def identities(self, key: str, before: int | None = None) -> list[str]:
+        with self._guard():
+            return linked(key, self._links, before)
+
+    def admit(self, message_id: str) -> int:
+        with self._guard():
+            return int(self._admit(keys=[self.keys.arrivals("n"), self.keys.arrivals("ids")], args=[message_id]))
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
+                          arrived: int | None = None) -> None:
         with self._guard():
             seq = self.redis.incr(self.keys.group(object_type_id, group_id, "n"))
-            self.redis.hsetnx(self.keys.person(person, "e"), membership_field(object_type_id, group_id, ts, joined), seq)
+            self.redis.hsetnx(self.keys.person(person, "e"), membership_field(object_type_id, group_id, ts, joined),
+                              stamped(seq, arrived))
 
-    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float, arrived: int | None = None) -> None:
         with self._guard():
-            self.redis.sadd(self.keys.group(object_type_id, group_id, "d"), repr(float(ts)))
+            self.redis.sadd(self.keys.group(object_type_id, group_id, "d"), stamped(repr(float(ts)), arrived))
 
-    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
+    def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
         with self._guard():
             pipe = self.redis.pipeline(transaction=False)
             for person in persons:
                 pipe.hgetall(self.keys.person(person, "e"))
             events = []
             for stored in pipe.execute():
-                for field, seq in stored.items():
+                for field, value in stored.items():
                     type_id, group_id, at, joined = orjson.loads(field)
                     if at <= ts:
-                        events.append((type_id, group_id, at, int(seq), joined))
+                        seq, arrived = unstamped(value)
+                        events.append((type_id, group_id, at, int(seq), joined, arrived))
             if not events:
                 return []
             groups = sorted({(type_id, group_id) for type_id, group_id, *_ in events})
             pipe = self.redis.pipeline(transaction=False)
             for type_id, group_id in groups:
                 pipe.smembers(self.keys.group(type_id, group_id, "d"))
-            deletions = {group: [float(at) for at in times] for group, times in zip(groups, pipe.execute()) if times}
-        return fold_memberships(events, deletions, ts)
+            deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, stored)]
+                         for group, stored in zip(groups, pipe.execute()) if stored}
+        return fold_memberships(events, deletions, ts, before)
 
-    def _trait_histories(self, object_type_id: str, group_id: str, names: list[str]) -> list[list[tuple[float, int, str, Any]]]:
-        """Per name: ``(ts, seq, message_id, value)`` entries."""
+    def _trait_histories(self, object_type_id: str, group_id: str,
+                         names: list[str]) -> list[list[tuple[float, int, str, Any, int | None]]]:
+        """Per name: ``(ts, seq, message_id, value, arrived)`` entries."""
         with self._guard():
             pipe = self.redis.pipeline(transaction=False)
             for name in names:
@@ -163,8 +214,8 @@ class RedisStore:
                 entries = []
                 for message_id, entry in stored.items():
                     seq, _, payload = entry.partition(" ")
-                    at, value = orjson.loads(payload)
-                    entries.append((at, int(seq), message_id, value))
+                    at, value, *arrived = orjson.loads(payload)  # no `arrived`: written before it existed
+                    entries.append((at, int(seq), message_id, value, arrived[0] if arrived else None))
                 out.append(entries)
             return out
 
@@ -172,19 +223,21 @@ class RedisStore:
         histories = self._trait_histories(object_type_id, group_id, names)
         return {name for name, entries in zip(names, histories) if stale_after((e[:3] for e in entries), ts, message_id)}
 
-    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
+                     arrived: int | None = None) -> None:
         if not traits:
             return
         keys = [self.keys.group(object_type_id, group_id, "n")]
         keys += [self.keys.group(object_type_id, group_id, "t:" + name) for name in traits]
-        args = [message_id, *(orjson.dumps([float(ts), value]) for value in traits.values())]
+        args = [message_id, *(orjson.dumps([float(ts), value, arrived]) for value in traits.values())]
         with self._guard():
             self._apply_traits(keys=keys, args=args)
 
-    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
+                  before: int | None = None) -> dict[str, Any]:
         out = {}
         for name, entries in zip(names, self._trait_histories(object_type_id, group_id, names)):
-            best = latest_at(((at, seq, value) for at, seq, _, value in entries), ts)
+            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in entries), ts, before)
             if best is not None:
                 out[name] = best[2]
         return out

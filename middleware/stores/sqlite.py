@@ -1,10 +1,12 @@
-"""The embedded default store: one SQLite file in WAL mode, safe to share between threads."""
+"""The embedded default store: one SQLite file in WAL mode, safe to share between threads.
+
+`messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
+NULL in a file written before it existed: always known)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections import defaultdict
 from typing import Any
 
 import orjson
@@ -13,15 +15,18 @@ from .base import Activity, Membership, StoreError
 from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS links (a TEXT NOT NULL, b TEXT NOT NULL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links (a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
-    ts REAL NOT NULL, joined INTEGER NOT NULL, UNIQUE (person, type_id, group_id, ts, joined));
+    ts REAL NOT NULL, joined INTEGER NOT NULL, arrived INTEGER, UNIQUE (person, type_id, group_id, ts, joined));
 CREATE TABLE IF NOT EXISTS deletions (
-    type_id TEXT NOT NULL, group_id TEXT NOT NULL, ts REAL NOT NULL, PRIMARY KEY (type_id, group_id, ts)) WITHOUT ROWID;
+    type_id TEXT NOT NULL, group_id TEXT NOT NULL, ts REAL NOT NULL, arrived INTEGER,
+    PRIMARY KEY (type_id, group_id, ts)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS traits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, name TEXT NOT NULL,
-    ts REAL NOT NULL, message_id TEXT NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, name, message_id));
+    ts REAL NOT NULL, message_id TEXT NOT NULL, value BLOB NOT NULL, arrived INTEGER,
+    UNIQUE (type_id, group_id, name, message_id));
+CREATE TABLE IF NOT EXISTS messages (arrived INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE);
 CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
 CREATE TABLE IF NOT EXISTS activity (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, message_id TEXT NOT NULL,
@@ -31,6 +36,8 @@ CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
 """
+#: tables of a file written before arrival numbers existed gain the column (NULL: always known)
+_ARRIVED_IN = ("links", "memberships", "deletions", "traits")
 
 
 class SQLiteStore:
@@ -43,6 +50,11 @@ class SQLiteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            self._db.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
+            for table in _ARRIVED_IN:
+                if "arrived" not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN arrived INTEGER")
+            self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
         self._lock = threading.Lock()
@@ -65,36 +77,51 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"SQLite store: {exc}") from None
 
-    def link(self, key: str, other: str) -> None:
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
         if key != other:
-            self._write("INSERT OR IGNORE INTO links VALUES (?, ?)", [(key, other), (other, key)])
+            self._write("INSERT OR IGNORE INTO links (a, b, arrived) VALUES (?, ?, ?)",
+                        [(key, other, arrived), (other, key, arrived)])
 
-    def identities(self, key: str) -> list[str]:
-        return linked(key, lambda k: [b for (b,) in self._rows("SELECT b FROM links WHERE a = ?", (k,))])
+    def identities(self, key: str, before: int | None = None) -> list[str]:
+        return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
 
-    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool) -> None:
+    def admit(self, message_id: str) -> int:
+        find = "SELECT arrived FROM messages WHERE message_id = ?"
+        with self._lock:
+            try:
+                row = self._db.execute(find, (message_id,)).fetchone()
+                if row is None:  # OR IGNORE: another process may number it first
+                    self._db.execute("INSERT OR IGNORE INTO messages (message_id) VALUES (?)", (message_id,))
+                    row = self._db.execute(find, (message_id,)).fetchone()
+                return row[0]
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store: {exc}") from None
+
+    def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
+                          arrived: int | None = None) -> None:
         self._write(
-            "INSERT OR IGNORE INTO memberships (person, type_id, group_id, ts, joined) VALUES (?, ?, ?, ?, ?)",
-            [(person, object_type_id, group_id, ts, int(joined))],
+            "INSERT OR IGNORE INTO memberships (person, type_id, group_id, ts, joined, arrived) VALUES (?, ?, ?, ?, ?, ?)",
+            [(person, object_type_id, group_id, ts, int(joined), arrived)],
         )
 
-    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float) -> None:
-        self._write("INSERT OR IGNORE INTO deletions VALUES (?, ?, ?)", [(object_type_id, group_id, ts)])
+    def record_object_deleted(self, object_type_id: str, group_id: str, ts: float, arrived: int | None = None) -> None:
+        self._write("INSERT OR IGNORE INTO deletions (type_id, group_id, ts, arrived) VALUES (?, ?, ?, ?)",
+                    [(object_type_id, group_id, ts, arrived)])
 
-    def memberships_at(self, persons: list[str], ts: float) -> list[Membership]:
+    def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
         marks = ",".join("?" * len(persons))
         rows = self._rows(
-            f"SELECT type_id, group_id, ts, seq, joined FROM memberships WHERE person IN ({marks}) AND ts <= ?",
+            f"SELECT type_id, group_id, ts, seq, joined, arrived FROM memberships WHERE person IN ({marks}) AND ts <= ?",
             [*persons, ts],
         )
         if not rows:
             return []
-        groups = {(t, g) for t, g, *_ in rows}
-        deletions: dict[tuple[str, str], list[float]] = defaultdict(list)
-        for type_id, group_id in groups:
-            for (at,) in self._rows("SELECT ts FROM deletions WHERE type_id = ? AND group_id = ? AND ts <= ?", (type_id, group_id, ts)):
-                deletions[(type_id, group_id)].append(at)
-        return fold_memberships(((t, g, at, seq, bool(j)) for t, g, at, seq, j in rows), deletions, ts)
+        deletions = {
+            (type_id, group_id): self._rows(
+                "SELECT ts, arrived FROM deletions WHERE type_id = ? AND group_id = ? AND ts <= ?", (type_id, group_id, ts))
+            for type_id, group_id in {(t, g) for t, g, *_ in rows}
+        }
+        return fold_memberships(((t, g, at, seq, bool(j), arr) for t, g, at, seq, j, arr in rows), deletions, ts, before)
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
         stale = set()
@@ -107,19 +134,22 @@ class SQLiteStore:
                 stale.add(name)
         return stale
 
-    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str) -> None:
+    def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
+                     arrived: int | None = None) -> None:
         self._write(
-            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value) VALUES (?, ?, ?, ?, ?, ?)",
-            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value)) for name, value in traits.items()],
+            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value, arrived) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value), arrived) for name, value in traits.items()],
         )
 
-    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float) -> dict[str, Any]:
+    def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
+                  before: int | None = None) -> dict[str, Any]:
         out = {}
         for name in names:
+            # history.latest_at in SQL: a NULL `arrived` or `before` compares to NULL, i.e. the fact is known
             row = self._rows(
                 "SELECT value FROM traits WHERE type_id = ? AND group_id = ? AND name = ? AND ts <= ?"
-                " ORDER BY ts DESC, seq DESC LIMIT 1",
-                (object_type_id, group_id, name, ts),
+                " AND coalesce(arrived < ?, 1) ORDER BY ts DESC, seq DESC LIMIT 1",
+                (object_type_id, group_id, name, ts, before),
             )
             if row:
                 out[name] = orjson.loads(row[0][0])

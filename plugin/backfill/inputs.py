@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,10 @@ from ..replay import read_lines
 #: row column -> spec message key
 ROW_KEYS = {"user_id": "userId", "anonymous_id": "anonymousId", "group_id": "groupId", "timestamp": "timestamp"}
 _TRUE, _FALSE = frozenset({"true", "yes", "1"}), frozenset({"false", "no", "0"})
+
+
+class InputError(Exception):
+    """An input file that cannot be read on (not a bad record: those are quarantined)."""
 
 
 @dataclass(frozen=True)
@@ -106,11 +109,18 @@ def _csv_records(path: Path, contract: Contract) -> Iterator[Record]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as stream:
         reader = csv.DictReader(stream)
-        if reader.fieldnames is None:
-            return
+        try:
+            if reader.fieldnames is None:
+                return
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"{path}: cannot read the CSV header ({exc})") from None
         reader.fieldnames = [name.strip() for name in reader.fieldnames]
-        for number, row in enumerate(reader, 1):
-            yield _row_record(number, row, contract, from_csv=True)
+        number = 0
+        try:
+            for number, row in enumerate(reader, 1):
+                yield _row_record(number, row, contract, from_csv=True)
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"{path}: after data row {number}: cannot read the CSV ({exc})") from None
 
 
 def _jsonl_records(path: Path, contract: Contract) -> Iterator[Record]:
@@ -142,5 +152,5 @@ def count(path: str | Path) -> int:
         return sum(1 for _ in read_lines(path))
     opener = gzip.open if str(path).endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as stream:
-        return max(0, sum(1 for _ in csv.reader(io.TextIOWrapper(stream.buffer, encoding="utf-8-sig")
-                                                if False else stream)) - 1)
+        rows = sum(1 for row in csv.reader(stream) if row)  # DictReader skips blank lines too
+    return max(0, rows - 1)

@@ -89,8 +89,8 @@ class Coverage(_Model):
     quarantined: int = 0
     events: list[EventRow] = Field(default_factory=list)
     violations: list[ViolationRow] = Field(default_factory=list)
-    people: People = Field(default_factory=People)
-    groups: Groups = Field(default_factory=Groups)
+    people: People | None = None  # None: the origin does not track people (a service's counters)
+    groups: Groups | None = None
 
 
 class _Identities:

@@ -15,6 +15,7 @@ COLOURS = {
     "quarantined": "#dc2626", "forwarded": "#f59e0b",
 }
 LABEL_WIDTH, BAR_WIDTH, ROW_HEIGHT = 220, 560, 26
+LABEL_CHARS = 26  # what fits in LABEL_WIDTH at 13px
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2937;
@@ -28,7 +29,7 @@ h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 19px; margin: 34px 0 10
 .tile.warn b { color: #b45309; } .tile.bad b { color: #b91c1c; }
 table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid #e2e8f0; }
 th, td { padding: 6px 10px; border-bottom: 1px solid #e2e8f0; text-align: right; }
-th { background: #f1f5f9; font-weight: 600; } .text { text-align: left; }
+th { background: #f1f5f9; font-weight: 600; white-space: nowrap; } .text { text-align: left; }
 svg { display: block; }
 .chart { background: #fff; border: 1px solid #e2e8f0; border-radius: 10px; padding: 10px; margin-bottom: 12px; }
 .legend span { display: inline-block; margin-right: 16px; font-size: 13px; }
@@ -51,7 +52,7 @@ def stacked_bars(rows: list[tuple[str, dict[str, int]]], series: list[str]) -> s
              f'role="img" font-family="system-ui, sans-serif" font-size="13">']
     for i, (label, values) in enumerate(rows):
         y = 4 + i * ROW_HEIGHT
-        shown = label if len(label) <= 30 else label[:29] + "…"
+        shown = label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
         parts.append(f'<text x="{LABEL_WIDTH - 8}" y="{y + 16}" text-anchor="end">{escape(shown)}</text>')
         x = float(LABEL_WIDTH)
         for name in series:
@@ -81,17 +82,20 @@ def _tiles(report: Coverage) -> str:
     forwarded = sum(row.forwarded for row in report.events)
     grouped = sum(row.with_group for row in report.events)
     share = grouped / forwarded if forwarded else None
-    groups = report.groups
-    return '<div class="tiles">' + "".join([
+    people, groups = report.people, report.groups
+    tiles = [
         _tile(str(report.received), "messages received"),
         _tile(str(report.quarantined), "quarantined", "bad" if report.quarantined else ""),
         _tile(percent(share), "track events with a group", "" if share is None or share >= 0.95 else "warn"),
-        _tile(str(report.people.without_group), f"of {report.people.total} people without any group",
-              "warn" if report.people.without_group else ""),
-        _tile(str(groups.stale_count) if groups.freshness else "-",
-              f"of {groups.total} groups stale" + (f" (> {groups.freshness})" if groups.freshness else ""),
-              "warn" if groups.stale_count else ""),
-    ]) + "</div>"
+    ]
+    if people is not None:
+        tiles.append(_tile(str(people.without_group), f"of {people.total} people without any group",
+                           "warn" if people.without_group else ""))
+    if groups is not None:
+        tiles.append(_tile(str(groups.stale_count) if groups.freshness else "-",
+                           f"of {groups.total} groups stale" + (f" (> {groups.freshness})" if groups.freshness else ""),
+                           "warn" if groups.stale_count else ""))
+    return '<div class="tiles">' + "".join(tiles) + "</div>"
 
 
 def _events(report: Coverage) -> str:
@@ -122,6 +126,8 @@ def _violations(report: Coverage) -> str:
 
 def _people(report: Coverage) -> str:
     people = report.people
+    if people is None:
+        return f'<p class="none">Not tracked by {escape(report.origin)}.</p>'
     if not people.without_group:
         return f'<p class="none">All {people.total} people have a group.</p>'
     more = people.without_group - len(people.examples)
@@ -132,6 +138,8 @@ def _people(report: Coverage) -> str:
 
 def _stale(report: Coverage) -> str:
     groups = report.groups
+    if groups is None:
+        return f'<p class="none">Not tracked by {escape(report.origin)}.</p>'
     if groups.freshness is None:
         return f'<p class="none">{groups.total} groups; no <code>[contract] freshness</code> window is configured.</p>'
     if not groups.stale_count:
@@ -147,7 +155,8 @@ def render(report: Coverage) -> str:
     title = f"groupspec coverage — {report.origin}"
     meta = (f"contract {escape(report.contract or '?')} · as of {escape(report.as_of or 'no data')} · "
             f"{report.forwarded} forwarded, {report.quarantined} quarantined")
-    freshness = f" (not updated within {escape(report.groups.freshness)})" if report.groups.freshness else ""
+    window = report.groups.freshness if report.groups is not None else None
+    freshness = f" (not updated within {escape(window)})" if window else ""
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f"<style>{CSS}</style></head><body><main>"
             f"<h1>Group coverage</h1><p class=\"meta\">{escape(report.origin)} · {meta}</p>{_tiles(report)}"

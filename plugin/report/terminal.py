@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..replay import RESOLUTIONS
 from .collect import Coverage
@@ -29,7 +31,7 @@ def _events(report: Coverage) -> Table:
     for row in report.events:
         share = row.share
         style = "" if share is None or share >= 0.95 else "yellow" if share >= 0.5 else "red"
-        table.add_row(row.event, str(row.received), str(row.quarantined),
+        table.add_row(Text(row.event), str(row.received), str(row.quarantined),
                       f"[{style}]{percent(share)}[/]" if style else percent(share),
                       *(str(row.resolution.get(name, 0)) for name in RESOLUTIONS))
     return table
@@ -40,7 +42,7 @@ def _violations(report: Coverage) -> Table:
     for name in ("code", "source", "forwarded (flag/strip)", "quarantined"):
         table.add_column(name, justify="right" if name[0] in "fq" else "left")
     for row in report.violations:
-        table.add_row(row.code, row.source, str(row.forwarded), str(row.quarantined))
+        table.add_row(Text(row.code), Text(row.source), str(row.forwarded), str(row.quarantined))
     return table
 
 
@@ -51,7 +53,7 @@ def _stale(report: Coverage) -> Table:
     for name in ("object type", "group", "last update", "age"):
         table.add_column(name)
     for group in groups.stale:
-        table.add_row(group.object_type_id, group.group_id, group.last_update, age(group.age_seconds))
+        table.add_row(Text(group.object_type_id), Text(group.group_id), group.last_update, age(group.age_seconds))
     if groups.stale_count > len(groups.stale):
         table.caption = f"the {len(groups.stale)} oldest shown"
     return table
@@ -63,16 +65,19 @@ def render(report: Coverage, console: Console | None = None) -> None:
         console = Console()
         if not console.is_terminal:  # a log or a pipe: wide enough that the tables do not wrap
             console = Console(width=max(console.width, 120))
-    console.print(f"[bold]coverage of {report.origin}[/] — contract {report.contract or '?'}, "
+    console.print(f"[bold]coverage of {escape(report.origin)}[/] — contract {escape(report.contract or '?')}, "
                   f"as of {report.as_of or 'no data'}")
     console.print(f"received {report.received}, forwarded {report.forwarded}, quarantined {report.quarantined}")
     console.print(_events(report) if report.events else "no track events")
     console.print(_violations(report) if report.violations else "no violations")
-    people = report.people
-    console.print(f"people without any group: {people.without_group} of {people.total}"
-                  + (f" — {', '.join(people.examples)}" if people.examples else ""))
-    if report.groups.freshness is None:
-        console.print(f"groups: {report.groups.total} (no [contract] freshness window configured)")
+    people, groups = report.people, report.groups
+    if people is not None:
+        console.print(f"people without any group: {people.without_group} of {people.total}"
+                      + (f" — {escape(', '.join(people.examples))}" if people.examples else ""))
+    if groups is None:
+        console.print(f"people and groups: not tracked by {escape(report.origin)}")
+    elif groups.freshness is None:
+        console.print(f"groups: {groups.total} (no {escape('[contract]')} freshness window configured)")
     else:
-        console.print(_stale(report) if report.groups.stale_count else
-                      f"groups: all {report.groups.total} updated within {report.groups.freshness}")
+        console.print(_stale(report) if groups.stale_count else
+                      f"groups: all {groups.total} updated within {groups.freshness}")

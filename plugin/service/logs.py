@@ -11,7 +11,7 @@ import orjson
 from groupspec.middleware.config import Config
 from groupspec.middleware.quarantine import iso
 
-_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 MASK = "***"
 
 

@@ -61,8 +61,10 @@ class Spool:
                     "INSERT INTO spool (source, kind, received_at, messages, payload) VALUES (?, ?, ?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                try:
+                    self._db.rollback()
+                except sqlite3.Error:
+                    pass  # closed or broken: nothing was committed either way
                 raise SpoolError(f"cannot write the spool {self.path!r}: {exc}") from None
             self._waiting += sum(row[3] for row in rows)
 

@@ -1,0 +1,5 @@
+"""Backfill: historical spec messages or person->group rows through the contract, out to Customer.io."""
+
+from .command import register
+
+__all__ = ["register"]

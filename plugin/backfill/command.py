@@ -1,0 +1,129 @@
+"""`groupspec backfill INPUT... --config FILE [--dry-run --out DIR] [--checkpoint FILE]`."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import orjson
+
+from groupspec.middleware.config import ConfigError, load_config
+from groupspec.middleware.message import parse_time
+
+from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
+from .checkpoint import Checkpoint, Position
+from .inputs import InputError, count
+from .progress import progress_bar
+from .run import Backfill
+from .sinks import Files, Live
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops a backfill like Ctrl-C: the checkpoint is written on the way out."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.dry_run != (args.out is not None):
+        raise ConfigError("backfill: --dry-run and --out DIR go together (a dry run writes its operations to DIR)")
+    if args.dry_run and args.checkpoint:
+        raise ConfigError("backfill: a dry run is not resumable; drop --checkpoint")
+    for path in args.inputs:
+        if not Path(path).is_file():
+            raise ConfigError(f"{path}: no such input file")
+
+
+def _start(args: argparse.Namespace, checkpoint: Checkpoint | None) -> tuple[Position, float]:
+    """Where to start and the run's time: from the checkpoint of an earlier run, else the beginning and now."""
+    earlier = checkpoint.load() if checkpoint else None
+    if earlier is not None:
+        return earlier
+    if args.at is None:
+        return Position(), float(int(time.time()))
+    at = parse_time(args.at)
+    if at is None:
+        raise ConfigError(f"backfill: --at: expected an ISO-8601 time, got {args.at!r}")
+    return Position(), at
+
+
+def _stopped(reason: str, backfill: Backfill, checkpoint: Checkpoint | None) -> None:
+    position = backfill.position
+    done = (f"records done up to {backfill.inputs[position.file]}:{position.line}"
+            if position.file < len(backfill.inputs) else "every record done")
+    resume = (f"rerun the same command to resume from {checkpoint.path}" if checkpoint
+              else "no --checkpoint was given, so a rerun starts from the beginning")
+    print(f"groupspec: backfill stopped: {reason}; {done}; {resume}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    _check(args)
+    if args.source is not None and args.source not in config.sources:
+        raise ConfigError(f"{args.config}: sources.{args.source}: no such source")
+    checkpoint = Checkpoint(args.checkpoint, args.inputs) if args.checkpoint else None
+    start, at = _start(args, checkpoint)
+    if checkpoint and checkpoint.complete(start):
+        print(f"backfill already complete according to {checkpoint.path}", file=sys.stderr)
+        return 0
+    sink = Files(args.out) if args.dry_run else Live(Delivery.from_config(config), config.quarantine.path)
+    total = lambda: sum(count(path) for path in args.inputs)  # noqa: E731
+    try:
+        with progress_bar(total, enabled=not args.quiet) as advance, _terminate_as_interrupt():
+            backfill = Backfill(config, args.inputs, sink, at=at, source=args.source, store_url=args.store,
+                                checkpoint=checkpoint, every=args.checkpoint_every, progress=advance)
+            try:
+                counts = backfill.run(start)
+            except Unauthorized:
+                raise
+            except DeliveryFailed as exc:
+                _stopped(str(exc), backfill, checkpoint)
+                return 1
+            except InputError as exc:
+                _stopped(str(exc), backfill, checkpoint)
+                return 1
+            except KeyboardInterrupt:
+                _stopped("interrupted", backfill, checkpoint)
+                return 130
+    finally:
+        sink.close()
+    summary = {**counts.as_dict(), **sink.totals()}
+    if args.dry_run:
+        (Path(args.out) / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
+    print(orjson.dumps(summary).decode())
+    return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add `backfill` to the CLI."""
+    parser = commands.add_parser("backfill", help="build the group objects and relationships of historical data")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="spec messages (.jsonl, .jsonl.gz) or person->group rows (.csv, .csv.gz, .jsonl)")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--source", help="source of rows, and of messages without a known writeKey")
+    parser.add_argument("--store", help="store url, overriding [store] (without either: memory://)")
+    parser.add_argument("--dry-run", action="store_true", help="write the operations to --out DIR, send nothing")
+    parser.add_argument("--out", metavar="DIR", help="dry run: customerio.jsonl, quarantine.jsonl, summary.json")
+    parser.add_argument("--checkpoint", metavar="FILE", help="resume file: a rerun skips what was delivered")
+    parser.add_argument("--checkpoint-every", type=_positive, default=1000, metavar="N",
+                        help="send what is pending and save the checkpoint at least every N records (1000)")
+    parser.add_argument("--at", metavar="ISO", help="time of records without a timestamp (default: the start)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)

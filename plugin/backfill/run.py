@@ -1,0 +1,163 @@
+"""The backfill engine: records through the same chain as live traffic, operations out in batches, the position
+advanced only past what the sink confirmed.
+
+Records already done by an earlier run (before the checkpoint's position) still go through the chain, so the
+store and the rollups are rebuilt exactly, but nothing of theirs is sent or written again.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from groupspec.middleware import Config, Message, Pipeline, open_store
+from groupspec.middleware.quarantine import record
+
+from ..customerio.delivery import DeliveryFailed
+from ..customerio.mapping import to_customerio
+from ..customerio.rollups import RollupUpdates
+from .checkpoint import Checkpoint, Position
+from .inputs import Record, records
+
+
+class Sink(Protocol):
+    """Where operations and quarantine records go: files (dry run) or Customer.io."""
+
+    def send(self, ops: list[dict[str, Any]]) -> None: ...  # all handled, or DeliveryFailed with `remaining`
+
+    def quarantine(self, records: list[dict[str, Any]]) -> None: ...
+
+
+@dataclass
+class _Mark:
+    """A processed record whose operations are queued: done once `end` operations have been handled."""
+
+    position: Position
+    start: int
+    end: int
+    quarantined: list[dict[str, Any]]
+    delivered_before: int = 0  # operations of this record an earlier run delivered
+
+
+@dataclass
+class Counts:
+    received: int = 0
+    forwarded: int = 0
+    quarantined: int = 0
+    operations: int = 0
+    skipped: int = 0  # records delivered by an earlier run
+    violations: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"received": self.received, "forwarded": self.forwarded, "quarantined": self.quarantined,
+                "operations": self.operations, "skipped": self.skipped,
+                "violations": dict(sorted(self.violations.items()))}
+
+
+class Backfill:
+    """One backfill of `inputs` into `sink`; `run(start)` returns the counts of what this run handled."""
+
+    def __init__(self, config: Config, inputs: list[str], sink: Sink, *, at: float, source: str | None = None,
+                 store_url: str | None = None, checkpoint: Checkpoint | None = None, every: int = 1000,
+                 progress: Callable[[int], None] = lambda n: None) -> None:
+        self.config, self.inputs, self.sink, self.at, self.source = config, inputs, sink, at, source
+        self.checkpoint, self.every, self.progress = checkpoint, every, progress
+        self.batch_size = config.customerio.batch_size
+        self.store = open_store(store_url or config.store_url("memory://"))
+        self.rollups = RollupUpdates(self.store)
+        self.pipeline = Pipeline(config, self.store, extra=[to_customerio, self.rollups], clock=lambda: at)
+        self.counts = Counts()
+        self.position = Position()
+        self._pending: list[dict[str, Any]] = []
+        self._marks: deque[_Mark] = deque()
+        self._queued = self._handled = 0  # operations queued and handled since the start of this run
+        self._unsaved = 0
+
+    def run(self, start: Position = Position()) -> Counts:
+        self.position = start
+        try:
+            delivered_before = start.ops
+            for here, messages, ops in self._outcomes():
+                if here <= start:
+                    self.counts.skipped += here.file < len(self.inputs)
+                    continue
+                self._count(messages)
+                ops = ops[delivered_before:]
+                self.counts.operations += len(ops)
+                self._queue(here, ops, [record(m) for m in messages if m.quarantined], delivered_before)
+                delivered_before = 0
+                if len(self._pending) >= self.batch_size or self._unsaved >= self.every:
+                    self._send(everything=self._unsaved >= self.every)
+            self._send(everything=True)
+        finally:
+            self._save()
+            self.store.close()
+        return self.counts
+
+    def _outcomes(self) -> Iterator[tuple[Position, list[Message], list[dict[str, Any]]]]:
+        """(position, messages, operations) of every record, then the final flush of pending rollup updates."""
+        contract = self.config.contract_for(self.source)
+        for index, path in enumerate(self.inputs):
+            for rec in records(path, contract):
+                messages = self._messages(path, rec)
+                self.progress(1)
+                yield Position(index, rec.number), messages, [op for m in messages if not m.quarantined for op in m.ops]
+        yield Position(len(self.inputs), 1), [], self.rollups.flush(self.config.contract)
+
+    def _messages(self, path: str, rec: Record) -> list[Message]:
+        if rec.problem is None:
+            return self.pipeline.run(rec.payload, self.source)
+        msg = Message(rec.row, None, self.source, self.at)
+        return [msg.drop("malformed", rec.problem[0], f"{Path(path).name}:{rec.number}: {rec.problem[1]}")]
+
+    def _count(self, messages: list[Message]) -> None:
+        counts = self.counts
+        for msg in messages:
+            counts.received += 1
+            if msg.quarantined:
+                counts.quarantined += 1
+            else:
+                counts.forwarded += 1
+            counts.violations.update(v["code"] for v in msg.violations)
+
+    def _queue(self, here: Position, ops: list[dict[str, Any]], quarantined: list[dict[str, Any]],
+               delivered_before: int) -> None:
+        self._pending.extend(ops)
+        self._marks.append(_Mark(here, self._queued, self._queued + len(ops), quarantined, delivered_before))
+        self._queued += len(ops)
+        self._unsaved += 1
+
+    def _send(self, everything: bool) -> None:
+        """Send full batches (all that is pending when `everything`), advancing past what was handled."""
+        while len(self._pending) >= self.batch_size or (everything and self._pending):
+            chunk = self._pending[:self.batch_size]
+            try:
+                self.sink.send(chunk)
+            except DeliveryFailed as exc:
+                self._advance(len(chunk) - len(exc.remaining))
+                raise
+            self._advance(len(chunk))
+        self._advance(0)  # records without operations are done once everything before them is
+
+    def _advance(self, handled: int) -> None:
+        del self._pending[:handled]
+        self._handled += handled
+        while self._marks and self._marks[0].end <= self._handled:
+            mark = self._marks.popleft()
+            if mark.quarantined:
+                self.sink.quarantine(mark.quarantined)
+            self.position = mark.position
+        first = self._marks[0] if self._marks else None
+        if first is not None and (first.start < self._handled or first.delivered_before):  # a record partly delivered
+            delivered = first.delivered_before + self._handled - first.start
+            self.position = Position(self.position.file, self.position.line, delivered)
+        if self._unsaved >= self.every:
+            self._save()
+
+    def _save(self) -> None:
+        if self.checkpoint is not None:
+            self.checkpoint.save(self.position, self.at)
+        self._unsaved = 0

@@ -1,0 +1,180 @@
+"""The delivery worker: takes spooled requests in order, runs them through the chain, writes quarantine
+records, delivers the Customer.io operations and forwards the enriched messages upstream, and only then removes
+them from the spool. After a crash the spool still holds whatever was not done: at-least-once, in order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from groupspec.middleware import Pipeline
+from groupspec.middleware.quarantine import QuarantineFile
+
+from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
+from ..customerio.rollups import RollupUpdates, object_update
+from .metrics import Metrics
+from .spool import Entry, Spool
+from .upstream import Upstream, UpstreamFailed, UpstreamUnauthorized
+
+log = logging.getLogger("groupspec.worker")
+
+MAX_PAUSE = 60.0  # seconds between attempts while Customer.io or the upstream keeps failing
+
+
+class SpoolClock:
+    """The chain's notion of 'now': the time the request being processed was accepted."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Work:
+    """What a run of spooled entries still has to deliver."""
+
+    entries: list[Entry]
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Worker(threading.Thread):
+    """One ordered worker (per-person order needs no more). `problem` says why delivery is stalled, if it is."""
+
+    def __init__(self, spool: Spool, pipeline: Pipeline, clock: SpoolClock, rollups: RollupUpdates | None,
+                 metrics: Metrics, quarantine: QuarantineFile, delivery: Delivery | None,
+                 upstream: Upstream | None, *, stopping: threading.Event | None = None, chunk: int = 2000,
+                 wall: Callable[[], float] = time.time) -> None:
+        super().__init__(name="groupspec-worker", daemon=True)
+        self.spool = spool
+        self.pipeline = pipeline
+        self.clock = clock
+        self.rollups = rollups
+        self.metrics = metrics
+        self.quarantine = quarantine
+        self.delivery = delivery
+        self.upstream = upstream
+        self.chunk = chunk
+        self.wall = wall
+        self.wake = threading.Event()
+        self.stopping = stopping or threading.Event()
+        self.problem: str | None = None
+        self._after = 0
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self.stopping.set()
+        self.wake.set()
+        if self.ident is not None:
+            self.join(timeout)
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.wake.clear()
+                entries = self.spool.take(self._after, self.chunk)
+                if not entries:
+                    self._idle()
+                    self.wake.wait(1.0)
+                    continue
+                work = self.process(entries)
+                if not self.deliver(work):
+                    return  # stopping: the entries stay in the spool for the next start
+                self.spool.done(entries)
+                self._after = entries[-1].seq
+                now = self.wall()
+                for entry in entries:
+                    self.metrics.latency.observe(now - entry.received_at)
+            except Exception:  # a bug or a broken spool: say so, keep the entries, try again shortly
+                log.exception("delivery worker failed; retrying")
+                self.problem = "the delivery worker failed; see the logs"
+                self.stopping.wait(1.0)
+
+    def process(self, entries: list[Entry]) -> Work:
+        """Run the entries through the chain; quarantine what is dropped, collect ops and forwarded bodies."""
+        work = Work(entries)
+        for entry in entries:
+            self.clock.now = entry.received_at
+            payload: Any = entry.payload
+            if entry.kind is not None:  # a single-type endpoint: the path gives the type the body lacks
+                payload = orjson.loads(payload)
+                if payload.get("type") is None:
+                    payload["type"] = entry.kind
+            for msg in self.pipeline.run(payload, entry.source):
+                self.metrics.processed(msg)
+                if msg.quarantined:
+                    self.quarantine.add(msg)
+                else:
+                    work.ops.extend(msg.ops)
+                    work.bodies.append(msg.body)
+        if self.delivery is None:
+            work.ops = []
+        if self.upstream is None:
+            work.bodies = []
+        return work
+
+    def deliver(self, work: Work) -> bool:
+        """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
+        failures = 0
+        while work.ops or work.bodies:
+            if self.stopping.is_set():
+                return False
+            try:
+                if work.ops:
+                    self._send_ops(work)
+                if work.bodies:
+                    self._forward(work)
+                self.problem = None
+            except (DeliveryFailed, UpstreamFailed) as exc:
+                failures += 1
+                unauthorized = isinstance(exc, (Unauthorized, UpstreamUnauthorized))
+                self.problem = str(exc) if unauthorized else None
+                pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
+                log.error("delivery stalled; retrying", extra={"error": str(exc), "pause": pause,
+                                                               "waiting": len(work.ops) + len(work.bodies)})
+                self.stopping.wait(pause)
+        return True
+
+    def _send_ops(self, work: Work) -> None:
+        try:
+            report = self.delivery.send(work.ops)
+        except DeliveryFailed as exc:
+            self._count(exc.report)
+            work.ops = exc.remaining
+            raise
+        self._count(report)
+        work.ops = []
+
+    def _count(self, report: Any) -> None:
+        m = self.metrics
+        m.delivered += report.delivered
+        m.dead_lettered += report.dead_lettered
+        m.retries += report.retries
+        m.cio_requests += report.requests
+
+    def _forward(self, work: Work) -> None:
+        try:
+            self.metrics.upstream_retries += self.upstream.send(work.bodies)
+        except UpstreamFailed as exc:
+            self.metrics.upstream_retries += exc.retries
+            self.metrics.upstream_forwarded += len(work.bodies) - len(exc.remaining)
+            work.bodies = exc.remaining
+            raise
+        self.metrics.upstream_forwarded += len(work.bodies)
+        work.bodies = []
+
+    def _idle(self) -> None:
+        """With nothing spooled, send the rollup updates that fell due by the wall clock."""
+        contract = self.pipeline.config.contract
+        if self.rollups is None or not contract.rollups or self.delivery is None:
+            return
+        ops = [object_update(update) for update in self.rollups.rollups.due(contract, self.wall())]
+        if ops:
+            self.deliver(Work([], ops=ops))

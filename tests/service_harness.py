@@ -1,0 +1,134 @@
+"""Running `groupspec serve` in tests: a config file next to the stand-in Customer.io, the service in a thread
+of the test process (fast) or as a real process (for kill -9), and a wait helper."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from groupspec.middleware.config import load_config
+from groupspec.plugin.service.serve import Service
+
+WRITE_KEYS = {"web": "wk_web_secret_123", "billing": "wk_billing_secret_456"}
+
+
+def write_config(tmp_path: Path, cio: Any = None, *, customerio: dict[str, Any] | None = None,
+                 upstream: dict[str, Any] | None = None, service: dict[str, Any] | None = None,
+                 extra: str = "") -> Path:
+    """A config with two sources, the spool/store/quarantine/dead letter under `tmp_path`, Customer.io at `cio`."""
+    lines = [
+        "[contract]", 'version = "test-1"', 'group_id_pattern = "^hh_[a-z0-9]+$"', 'require_group = ["Order Placed"]',
+        "[contract.group_traits]", 'plan = { type = "string", enum = ["basic", "pro"] }',
+        "[sources.web]", f'write_key = "{WRITE_KEYS["web"]}"',
+        "[sources.billing]", f'write_key = "{WRITE_KEYS["billing"]}"',
+        "[store]", f'url = "sqlite:///{tmp_path / "store.db"}"',
+        "[quarantine]", f'path = "{tmp_path / "quarantine.jsonl"}"',
+        "[service]", f'spool = "{tmp_path / "spool.db"}"', *_pairs(service or {}),
+    ]
+    if cio is not None or customerio:
+        settings = {"url": cio.url, "site_id": cio.site_id, "api_key": cio.api_key} if cio is not None else {}
+        settings.update({"dead_letter": str(tmp_path / "dead-letter.jsonl"), "max_retries": 2, "retry_base": 0.01,
+                         "retry_cap": 0.05, "rate_limit": 1000})
+        settings.update(customerio or {})
+        lines += ["[customerio]", *_pairs(settings)]
+    if upstream:
+        lines += ["[upstream]", *_pairs(upstream)]
+    path = tmp_path / "groupspec.toml"
+    path.write_text("\n".join(lines) + "\n" + extra)
+    return path
+
+
+def _pairs(values: dict[str, Any]) -> list[str]:
+    return [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}" for k, v in values.items()]
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `check` until it returns something truthy; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {check}")
+        time.sleep(interval)
+
+
+class ThreadService:
+    """The service in this process: worker thread plus uvicorn on a port from the OS, in a thread."""
+
+    def __init__(self, config_path: Path) -> None:
+        self.service = Service(load_config(config_path))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.service.app, lifespan="off", access_log=False,
+                                                    log_config=None))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> ThreadService:
+        self.service.start()
+        self.thread.start()
+        wait_for(lambda: self.server.started, 10)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+        self.service.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServiceProcess:
+    """`groupspec serve` as a child process; its JSON logs go to `log_path`."""
+
+    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "groupspec.plugin.cli", "serve", "--config", str(config_path),
+             "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        wait_for(self._up, 20)
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"groupspec serve exited with {self.proc.returncode}")
+        try:
+            return httpx.get(self.url + "/health", timeout=1).status_code in (200, 503)
+        except httpx.HTTPError:
+            return False
+
+    def kill(self) -> None:
+        """kill -9: no shutdown of any kind."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode

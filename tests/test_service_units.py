@@ -1,0 +1,122 @@
+"""The service's parts on their own: intake checks, the spool, group commit, JSON logs, the histogram."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import logging
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from groupspec.middleware.config import parse_config
+from groupspec.plugin.service.commit import GroupCommit
+from groupspec.plugin.service.intake import Rejected, admit, basic_user, decompress
+from groupspec.plugin.service.logs import JsonFormatter, secrets_of
+from groupspec.plugin.service.metrics import Histogram
+from groupspec.plugin.service.spool import Spool, SpoolError
+
+SOURCES = {"wk_web": "web"}
+
+
+def test_basic_user_reads_the_write_key_and_refuses_other_schemes():
+    assert basic_user(b"Basic " + base64.b64encode(b"wk_web:")) == "wk_web"
+    assert basic_user(None) is None
+    for header in (b"Bearer abc", b"Basic !!!", b"Basic " + base64.b64encode(b"\xff\xfe")):
+        with pytest.raises(Rejected) as caught:
+            basic_user(header)
+        assert caught.value.status == 401
+
+
+def test_admit_counts_messages_and_takes_the_write_key_from_the_body():
+    body = orjson.dumps({"batch": [{"type": "track"}] * 3, "writeKey": "wk_web"})
+    assert admit(None, body, SOURCES, None, 1.0) == ("web", None, 1.0, 3, body)
+    assert admit("track", b'{"event": "x"}', SOURCES, "wk_web", 2.0)[:4] == ("web", "track", 2.0, 1)
+    assert admit("track", b'{"type": "TRACK"}', SOURCES, "wk_web", 2.0)[3] == 1
+
+
+def test_decompress_gzip_and_deflate_within_the_limit():
+    data = b'{"a": 1}'
+    assert decompress(gzip.compress(data), b"gzip", 100) == data
+    import zlib
+    assert decompress(zlib.compress(data), b"deflate", 100) == data
+    with pytest.raises(Rejected) as caught:
+        decompress(gzip.compress(b"x" * 10_000), b"gzip", 1000)  # a zip bomb stops at the limit
+    assert caught.value.status == 413
+    with pytest.raises(Rejected) as caught:
+        decompress(data, b"br", 100)
+    assert caught.value.status == 415
+
+
+@given(st.lists(st.tuples(st.sampled_from(["web", None]), st.integers(0, 5), st.binary(max_size=50)), max_size=30),
+       st.integers(1, 12))
+@settings(max_examples=40, deadline=None)
+def test_spool_returns_entries_in_order_and_done_removes_them(tmp_path_factory, rows, chunk):
+    spool = Spool(tmp_path_factory.mktemp("spool") / "spool.db", "normal")
+    for i in range(0, len(rows), 4):  # appended in transactions of up to 4
+        spool.append([(src, None, 1.0, n, payload) for src, n, payload in rows[i:i + 4]])
+    assert spool.depth == sum(n for _, n, _ in rows)
+    seen, after = [], 0
+    while entries := spool.take(after, chunk):
+        assert sum(e.messages for e in entries) <= chunk or len(entries) == 1
+        seen += [(e.source, e.messages, e.payload) for e in entries]
+        spool.done(entries)
+        after = entries[-1].seq
+    assert seen == rows
+    assert spool.depth == 0
+    spool.close()
+
+
+def test_spool_depth_survives_a_reopen(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    spool.append([("web", None, 1.0, 7, b"{}"), ("web", "track", 1.0, 1, b"{}")])
+    spool.close()
+    assert Spool(tmp_path / "s.db").depth == 8
+
+
+def test_group_commit_answers_every_waiting_request_and_reports_spool_errors(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    commits = []
+    commit = GroupCommit(spool, on_commit=lambda: commits.append(1))
+
+    async def many():
+        await asyncio.gather(*(commit.write(("web", None, 1.0, 1, b"{}")) for _ in range(50)))
+
+    asyncio.run(many())
+    assert spool.depth == 50
+    assert 1 <= len(commits) <= 50  # grouped: usually far fewer commits than requests
+    spool.close()
+    with pytest.raises(SpoolError):
+        asyncio.run(commit.write(("web", None, 1.0, 1, b"{}")))
+    commit.close()
+
+
+def test_an_unwritable_spool_is_a_clear_error(tmp_path):
+    with pytest.raises(SpoolError, match="cannot open the spool"):
+        Spool(tmp_path / "no-such-dir" / "spool.db")
+
+
+def test_json_logs_mask_every_configured_secret():
+    config = parse_config({"sources": {"web": {"write_key": "wk_web_secret"}},
+                           "customerio": {"site_id": "site-1234", "api_key": "api-secret-key"},
+                           "upstream": {"url": "http://x", "write_key": "up-secret"}})
+    formatter = JsonFormatter(secrets_of(config))
+    record = logging.LogRecord("groupspec", logging.ERROR, "", 0, "key %s and %s", ("wk_web_secret", "api-secret-key"),
+                               None)
+    record.detail = "up-secret in an extra field, site-1234 too"
+    line = formatter.format(record)
+    entry = orjson.loads(line)
+    assert entry["msg"] == "key *** and ***"
+    assert entry["detail"] == "*** in an extra field, *** too"
+    assert entry["level"] == "error"
+
+
+def test_histogram_buckets_are_cumulative():
+    h = Histogram((0.1, 1.0))
+    for value in (0.05, 0.5, 0.5, 5.0):
+        h.observe(value)
+    assert h.lines("x") == ['x_bucket{le="0.1"} 1', 'x_bucket{le="1.0"} 3', 'x_bucket{le="+Inf"} 4',
+                            "x_sum 6.050000", "x_count 4"]
