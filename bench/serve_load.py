@@ -1,6 +1,6 @@
 """Benchmark: `groupspec serve` under load on loopback, delivering to a counting stand-in for Customer.io.
 
-    python bench/serve_load.py [--seconds 30] [--connections 8] [--batch 100]
+    python bench/serve_load.py [--seconds 30] [--connections 8] [--batch 100] [--rate REQUESTS_PER_S]
 
 Starts a minimal Customer.io stand-in (a child process that answers 200 and counts operations) and
 `groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts `/v1/batch`
@@ -44,6 +44,7 @@ def _standin(port: int, counter) -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # else the body waits on a delayed ACK: 40 ms a request
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -111,11 +112,14 @@ def _templates(batch: int, count: int = 50, people: int = 20_000, seed: int = 7)
     return out
 
 
-async def _load(url: str, templates: list[bytes], seconds: float, connections: int, batch: int):
+async def _load(url: str, templates: list[bytes], seconds: float, connections: int, rate: float):
+    """Closed loop (each connection posts again as soon as answered) or, with `rate`, requests sent on a fixed
+    schedule of `rate` per second, their latency counted from the scheduled time (no coordinated omission)."""
     latencies: list[float] = []
     failures = 0
     counter = iter(range(10**12))
-    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    deadline = start + seconds
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=url, auth=(WRITE_KEY, ""), limits=limits, timeout=30) as client:
 
@@ -126,15 +130,19 @@ async def _load(url: str, templates: list[bytes], seconds: float, connections: i
                 n = next(counter)
                 body = templates[n % len(templates)].replace(b"@@", str(n).encode())
                 began = time.perf_counter()
+                if rate:
+                    began = start + n / rate
+                    if began >= deadline:
+                        return
+                    await asyncio.sleep(max(0.0, began - time.perf_counter()))
                 response = await client.post("/v1/batch", content=body, headers=headers)
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - began)
                 else:
                     failures += 1
 
-        began = time.perf_counter()
         await asyncio.gather(*(one_connection() for _ in range(connections)))
-        elapsed = time.perf_counter() - began
+        elapsed = time.perf_counter() - start
     return latencies, failures, elapsed
 
 
@@ -147,6 +155,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="requests/s on a fixed schedule (default 0: each connection as fast as answered)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--drain", type=float, default=60, help="most seconds to wait for the spool to drain")
     parser.add_argument("--rate-limit", type=float, default=1000,
@@ -173,7 +183,7 @@ def main() -> int:
                     time.sleep(0.1)
             templates = _templates(args.batch)
             latencies, failures, elapsed = asyncio.run(
-                _load(url, templates, args.seconds, args.connections, args.batch))
+                _load(url, templates, args.seconds, args.connections, args.rate))
             delivered_in_load = delivered.value
             depth_at_end = _depth(url)
             drain_began = time.perf_counter()
@@ -194,7 +204,8 @@ def main() -> int:
     accepted = len(latencies) * args.batch
     latencies.sort()
     pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
-    print(f"load: {args.connections} connections, /v1/batch of {args.batch} messages, {elapsed:.1f} s, "
+    pacing = f"{args.rate:g} requests/s scheduled" if args.rate else "closed loop"
+    print(f"load: {args.connections} connections, {pacing}, /v1/batch of {args.batch} messages, {elapsed:.1f} s, "
           f"{os.cpu_count()} cores")
     print(f"accepted: {accepted:,} messages = {accepted / elapsed:,.0f} messages/s "
           f"({len(latencies) / elapsed:,.0f} requests/s, {failures} failed)")

@@ -101,6 +101,11 @@ def _added_removed(old: set[str], new: set[str]) -> Iterator[tuple[str, str]]:
     yield from (("added", name) for name in sorted(new - old))
 
 
+def _presence(old: Any, new: Any) -> str:
+    """How an optional setting changed: "added", "removed" or "changed"."""
+    return "added" if old is None else "removed" if new is None else "changed"
+
+
 def _type_change(old: str | None, new: str | None) -> str:
     if new is None or (old, new) in TYPE_WIDENING:
         return "widened"
@@ -121,8 +126,7 @@ def _trait_changes(where: str, name: str, old: GroupTrait, new: GroupTrait) -> I
         for _, value in sorted(after - before, key=repr):
             yield Change(where, "enum_value", "added", name, None, value)
     if old.owner != new.owner:
-        kind = "added" if old.owner is None else "removed" if new.owner is None else "changed"
-        yield Change(where, "owner", kind, name, old.owner, new.owner)
+        yield Change(where, "owner", _presence(old.owner, new.owner), name, old.owner, new.owner)
 
 
 def _group_traits(where: str, old: dict[str, GroupTrait], new: dict[str, GroupTrait]) -> Iterator[Change]:
@@ -163,8 +167,8 @@ def contract_changes(where: str, old: Contract, new: Contract) -> list[Change]:
     changes = [Change(where, key, "changed", "", getattr(old, key), getattr(new, key))
                for key in SCALARS if getattr(old, key) != getattr(new, key)]
     if old.group_id_pattern != new.group_id_pattern:
-        kind = "added" if old.group_id_pattern is None else "removed" if new.group_id_pattern is None else "changed"
-        changes.append(Change(where, "group_id_pattern", kind, "", old.group_id_pattern, new.group_id_pattern))
+        changes.append(Change(where, "group_id_pattern", _presence(old.group_id_pattern, new.group_id_pattern), "",
+                              old.group_id_pattern, new.group_id_pattern))
     changes.extend(_require_group(where, old, new))
     changes.extend(Change(where, "attach_group_traits", kind, name)
                    for kind, name in _added_removed(set(old.attach_group_traits), set(new.attach_group_traits)))

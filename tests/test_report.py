@@ -49,6 +49,9 @@ STREAM = [
     msg("track", "11:00", anonymousId="a8", event="Product Viewed"),
     msg("alias", "11:30", userId="u8", previousId="a8"),
     msg("group", "11:40", userId="u8", groupId="hh_one", writeKey="wk_backend"),
+    msg("group", "01:00", userId="u7", groupId="hh_back"),
+    msg("track", "02:00", userId="u7", event="Object Deleted", properties={"objectId": "hh_back"}),
+    msg("group", "03:00", userId="u7", groupId="hh_back"),  # created again after its deletion
 ]
 
 
@@ -72,7 +75,7 @@ def report(replayed):
 
 def test_totals_and_time_come_from_the_data(report, replayed):
     summary = json.loads((replayed[0] / "summary.json").read_text())
-    assert (report.received, report.forwarded, report.quarantined) == (14, 12, 2)
+    assert (report.received, report.forwarded, report.quarantined) == (17, 15, 2)
     assert report.received == summary["received"]
     assert report.as_of == "2026-11-20T12:00:00.000Z"
     assert report.contract == "2026-11"
@@ -97,18 +100,18 @@ def test_violations_by_code_and_source(report):
 
 def test_people_without_any_group_follow_identity_links(report):
     # a1 is u1 (identify), a8 is u8 (alias) and u8 joined a group; u2 carried a group id as a property
-    assert report.people.total == 7
+    assert report.people.total == 8
     assert report.people.without_group == 2
     assert report.people.examples == ["a9", "u3"]
 
 
 def test_stale_groups_relative_to_the_latest_message(report):
     groups = report.groups
-    assert groups.total == 2  # hh_gone was deleted
+    assert groups.total == 3  # hh_gone was deleted; hh_back was deleted and created again
     assert groups.freshness == "6h"
-    assert groups.stale_count == 1
-    stale = groups.stale[0]
-    assert (stale.object_type_id, stale.group_id, stale.age_seconds) == ("1", "hh_old", 11 * 3600)
+    assert groups.stale_count == 2
+    assert [(g.object_type_id, g.group_id, g.age_seconds) for g in groups.stale] == \
+        [("1", "hh_old", 11 * 3600), ("1", "hh_back", 9 * 3600)]  # oldest first
 
 
 def test_without_config_sources_are_unknown_and_no_freshness(replayed):
@@ -123,9 +126,9 @@ def test_terminal_report(replayed, capsys):
     out, config = replayed
     assert main(["report", str(out), "--config", str(config)]) == 0
     text = capsys.readouterr().out
-    assert "received 14, forwarded 12, quarantined 2" in text
+    assert "received 17, forwarded 15, quarantined 2" in text
     assert "Order Placed" in text and "67%" in text
-    assert "people without any group: 2 of 7 — a9, u3" in text
+    assert "people without any group: 2 of 8 — a9, u3" in text
     assert "hh_old" in text and "11h" in text
 
 
@@ -211,7 +214,7 @@ def test_service_report_json(service, report, capsys, tmp_path):
     url = f"http://127.0.0.1:{service.server_port}"
     assert main(["report", "--service", url, "--html", str(tmp_path / "service.html")]) == 0
     out = capsys.readouterr().out
-    assert "received 14, forwarded 12, quarantined 2" in out and "Order Placed" in out
+    assert "received 17, forwarded 15, quarantined 2" in out and "Order Placed" in out
     assert "people and groups: not tracked by service" in out
     assert "Not tracked by service" in (tmp_path / "service.html").read_text()
 

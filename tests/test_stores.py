@@ -276,13 +276,13 @@ def test_facts_recorded_on_or_after_an_arrival_are_unknown_before_it(store):
     store.link("a:anon", "u:1", arrived=6)
     store.link("u:1", "u:old", arrived=None)
     store.link("u:old", "u:1", arrived=3)  # already linked: the first record stays
-    at = lambda before: (sorted(store.identities("a:anon", before=before)),
-                         groups(store.memberships_at(["u:1"], 200.0, before=before)),
-                         store.traits_at("1", "hh_a", ["status"], 200.0, before=before))
-    assert at(5) == (["a:anon"], ["hh_b"], {})
-    assert at(6) == (["a:anon"], ["hh_a", "hh_b"], {"status": "active"})
-    assert at(7) == (["a:anon", "u:1", "u:old"], ["hh_a"], {"status": "paused"})
-    assert at(8) == (["a:anon", "u:1", "u:old"], [], {"status": "paused"}) == at(None)
+    known = lambda before: (sorted(store.identities("a:anon", before=before)),
+                            groups(store.memberships_at(["u:1"], 200.0, before=before)),
+                            store.traits_at("1", "hh_a", ["status"], 200.0, before=before))
+    assert known(5) == (["a:anon"], ["hh_b"], {})
+    assert known(6) == (["a:anon"], ["hh_a", "hh_b"], {"status": "active"})
+    assert known(7) == (["a:anon", "u:1", "u:old"], ["hh_a"], {"status": "paused"})
+    assert known(8) == (["a:anon", "u:1", "u:old"], [], {"status": "paused"}) == known(None)
     assert store.identities("u:old", before=1) == ["u:old", "u:1"]
 
 

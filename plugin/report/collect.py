@@ -137,7 +137,7 @@ class _Collector:
         self.violations: Counter[tuple[str, str, str]] = Counter()
         self.identities = _Identities()
         self.groups: dict[tuple[str, str], float | None] = {}
-        self.deleted: set[tuple[str, str]] = set()
+        self.deleted: dict[tuple[str, str], float] = {}  # group -> when an `Object Deleted` ended it
         self.latest: float | None = None
         self.versions: Counter[str] = Counter()
         self.counts: Counter[str] = Counter()
@@ -192,7 +192,8 @@ class _Collector:
         elif kind == "track" and body.get("event") == "Object Deleted":
             props = body.get("properties") or {}
             type_id = props.get("objectTypeId") or self._contract(source).default_object_type_id
-            self.deleted.add((str(type_id), str(props.get("objectId"))))
+            key = (str(type_id), str(props.get("objectId")))
+            self.deleted[key] = max(ts or 0.0, self.deleted.get(key, 0.0))
         elif kind == "track" and isinstance(body.get("event"), str) and body["event"] not in OBJECT_EVENTS:
             row = self._event(body["event"])
             row["received"] += 1
@@ -238,7 +239,8 @@ class _Collector:
         return self.versions.most_common(1)[0][0] if self.versions else None
 
     def _groups(self) -> Groups:
-        live = {key: ts for key, ts in self.groups.items() if key not in self.deleted}
+        live = {key: ts for key, ts in self.groups.items()  # a group created again after its deletion lives
+                if key not in self.deleted or (ts is not None and ts > self.deleted[key])}
         freshness = self.config.contract.freshness if self.config else None
         if freshness is None or self.latest is None:
             return Groups(total=len(live), freshness=freshness)

@@ -1,0 +1,242 @@
+"""In-process middleware: `install(client, config)` on a Segment, RudderStack or Customer.io analytics client.
+
+All three Python SDKs funnel every call (`track`, `identify`, ...) through `Client._enqueue(msg)`, which returns
+`(success, msg)`; the hook sits there, so `send=False`, `sync_mode` and the consumer threads all see one outcome:
+
+- forwarded: the enriched message goes to the SDK's own `_enqueue`; its `(True, msg)` comes back;
+- dropped (a contract `drop`, or a user step returning None): nothing is queued, the record goes to the
+  quarantine file (`[quarantine] path`) and the caller gets `(False, msg)` with its message as it passed it;
+- groupspec failed (a bug, the store unavailable, a user step raising): the message passes through unchanged and
+  the error is logged once per kind; with `fail_closed=True` it is quarantined (`internal_error`) instead.
+
+The caller's dicts are never written: the chain works on a JSON copy of the message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import types
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from .config import Config, load_config
+from .message import Message
+from .pipeline import Pipeline
+from .quarantine import QuarantineFile
+from .stores import Store, open_store
+
+log = logging.getLogger("groupspec")
+
+DEFAULT_STORE = "sqlite:///groupspec.db"
+#: a user's own rule around groupspec's: the message dict in, the message to keep (or None to drop it) out
+UserStep = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+#: violations that mean groupspec could not judge the message (not that the message broke the contract)
+FAILURE_CODES = frozenset({"internal_error", "store_unavailable"})
+
+
+class Failed(Exception):
+    """groupspec could not decide on a message; `kind` is (where, what), for logging once per kind."""
+
+    def __init__(self, kind: tuple[str, str], detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+
+
+def install(target: Any, config: Config | str | os.PathLike[str], source: str | None = "web", *,
+            before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), store: Store | str | None = None,
+            fail_closed: bool = False) -> Any:
+    """Run every message `target` queues through groupspec's chain; returns `target`.
+
+    `target` is a `segment.analytics`, `rudderstack.analytics` or `customerio.analytics` `Client`, or one of
+    those modules (its default client, the one behind `analytics.track(...)`, is hooked when it exists or is
+    created). `config` is a `Config` or the path of a TOML file. `source` names the `[sources.NAME]` contract.
+    `before` / `after` are the user's own steps, run before / after groupspec's on the message dict.
+    `store` is a `Store` or a store URL (default: the config's `[store] url`, else `sqlite:///groupspec.db`).
+    Installing again on the same target replaces the previous hook.
+    """
+    if not isinstance(config, Config):
+        config = load_config(config)
+    if store is None or isinstance(store, str):
+        store = open_store(store or config.store_url(DEFAULT_STORE))
+    gate = Gate(Pipeline(config, store), QuarantineFile(config.quarantine.path), source,
+                before=before, after=after, fail_closed=fail_closed)
+    if isinstance(target, types.ModuleType):
+        _hook_module(target, gate)
+    else:
+        _hook_client(target, gate)
+    return target
+
+
+def _hook_client(client: Any, gate: Gate) -> None:
+    enqueue = getattr(client, "_enqueue", None)
+    if not callable(enqueue):
+        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics Client or module, "
+                        f"got {type(client).__name__}")
+    original = getattr(enqueue, "original", enqueue)
+
+    def hooked(msg: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
+        return gate(msg, original)
+
+    hooked.original, hooked.gate = original, gate
+    client._enqueue = hooked
+
+
+def _hook_module(module: types.ModuleType, gate: Gate) -> None:
+    """Wrap the module's `_proxy` (behind `analytics.track(...)` etc.) so its default client, created lazily from
+    the module's settings at first use, is hooked before it queues anything."""
+    proxy = getattr(module, "_proxy", None)
+    if not callable(proxy) or not hasattr(module, "default_client"):
+        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics module, got {module.__name__}")
+    proxy = getattr(proxy, "original", proxy)
+    lock = threading.Lock()
+
+    def hooked_proxy(method: str, *args: Any, **kwargs: Any) -> Any:
+        client = module.default_client
+        if not client or getattr(client._enqueue, "gate", None) is not gate:
+            with lock:
+                if not module.default_client:
+                    proxy("flush")  # the module creates its default client as on first use; flushing it is a no-op
+                client = module.default_client
+                if getattr(client._enqueue, "gate", None) is not gate:
+                    _hook_client(client, gate)
+        return proxy(method, *args, **kwargs)
+
+    hooked_proxy.original = proxy
+    module._proxy = hooked_proxy
+    if module.default_client:
+        _hook_client(module.default_client, gate)
+
+
+class Gate:
+    """The decision on one SDK message: forward it enriched, quarantine it, or let it pass on a failure."""
+
+    def __init__(self, pipeline: Pipeline, quarantine: QuarantineFile, source: str | None, *,
+                 before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), fail_closed: bool = False) -> None:
+        self.pipeline = pipeline
+        self.quarantine = quarantine
+        self.source = source
+        self.before = list(before)
+        self.after = list(after)
+        self.fail_closed = fail_closed
+        self._logged: set[tuple[str, str]] = set()
+
+    def __call__(self, msg: dict[str, Any], enqueue: Callable[[dict], tuple[bool, Any]]) -> tuple[bool, Any]:
+        stamp = msg.get("timestamp")
+        if stamp is not None and not isinstance(stamp, datetime):
+            return enqueue(msg)  # not a message the SDK accepts: its own error stays its own
+        try:
+            body = self._decide(msg, stamp)
+        except Failed as failure:
+            self._log_once(failure.kind, str(failure))
+            if not self.fail_closed:
+                return enqueue(msg)
+            self._quarantine_failure(msg, failure)
+            return False, msg
+        if body is None:
+            return False, msg
+        return enqueue(body)
+
+    def _decide(self, msg: dict[str, Any], stamp: datetime | None) -> dict[str, Any] | None:
+        """The message to forward (the SDK's timestamp restored), or None when it went to quarantine."""
+        moment = _aware(stamp) if stamp is not None else datetime.now(timezone.utc)
+        work = dict(msg, timestamp=moment.isoformat())
+        message_id = msg.get("messageId")
+        work["messageId"] = str(uuid.uuid4()) if message_id is None else str(message_id)
+        try:
+            raw = orjson.dumps(work, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
+        except TypeError as exc:
+            raise Failed(("copy", "TypeError"), f"message is not JSON-serialisable: {exc}") from None
+        payload: bytes | dict[str, Any] | None = raw
+        if self.before:
+            payload = orjson.loads(raw)
+            for step in self.before:
+                payload = self._user(step, "before", payload)
+                if payload is None:
+                    self._user_drop(Message(orjson.loads(raw), None, self.source, time.time()), "before", step)
+                    return None
+        try:
+            [out] = self.pipeline.run(payload, self.source)
+        except Exception as exc:  # the chain catches its steps' errors; this is the chain itself failing
+            raise Failed(("pipeline", type(exc).__name__), f"{type(exc).__name__}: {exc}") from exc
+        if out.quarantined:
+            failure = next((v for v in out.violations if v["code"] in FAILURE_CODES), None)
+            if failure is not None and not self.fail_closed:
+                what = failure["code"] if failure["code"] == "store_unavailable" else failure["message"].split(":", 1)[0]
+                raise Failed(("pipeline", what), failure["message"])
+            self._quarantine(out)
+            return None
+        body = out.body
+        for step in self.after:
+            body = self._user(step, "after", body)
+            if body is None:
+                self._user_drop(out, "after", step)
+                return None
+        body["timestamp"] = stamp if stamp is not None else moment  # the SDK formats it its own way
+        return body
+
+    def _user(self, step: UserStep, where: str, msg: dict[str, Any]) -> dict[str, Any] | None:
+        name = getattr(step, "__name__", type(step).__name__)
+        try:
+            result = step(msg)
+        except Exception as exc:
+            raise Failed((f"{where} step {name}", type(exc).__name__), f"{type(exc).__name__}: {exc}") from exc
+        if result is not None and not isinstance(result, dict):
+            raise Failed((f"{where} step {name}", "TypeError"),
+                         f"returned {type(result).__name__}, expected a message dict or None")
+        return result
+
+    def _user_drop(self, msg: Message, where: str, step: UserStep) -> None:
+        name = getattr(step, "__name__", type(step).__name__)
+        msg.drop("dropped_by_user", "", f"{where} step {name} returned None")
+        self._quarantine(msg)
+
+    def _quarantine_failure(self, msg: dict[str, Any], failure: Failed) -> None:
+        """Fail closed: the message as the SDK passed it (values JSON lacks as text) with `internal_error`."""
+        original = orjson.loads(orjson.dumps(msg, default=str, option=orjson.OPT_NON_STR_KEYS))
+        record = Message(original, None, self.source, time.time())
+        record.drop("internal_error", "", f"{failure.kind[0]}: {failure}")
+        try:
+            self._quarantine(record)
+        except Failed as again:
+            self._log_once(again.kind, str(again))
+
+    def _quarantine(self, msg: Message) -> None:
+        try:
+            self.quarantine.add(msg)
+        except Exception as exc:
+            raise Failed(("quarantine", type(exc).__name__), f"cannot write {self.quarantine.path}: {exc}") from exc
+
+    def _log_once(self, kind: tuple[str, str], detail: str) -> None:
+        if kind in self._logged:
+            return
+        self._logged.add(kind)
+        then = "dropped" if self.fail_closed else "passed through unchanged"
+        log.error("groupspec failed in %s (%s): %s; such messages are %s (logged once per kind)", *kind, detail, then)
+
+
+def _aware(stamp: datetime) -> datetime:
+    """The instant the SDKs read a datetime as: naive and within 5 s of now means local time, else UTC."""
+    if stamp.tzinfo is not None and stamp.tzinfo.utcoffset(stamp) is not None:
+        return stamp
+    if (datetime.now() - stamp).total_seconds() < 5:
+        return stamp.astimezone()
+    return stamp.replace(tzinfo=timezone.utc)
+
+
+def _jsonable(value: Any) -> Any:
+    """What the SDKs' `clean` makes of the values JSON lacks."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, (set, frozenset)):
+        return list(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
