@@ -88,7 +88,7 @@ def main() -> int:
         work = Path(tmp)
         stream = work / "stream.jsonl"
         generate(stream, args.messages, args.people)
-        floor_s = floor(stream, work)
+        floor_s = min(floor(stream, work) for _ in range(3))  # the floor's best of three: a conservative ratio
         replay_s = replay(stream, work / "out")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = args.messages

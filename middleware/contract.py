@@ -121,20 +121,18 @@ def check_conflict(msg: Message) -> Message:
     )
 
 
-@only("track")
+@only("track", when=lambda c: bool(c.require_group))
 def check_required(msg: Message) -> Message:
     """Events listed in `require_group` must resolve a group (`missing_group_id`)."""
-    if msg.type == "track" and msg.group_id is None and msg.contract.requires_group(msg.body["event"]):
+    if msg.group_id is None and msg.contract.requires_group(msg.body["event"]):
         msg.violate("missing_group_id", "context.groupId", f"{msg.body['event']!r} requires a group; none resolved")
     return msg
 
 
-@only("identify", "track", "page", "screen", "alias")
+@only("identify", "track", "page", "screen", "alias", when=lambda c: bool(c.group_traits))
 def check_person_traits(msg: Message) -> Message:
     """Group-owned attributes do not belong on people (`group_trait_on_person`)."""
     declared = msg.contract.group_traits
-    if not declared:
-        return msg
     body = msg.body
     context = body.get("context")
     for where, holder in (("traits", body.get("traits")), ("context.traits", context.get("traits") if context else None)):
@@ -168,12 +166,10 @@ _TYPE_CHECKS = {
 }
 
 
-@only("group")
+@only("group", when=lambda c: bool(c.group_traits))
 def check_group_traits(msg: Message) -> Message:
     """Declared group traits keep their type and enum (`invalid_group_trait`) and their owner
     (`not_attribute_owner`)."""
-    if msg.type != "group" or not msg.contract.group_traits:
-        return msg
     for name, value in object_attributes(msg.traits).items():
         rule = msg.contract.group_traits.get(name)
         if rule is None:

@@ -36,7 +36,7 @@ class Message:
     groups: dict[str, str] = {}
     memberships: list = []
     ops: list[dict[str, Any]] = []
-    copied: frozenset[str] = frozenset()
+    copied: set[str] | None = None  # keys of `body` already copied
 
     def __init__(self, original: Any, body: dict[str, Any] | None, source: str | None, received_at: float):
         self.original = original
@@ -68,11 +68,15 @@ class Message:
     def own(self, key: str) -> dict[str, Any]:
         """The body's dict at `key`, copied on first write so the original stays untouched."""
         value = self.body.get(key)
-        if key in self.copied:
+        copied = self.copied
+        if copied is not None and key in copied:
             return value
         value = dict(value) if isinstance(value, dict) else {}
         self.body[key] = value
-        self.copied = self.copied | {key}
+        if copied is None:
+            self.copied = {key}
+        else:
+            copied.add(key)
         return value
 
     @property

@@ -20,7 +20,7 @@ from .stores import Store, StoreError
 log = logging.getLogger("groupspec")
 
 
-@only("track")
+@only("track", when=lambda c: bool(c.attach_group_traits))
 class Attach:
     """Snapshot the `attach_group_traits` of the resolved group, as known at the event's time."""
 
@@ -29,7 +29,7 @@ class Attach:
 
     def __call__(self, msg: Message) -> Message:
         names = msg.contract.attach_group_traits
-        if names and msg.type == "track" and msg.group_id is not None and not msg.object_event:
+        if msg.group_id is not None and not msg.object_event:
             type_id = next((m.object_type_id for m in msg.memberships if m.group_id == msg.group_id),
                            msg.contract.default_object_type_id)
             msg.snapshot = self.store.traits_at(type_id, msg.group_id, names, msg.ts, before=msg.arrival)
@@ -101,7 +101,7 @@ class Pipeline:
             *extra,
             Learn(store),
         ]
-        self._chains = chains(self.steps)
+        self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
 
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None) -> list[Message]:
         """Parse `payload` (a line, or a decoded message or batch) and take every message through the chain."""
@@ -123,8 +123,11 @@ class Pipeline:
 
     def _through(self, msg: Message) -> None:
         step = None
+        by_type = self._chains.get(id(msg.contract))
+        if by_type is None:
+            by_type = self._chains[id(msg.contract)] = chains(self.steps, msg.contract)
         try:
-            for step in self._chains[msg.type]:
+            for step in by_type[msg.type]:
                 if msg.quarantined:
                     return
                 step(msg)

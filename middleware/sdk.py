@@ -33,7 +33,7 @@ from .pipeline import Pipeline
 from .quarantine import QuarantineFile
 from .stores import Store, open_store
 
-log = logging.getLogger("groupspec")
+log = logging.getLogger("groupspec.sdk")
 
 DEFAULT_STORE = "sqlite:///groupspec.db"
 #: a user's own rule around groupspec's: the message dict in, the message to keep (or None to drop it) out
@@ -62,25 +62,24 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
     `store` is a `Store` or a store URL (default: the config's `[store] url`, else `sqlite:///groupspec.db`).
     Installing again on the same target replaces the previous hook.
     """
+    is_module = isinstance(target, types.ModuleType)
+    if is_module and not (callable(getattr(target, "_proxy", None)) and hasattr(target, "default_client")):
+        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics module, got {target.__name__}")
+    if not is_module and not callable(getattr(target, "_enqueue", None)):
+        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics Client or module, "
+                        f"got {type(target).__name__}")
     if not isinstance(config, Config):
         config = load_config(config)
     if store is None or isinstance(store, str):
         store = open_store(store or config.store_url(DEFAULT_STORE))
     gate = Gate(Pipeline(config, store), QuarantineFile(config.quarantine.path), source,
                 before=before, after=after, fail_closed=fail_closed)
-    if isinstance(target, types.ModuleType):
-        _hook_module(target, gate)
-    else:
-        _hook_client(target, gate)
+    (_hook_module if is_module else _hook_client)(target, gate)
     return target
 
 
 def _hook_client(client: Any, gate: Gate) -> None:
-    enqueue = getattr(client, "_enqueue", None)
-    if not callable(enqueue):
-        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics Client or module, "
-                        f"got {type(client).__name__}")
-    original = getattr(enqueue, "original", enqueue)
+    original = getattr(client._enqueue, "original", client._enqueue)
 
     def hooked(msg: dict[str, Any]) -> tuple[bool, dict[str, Any]]:
         return gate(msg, original)
@@ -92,10 +91,7 @@ def _hook_client(client: Any, gate: Gate) -> None:
 def _hook_module(module: types.ModuleType, gate: Gate) -> None:
     """Wrap the module's `_proxy` (behind `analytics.track(...)` etc.) so its default client, created lazily from
     the module's settings at first use, is hooked before it queues anything."""
-    proxy = getattr(module, "_proxy", None)
-    if not callable(proxy) or not hasattr(module, "default_client"):
-        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics module, got {module.__name__}")
-    proxy = getattr(proxy, "original", proxy)
+    proxy = getattr(module._proxy, "original", module._proxy)
     lock = threading.Lock()
 
     def hooked_proxy(method: str, *args: Any, **kwargs: Any) -> Any:
@@ -134,7 +130,8 @@ class Gate:
             return enqueue(msg)  # not a message the SDK accepts: its own error stays its own
         try:
             body = self._decide(msg, stamp)
-        except Failed as failure:
+        except Exception as exc:
+            failure = exc if isinstance(exc, Failed) else Failed(("hook", type(exc).__name__), f"{type(exc).__name__}: {exc}")
             self._log_once(failure.kind, str(failure))
             if not self.fail_closed:
                 return enqueue(msg)
@@ -200,13 +197,13 @@ class Gate:
 
     def _quarantine_failure(self, msg: dict[str, Any], failure: Failed) -> None:
         """Fail closed: the message as the SDK passed it (values JSON lacks as text) with `internal_error`."""
-        original = orjson.loads(orjson.dumps(msg, default=str, option=orjson.OPT_NON_STR_KEYS))
-        record = Message(original, None, self.source, time.time())
-        record.drop("internal_error", "", f"{failure.kind[0]}: {failure}")
         try:
-            self._quarantine(record)
-        except Failed as again:
-            self._log_once(again.kind, str(again))
+            original = orjson.loads(orjson.dumps(msg, default=str, option=orjson.OPT_NON_STR_KEYS))
+            record = Message(original, None, self.source, time.time())
+            record.drop("internal_error", "", f"{failure.kind[0]}: {failure}")
+            self.quarantine.add(record)
+        except Exception as exc:  # e.g. a self-referencing dict, a full disk: say so, never raise to the caller
+            self._log_once(("quarantine", type(exc).__name__), f"the message could not be quarantined: {exc}")
 
     def _quarantine(self, msg: Message) -> None:
         try:

@@ -348,3 +348,9 @@ def test_the_checkpoint_is_saved_every_n_records_not_only_at_the_end(tmp_path):
     assert len(saved) >= 6  # 13 records: at least one save per 2, though a batch of 100 never filled
     assert saved == sorted(saved) and saved[-1] == Position(2, 1)
     assert Position(0, 2) in saved  # the first save came after the first two records, not at the end
+
+
+def test_a_backfilled_stream_sends_what_replay_writes_rollups_included(tmp_path):
+    fixture = Path(__file__).resolve().parent.parent / "fixtures" / "household-suppression"
+    assert dry_run([str(fixture / "stream.jsonl")], str(fixture / "groupspec.toml"), tmp_path) == 0
+    assert (tmp_path / "customerio.jsonl").read_text() == (fixture / "expected" / "customerio.jsonl").read_text()

@@ -36,6 +36,24 @@ def test_admit_counts_messages_and_takes_the_write_key_from_the_body():
     assert admit(None, body, SOURCES, None, 1.0) == ("web", None, 1.0, 3, body)
     assert admit("track", b'{"event": "x"}', SOURCES, "wk_web", 2.0)[:4] == ("web", "track", 2.0, 1)
     assert admit("track", b'{"type": "TRACK"}', SOURCES, "wk_web", 2.0)[3] == 1
+    assert admit(None, b'{"type": "identify", "userId": "u"}', SOURCES, "wk_web", 2.0)[3] == 1
+
+
+@given(st.one_of(st.binary(max_size=300), st.builds(orjson.dumps, st.recursive(
+    st.none() | st.booleans() | st.integers(-2**63, 2**63 - 1) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["batch", "type", "writeKey", "userId", "event"]), inner, max_size=4), max_leaves=20))),
+    st.sampled_from([None, "track", "identify"]), st.sampled_from([None, "wk_web", "wk_other"]))
+@settings(max_examples=300, deadline=None)
+def test_admit_answers_any_body_with_a_row_or_a_refusal(body, kind, write_key):
+    try:
+        source, got_kind, _, messages, payload = admit(kind, body, SOURCES, write_key, 1.0)
+    except Rejected as exc:
+        assert exc.status in (400, 401, 413)
+        return
+    obj = orjson.loads(body)
+    assert (source, got_kind, payload) == ("web", kind, body)
+    assert messages == (len(obj["batch"]) if kind is None and "type" not in obj else 1)
 
 
 def test_decompress_gzip_and_deflate_within_the_limit():
@@ -74,7 +92,9 @@ def test_spool_depth_survives_a_reopen(tmp_path):
     spool = Spool(tmp_path / "s.db")
     spool.append([("web", None, 1.0, 7, b"{}"), ("web", "track", 1.0, 1, b"{}")])
     spool.close()
-    assert Spool(tmp_path / "s.db").depth == 8
+    reopened = Spool(tmp_path / "s.db")
+    assert reopened.depth == 8
+    reopened.close()
 
 
 def test_group_commit_answers_every_waiting_request_and_reports_spool_errors(tmp_path):
@@ -92,6 +112,14 @@ def test_group_commit_answers_every_waiting_request_and_reports_spool_errors(tmp
     with pytest.raises(SpoolError):
         asyncio.run(commit.write(("web", None, 1.0, 1, b"{}")))
     commit.close()
+
+
+def test_a_spool_is_used_by_one_service_at_a_time(tmp_path):
+    first = Spool(tmp_path / "s.db")
+    with pytest.raises(SpoolError, match="in use by another groupspec serve"):
+        Spool(tmp_path / "s.db")
+    first.close()
+    Spool(tmp_path / "s.db").close()
 
 
 def test_an_unwritable_spool_is_a_clear_error(tmp_path):

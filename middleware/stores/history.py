@@ -28,7 +28,7 @@ def fold_memberships(events: Iterable[Event], deletions: dict[tuple[str, str], l
     """The memberships in force at `ts` as known `before` an arrival number, latest joined first."""
     latest: dict[tuple[str, str], tuple[float, int, bool]] = {}
     for type_id, group_id, at, seq, joined, arrived in events:
-        if at > ts or unknown(arrived, before):
+        if at > ts or (before is not None and arrived is not None and arrived >= before):  # `unknown`, inlined
             continue
         key = (type_id, group_id)
         current = latest.get(key)
@@ -40,7 +40,8 @@ def fold_memberships(events: Iterable[Event], deletions: dict[tuple[str, str], l
         if joined and not any(at <= gone <= ts and not unknown(arrived, before)
                               for gone, arrived in deletions.get((type_id, group_id), ()))
     ]
-    out.sort(key=lambda m: (-m.since, m.object_type_id, m.group_id))  # latest joined first; ties by id: stores agree
+    if len(out) > 1:
+        out.sort(key=lambda m: (-m.since, m.object_type_id, m.group_id))  # latest joined first; ties by id: stores agree
     return out
 
 

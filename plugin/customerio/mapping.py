@@ -14,26 +14,31 @@ from . import identifiers, limits
 _ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
+_NO_TRAITS: dict[str, Any] = {}
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> two characters
-_SHIFTS = range(120, -1, -10)
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+_TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]  # 15 bits -> 3 characters
 
 
 def event_id(message_id: str, ts: float) -> str:
     """A ULID whose time part is the event's time and whose rest derives from `messageId`: retries dedupe.
 
-    The text form is the 128 bits in Crockford base32, 26 characters (tests check it against python-ulid).
+    The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
+    (tests check it against python-ulid).
     """
     millis = max(0, min(int(ts * 1000), (1 << 48) - 1))
-    value = (millis << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+    v = (millis << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
+    t = _TRIPLES
+    return (_PAIRS[v >> 120] + t[(v >> 105) & 32767] + t[(v >> 90) & 32767] + t[(v >> 75) & 32767]
+            + t[(v >> 60) & 32767] + t[(v >> 45) & 32767] + t[(v >> 30) & 32767] + t[(v >> 15) & 32767]
+            + t[v & 32767])
 
 
 def attributes(values: dict[str, Any]) -> dict[str, Any]:
     """Attribute values as Customer.io wants them: ISO-8601 times become unix seconds."""
     out = {}
     for key, value in values.items():
-        if isinstance(value, str) and _ISO_TIME.match(value):
+        if value.__class__ is str and value[4:5] == "-" and _ISO_TIME.match(value):
             ts = parse_time(value)
             if ts is not None:
                 value = int(ts)
@@ -42,7 +47,7 @@ def attributes(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _person_ids(msg: Message) -> dict[str, str]:
-    return identifiers.person(msg.user_id, msg.anonymous_id, msg.traits)
+    return identifiers.person(msg.user_id, msg.anonymous_id, msg.traits if msg.user_id is None else _NO_TRAITS)
 
 
 def identify(msg: Message) -> list[dict[str, Any]]:

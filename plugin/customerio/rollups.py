@@ -7,6 +7,7 @@ from typing import Any
 from groupspec.middleware.config import Contract
 from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Rollups, Update, contributions, group_type
+from groupspec.middleware.step import only
 from groupspec.middleware.stores import Store
 
 from . import limits
@@ -20,6 +21,7 @@ def object_update(update: Update) -> dict[str, Any]:
             "identifiers": {"object_type_id": type_id, "object_id": group_id}, "attributes": attributes(values)}
 
 
+@only(when=lambda contract: bool(contract.rollups))
 class RollupUpdates:
     """Chain step (after `to_customerio`): records a member's event for its group's rollups, then appends the
     object updates that are due by the message's time to its ops."""
@@ -28,8 +30,6 @@ class RollupUpdates:
         self.rollups = Rollups(store)
 
     def __call__(self, msg: Message) -> Message:
-        if not msg.contract.rollups:
-            return msg
         values = contributions(msg)
         if values:
             problem = limits.problem(object_update((group_type(msg), msg.group_id, values)))

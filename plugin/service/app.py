@@ -39,6 +39,7 @@ class App:
         self.health = health
         self.spool_depth = spool_depth
         self.clock = clock
+        self._pages = {"/health": self._health, "/metrics": self._metrics, "/report.json": self._report}
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -50,19 +51,23 @@ class App:
             if method != "POST":
                 return await _respond(send, 405, _error("use POST"))
             return await self._intake(scope, receive, send, ENDPOINTS[path])
+        page = self._pages.get(path)
+        if page is None:
+            return await _respond(send, 404, _error("not found"))
         if method != "GET":
-            return await _respond(send, 405 if path in ("/health", "/metrics", "/report.json") else 404,
-                                  _error("not found"))
-        if path == "/health":
-            problems = self.health()
-            body = {"status": "unhealthy", "problems": problems} if problems else {"status": "ok"}
-            return await _respond(send, 503 if problems else 200, orjson.dumps(body))
-        if path == "/metrics":
-            text = self.metrics.prometheus(self.spool_depth(), not self.health())
-            return await _respond(send, 200, text.encode(), _TEXT)
-        if path == "/report.json":
-            return await _respond(send, 200, orjson.dumps(self.metrics.coverage("service")))
-        return await _respond(send, 404, _error("not found"))
+            return await _respond(send, 405, _error("use GET"))
+        await _respond(send, *page())
+
+    def _health(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        problems = self.health()
+        body = {"status": "unhealthy", "problems": problems} if problems else {"status": "ok"}
+        return 503 if problems else 200, orjson.dumps(body), _JSON
+
+    def _metrics(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        return 200, self.metrics.prometheus(self.spool_depth(), not self.health()).encode(), _TEXT
+
+    def _report(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        return 200, orjson.dumps(self.metrics.coverage("service")), _JSON
 
     async def _lifespan(self, receive: Callable, send: Callable) -> None:
         while True:

@@ -52,7 +52,10 @@ class GroupCommit:
                 error = exc
             self.on_commit()
             for loop in {loop for _, _, loop in pending}:
-                loop.call_soon_threadsafe(_settle, [f for _, f, lp in pending if lp is loop], error)
+                try:
+                    loop.call_soon_threadsafe(_settle, [f for _, f, lp in pending if lp is loop], error)
+                except RuntimeError:  # that loop has closed (shutdown): nobody waits for the answer any more
+                    pass
 
     def close(self) -> None:
         self._queue.put(_STOP)

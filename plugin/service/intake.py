@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, TYPES
 
 #: path -> the message type it sets (None: a batch envelope). `/v1/b` is analytics.js' short form.
 ENDPOINTS: dict[str, str | None] = {
@@ -94,17 +94,21 @@ def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str
 
 
 def _count(kind: str | None, obj: dict[str, Any], size: int) -> int:
-    if kind is not None:
-        given = obj.get("type")
-        if given is not None and (not isinstance(given, str) or given.lower() != kind):
-            raise Rejected(400, f"type {given!r} does not match the /v1/{kind} endpoint")
-        return 1
+    """Messages in the request. A single message may come to any endpoint (RudderStack's webhook destination posts
+    every event to one URL); its own `type` wins over the path's, which only fills in a missing one."""
     members = obj.get("batch")
-    if not isinstance(members, list):
-        raise Rejected(400, "expected {\"batch\": [message, ...]}")
-    if size > MAX_MESSAGE_BYTES:  # only then can one member be over the 32 KB message limit
-        for index, member in enumerate(members):
-            member_size = len(orjson.dumps(member))
-            if member_size > MAX_MESSAGE_BYTES:
-                raise Rejected(413, f"batch[{index}]: message of {member_size} bytes is over the 32 KB limit")
-    return len(members)
+    if kind is None and "type" not in obj:
+        if not isinstance(members, list):
+            raise Rejected(400, 'expected {"batch": [message, ...]} or one message with a type')
+        if size > MAX_MESSAGE_BYTES:  # only then can one member be over the 32 KB message limit
+            for index, member in enumerate(members):
+                member_size = len(orjson.dumps(member))
+                if member_size > MAX_MESSAGE_BYTES:
+                    raise Rejected(413, f"batch[{index}]: message of {member_size} bytes is over the 32 KB limit")
+        return len(members)
+    given = obj.get("type")
+    if given is not None and (not isinstance(given, str) or given.lower() not in TYPES):
+        raise Rejected(400, f"unknown message type {given!r}")
+    if size > MAX_MESSAGE_BYTES:
+        raise Rejected(413, f"message of {size} bytes is over the 32 KB limit")
+    return 1

@@ -42,11 +42,11 @@ class Service:
             raise ConfigError(f"{config.path}: nothing to deliver to: set [customerio] site_id and api_key, "
                               f"or [upstream] url and write_key")
         self.config = config
+        self.spool = Spool(config.service.spool, config.service.sync)  # first: fails fast if another serve has it
         stopping = threading.Event()  # retry waits end at shutdown
         self.delivery = Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add,
                                              sleep=stopping.wait) if customerio_configured(config) else None
         self.upstream = Upstream(config, sleep=stopping.wait) if config.upstream.url is not None else None
-        self.spool = Spool(config.service.spool, config.service.sync)
         self.store = open_store(config.store_url(DEFAULT_STORE))
         self.metrics = Metrics(config.contract.version)
         clock = SpoolClock()

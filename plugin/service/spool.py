@@ -7,6 +7,8 @@ so neither a worker's delete nor a checkpoint's copy holds up a commit that requ
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -20,8 +22,8 @@ CREATE TABLE IF NOT EXISTS spool (
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
-class SpoolError(Exception):
-    """The spool file cannot be opened or written."""
+class SpoolError(OSError):
+    """The spool file cannot be opened or written, or another process is using it."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Spool:
     def __init__(self, path: str | Path, sync: str = "full") -> None:
         self.path = str(path)
         self._sync = "FULL" if sync == "full" else "NORMAL"
+        self._lock_fd = _lock(self.path + ".lock")  # one worker per spool: order and no double delivery
         self._intake = self._connect()
         self._worker = self._connect()
         try:
@@ -128,3 +131,17 @@ class Spool:
         self._checkpointer.join()
         self._intake.close()
         self._worker.close()
+        os.close(self._lock_fd)  # releases the lock (the kernel also does when the process dies, even by kill -9)
+
+
+def _lock(path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise SpoolError(f"cannot open the spool lock {path!r}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise SpoolError(f"the spool {path.removesuffix('.lock')!r} is in use by another groupspec serve") from None
+    return fd

@@ -41,7 +41,6 @@ class SpoolClock:
 class Work:
     """What a run of spooled entries still has to deliver."""
 
-    entries: list[Entry]
     ops: list[dict[str, Any]] = field(default_factory=list)
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
@@ -99,7 +98,7 @@ class Worker(threading.Thread):
 
     def process(self, entries: list[Entry]) -> Work:
         """Run the entries through the chain; quarantine what is dropped, collect ops and forwarded bodies."""
-        work = Work(entries)
+        work = Work()
         for entry in entries:
             self.clock.now = entry.received_at
             payload: Any = entry.payload
@@ -177,4 +176,4 @@ class Worker(threading.Thread):
             return
         ops = [object_update(update) for update in self.rollups.rollups.due(contract, self.wall())]
         if ops:
-            self.deliver(Work([], ops=ops))
+            self.deliver(Work(ops=ops))
