@@ -1,6 +1,6 @@
 """Benchmark: `groupspec serve` under load on loopback, delivering to a counting stand-in for Customer.io.
 
-    python bench/serve_load.py [--seconds 30] [--connections 8] [--batch 100] [--rate REQUESTS_PER_S]
+    python bench/serve_load.py [--seconds 30] [--connections 4] [--batch 100] [--rate REQUESTS_PER_S]
 
 Starts a minimal Customer.io stand-in (a child process that answers 200 and counts operations) and
 `groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts `/v1/batch`
@@ -154,7 +154,7 @@ def _depth(url: str) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--rate", type=float, default=0,
                         help="requests/s on a fixed schedule (default 0: each connection as fast as answered)")
     parser.add_argument("--batch", type=int, default=100)

@@ -9,6 +9,7 @@ from typing import Any
 from .message import Message, parse_time
 from .resolve import use_membership
 from .step import only
+from .violations import violation
 from .stores import Store
 
 MAX_ID_BYTES = 150
@@ -73,7 +74,10 @@ def _id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
 
 
 def check_group_id(msg: Message) -> Message:
-    """The candidate group id must be stable and well-formed (`invalid_group_id`)."""
+    """The candidate group id must be stable and well-formed (`invalid_group_id`).
+
+    A flagged id is still used, unless it is not even a string or a number: then it is always removed (on an
+    event) or the message dropped (a group call or object event, whose subject it is); so is a stripped one."""
     if msg.group_id is None or msg.resolution == "membership":
         return msg
     problem = _id_problem(msg.group_id, msg.contract.group_id_regex)
@@ -81,12 +85,20 @@ def check_group_id(msg: Message) -> Message:
         msg.group_id = str(msg.group_id)
         return msg
     field = _group_id_field(msg)
+    usable = isinstance(msg.group_id, (str, int)) and not isinstance(msg.group_id, bool)
+    flagged = usable and msg.contract.action("invalid_group_id") == "flag"
     if msg.type == "group" or msg.object_event:
-        if msg.contract.action("invalid_group_id") != "flag":  # the id is the message's subject: strip = drop
+        if not flagged:
             return msg.drop("invalid_group_id", field, problem)
         msg.group_id = str(msg.group_id)
         return msg.violate("invalid_group_id", field, problem)
-    return msg.violate("invalid_group_id", field, problem, strip=partial(_strip_candidate, msg))
+    if usable:
+        return msg.violate("invalid_group_id", field, problem, strip=partial(_strip_candidate, msg))
+    if msg.contract.action("invalid_group_id") == "drop":
+        return msg.drop("invalid_group_id", field, problem)
+    msg.violations.append(violation("invalid_group_id", field, problem))
+    _strip_candidate(msg)
+    return msg
 
 
 def _group_id_field(msg: Message) -> str:

@@ -46,8 +46,11 @@ class Message:
         self.violations: list[dict[str, str]] = []
 
     @property
-    def person_key(self) -> str:
-        return "u:" + self.user_id if self.user_id is not None else "a:" + self.anonymous_id
+    def person_key(self) -> str | None:
+        """``u:<userId>``, else ``a:<anonymousId>``; None for a person-less group call (object-only update)."""
+        if self.user_id is not None:
+            return "u:" + self.user_id
+        return "a:" + self.anonymous_id if self.anonymous_id is not None else None
 
     def drop(self, code: str, field: str, message: str) -> Message:
         """Send this message to quarantine; no later step runs."""
@@ -149,8 +152,8 @@ def normalise(msg: Message) -> Message:
                 body[key] = value
     msg.user_id = body.get("userId")
     msg.anonymous_id = body.get("anonymousId")
-    if msg.user_id is None and msg.anonymous_id is None:
-        return msg.drop("malformed", "userId", "neither userId nor anonymousId is set")
+    if msg.user_id is None and msg.anonymous_id is None and kind != "group":  # Customer.io: a group call may
+        return msg.drop("malformed", "userId", "neither userId nor anonymousId is set")  # update the object alone
     if kind == "track":
         event = body.get("event")
         if not isinstance(event, str) or not event.strip():

@@ -71,7 +71,9 @@ class Learn:
             for key in ("u:", "a:"):
                 store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
         elif msg.type == "group":
-            store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, True, arrived=msg.arrival)
+            if msg.person_key is not None:
+                store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, True,
+                                        arrived=msg.arrival)
             attributes = contract.object_attributes(msg.traits)
             if attributes:
                 store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, body["messageId"],
@@ -102,6 +104,7 @@ class Pipeline:
             Learn(store),
         ]
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
+        self._failures: set[tuple[str, type]] = set()
 
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None) -> list[Message]:
         """Parse `payload` (a line, or a decoded message or batch) and take every message through the chain."""
@@ -134,5 +137,8 @@ class Pipeline:
         except StoreError as exc:
             msg.drop("store_unavailable", "", str(exc))
         except Exception as exc:  # a bug must not lose the message: quarantine it with the reason
-            log.exception("groupspec step %r failed", getattr(step, "__name__", step))
-            msg.drop("internal_error", "", f"{type(exc).__name__}: {exc}")
+            name = getattr(step, "__name__", type(step).__name__)
+            if (name, type(exc)) not in self._failures:  # the traceback once per kind; every record has the reason
+                self._failures.add((name, type(exc)))
+                log.exception("groupspec step %s failed; messages it fails on are quarantined", name)
+            msg.drop("internal_error", name, f"{type(exc).__name__}: {exc}")

@@ -14,10 +14,12 @@ class Resolve:
     def __call__(self, msg: Message) -> Message:
         store = self.store
         msg.arrival = store.admit(msg.body["messageId"])  # reads see the facts known when it first arrived
-        persons = store.identities(msg.person_key, before=msg.arrival)
-        if msg.user_id is not None and msg.anonymous_id is not None:
-            persons += [k for k in store.identities("a:" + msg.anonymous_id, before=msg.arrival) if k not in persons]
-        msg.memberships = store.memberships_at(persons, msg.ts, before=msg.arrival)
+        person = msg.person_key
+        if person is not None:
+            persons = store.identities(person, before=msg.arrival)
+            if msg.user_id is not None and msg.anonymous_id is not None:
+                persons += [k for k in store.identities("a:" + msg.anonymous_id, before=msg.arrival) if k not in persons]
+            msg.memberships = store.memberships_at(persons, msg.ts, before=msg.arrival)
         body = msg.body
         if msg.type == "group":
             msg.group_id, msg.resolution = body["groupId"], "explicit"

@@ -64,7 +64,8 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
     """
     is_module = isinstance(target, types.ModuleType)
     if is_module and not (callable(getattr(target, "_proxy", None)) and hasattr(target, "default_client")):
-        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics module, got {target.__name__}")
+        raise TypeError(f"install() expects a segment, rudderstack or customerio analytics module, "
+                        f"got {target.__name__}")
     if not is_module and not callable(getattr(target, "_enqueue", None)):
         raise TypeError(f"install() expects a segment, rudderstack or customerio analytics Client or module, "
                         f"got {type(target).__name__}")
@@ -72,8 +73,8 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
         config = load_config(config)
     if store is None or isinstance(store, str):
         store = open_store(store or config.store_url(DEFAULT_STORE))
-    gate = Gate(Pipeline(config, store), QuarantineFile(config.quarantine.path), source,
-                before=before, after=after, fail_closed=fail_closed)
+    pipeline = Pipeline(config, store, extra=[After(step) for step in after])
+    gate = Gate(pipeline, QuarantineFile(config.quarantine.path), source, before=before, fail_closed=fail_closed)
     (_hook_module if is_module else _hook_client)(target, gate)
     return target
 
@@ -115,12 +116,11 @@ class Gate:
     """The decision on one SDK message: forward it enriched, quarantine it, or let it pass on a failure."""
 
     def __init__(self, pipeline: Pipeline, quarantine: QuarantineFile, source: str | None, *,
-                 before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), fail_closed: bool = False) -> None:
+                 before: Iterable[UserStep] = (), fail_closed: bool = False) -> None:
         self.pipeline = pipeline
         self.quarantine = quarantine
         self.source = source
         self.before = list(before)
-        self.after = list(after)
         self.fail_closed = fail_closed
         self._logged: set[tuple[str, str]] = set()
 
@@ -131,7 +131,8 @@ class Gate:
         try:
             body = self._decide(msg, stamp)
         except Exception as exc:
-            failure = exc if isinstance(exc, Failed) else Failed(("hook", type(exc).__name__), f"{type(exc).__name__}: {exc}")
+            failure = exc if isinstance(exc, Failed) else Failed(("hook", type(exc).__name__),
+                                                                 f"{type(exc).__name__}: {exc}")
             self._log_once(failure.kind, str(failure))
             if not self.fail_closed:
                 return enqueue(msg)
@@ -155,9 +156,10 @@ class Gate:
         if self.before:
             payload = orjson.loads(raw)
             for step in self.before:
-                payload = self._user(step, "before", payload)
+                payload = self._before(step, payload)
                 if payload is None:
-                    self._user_drop(Message(orjson.loads(raw), None, self.source, time.time()), "before", step)
+                    dropped = Message(orjson.loads(raw), None, self.source, time.time())
+                    self._quarantine(dropped.drop("dropped_by_user", "", f"before step {_name(step)} returned None"))
                     return None
         try:
             [out] = self.pipeline.run(payload, self.source)
@@ -166,34 +168,24 @@ class Gate:
         if out.quarantined:
             failure = next((v for v in out.violations if v["code"] in FAILURE_CODES), None)
             if failure is not None and not self.fail_closed:
-                what = failure["code"] if failure["code"] == "store_unavailable" else failure["message"].split(":", 1)[0]
-                raise Failed(("pipeline", what), failure["message"])
+                code = failure["code"]
+                what = code if code == "store_unavailable" else failure["message"].split(":", 1)[0]
+                raise Failed((failure["field"] or "pipeline", what), failure["message"])
             self._quarantine(out)
             return None
         body = out.body
-        for step in self.after:
-            body = self._user(step, "after", body)
-            if body is None:
-                self._user_drop(out, "after", step)
-                return None
         body["timestamp"] = stamp if stamp is not None else moment  # the SDK formats it its own way
         return body
 
-    def _user(self, step: UserStep, where: str, msg: dict[str, Any]) -> dict[str, Any] | None:
-        name = getattr(step, "__name__", type(step).__name__)
+    def _before(self, step: UserStep, msg: dict[str, Any]) -> dict[str, Any] | None:
+        where = f"before step {_name(step)}"
         try:
             result = step(msg)
         except Exception as exc:
-            raise Failed((f"{where} step {name}", type(exc).__name__), f"{type(exc).__name__}: {exc}") from exc
+            raise Failed((where, type(exc).__name__), f"{type(exc).__name__}: {exc}") from exc
         if result is not None and not isinstance(result, dict):
-            raise Failed((f"{where} step {name}", "TypeError"),
-                         f"returned {type(result).__name__}, expected a message dict or None")
+            raise Failed((where, "TypeError"), f"returned {type(result).__name__}, expected a message dict or None")
         return result
-
-    def _user_drop(self, msg: Message, where: str, step: UserStep) -> None:
-        name = getattr(step, "__name__", type(step).__name__)
-        msg.drop("dropped_by_user", "", f"{where} step {name} returned None")
-        self._quarantine(msg)
 
     def _quarantine_failure(self, msg: dict[str, Any], failure: Failed) -> None:
         """Fail closed: the message as the SDK passed it (values JSON lacks as text) with `internal_error`."""
@@ -217,6 +209,33 @@ class Gate:
         self._logged.add(kind)
         then = "dropped" if self.fail_closed else "passed through unchanged"
         log.error("groupspec failed in %s (%s): %s; such messages are %s (logged once per kind)", *kind, detail, then)
+
+
+class After:
+    """A user's `after` callable as a chain step: it gets a copy of the enriched message before the store learns
+    from it, so a message the user drops teaches the store nothing. None drops (`dropped_by_user`); an error or
+    a non-dict is an `internal_error` whose field names the step."""
+
+    def __init__(self, step: UserStep) -> None:
+        self.step = step
+        self.name = f"after step {_name(step)}"
+
+    def __call__(self, msg: Message) -> Message:
+        try:
+            result = self.step(orjson.loads(orjson.dumps(msg.body)))
+        except Exception as exc:
+            return msg.drop("internal_error", self.name, f"{type(exc).__name__}: {exc}")
+        if result is None:
+            return msg.drop("dropped_by_user", "", f"{self.name} returned None")
+        if not isinstance(result, dict):
+            return msg.drop("internal_error", self.name,
+                            f"TypeError: returned {type(result).__name__}, expected a message dict or None")
+        msg.body = result
+        return msg
+
+
+def _name(step: UserStep) -> str:
+    return getattr(step, "__name__", type(step).__name__)
 
 
 def _aware(stamp: datetime) -> datetime:

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from groupspec.middleware import install
 from groupspec.middleware.config import parse_config
-from groupspec.middleware.stores import StoreError, open_store
+from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore
 
 SDKS = {"segment": segment.analytics, "rudderstack": rudderstack.analytics, "customerio": customerio.analytics}
@@ -135,10 +135,9 @@ def test_customerio_group_without_user_id(tmp_path):
     ok, msg = client.group(anonymous_id="anon-1", group_id="hh_2", traits={"plan_type": "basic"})
     assert ok and msg["userId"] is None and msg["groupId"] == "hh_2"
     assert client.track(anonymous_id="anon-1", event="Viewed")[1]["context"]["groupId"] == "hh_2"
-    # no person at all: an object-only update the core does not accept yet; quarantined, never lost
-    ok, msg = client.group(group_id="hh_3", traits={"plan_type": "basic"})
-    assert ok is False and msg["groupId"] == "hh_3"
-    assert [v["code"] for v in quarantined(tmp_path)[0]["violations"]] == ["malformed"]
+    # no person at all: an object-only update, forwarded as Customer.io's Pipelines API accepts it
+    ok, msg = client.group(group_id="hh_3", traits={"name": "The Lees"})
+    assert ok is True and msg["groupId"] == "hh_3" and msg["context"]["groupspec"]["violations"] == []
 
 
 def test_values_json_lacks_are_converted_as_the_sdks_do(client):
@@ -179,6 +178,17 @@ def test_user_drop_is_quarantined_as_dropped_by_user(client, tmp_path, where):
                                         "message": f"{where} step internal_only returned None"}
     assert record["message"]["userId"] == "test_1"
     assert hooked.track("u1", "Viewed")[0] is True
+
+
+def test_a_message_the_user_drops_teaches_the_store_nothing(client, tmp_path):
+    def no_groups(msg):
+        msg["traits"] = {"edited": True}  # edits of a copy: the quarantine keeps the original
+        return None if msg["type"] == "group" else msg
+
+    hooked = install(client, make_config(tmp_path), after=[no_groups], store="memory://")
+    assert hooked.group("u1", "hh_1", {"plan_type": "basic"})[0] is False
+    assert "groupId" not in hooked.track("u1", "Viewed")[1]["context"]
+    assert quarantined(tmp_path)[0]["message"]["traits"] == {"plan_type": "basic"}
 
 
 def test_install_again_replaces_the_hook(client, tmp_path):
@@ -268,7 +278,8 @@ _json = st.recursive(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["track", "identify", "group", "page"]), payload=st.dictionaries(st.text(max_size=8), _json, max_size=4),
+@given(kind=st.sampled_from(["track", "identify", "group", "page"]),
+       payload=st.dictionaries(st.text(max_size=8), _json, max_size=4),
        context=st.dictionaries(st.sampled_from(["ip", "groupId", "traits", "page"]), _json, max_size=3))
 def test_callers_dicts_are_never_mutated(client, kind, payload, context):
     payload = {**payload, "plan_type": "family", "group_id": "hh_9"}  # strip and property resolution paths

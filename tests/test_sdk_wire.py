@@ -112,7 +112,8 @@ def module(name, monkeypatch):
 def test_default_client_is_hooked_when_created(module, server, tmp_path):
     module.host = server.url
     seen = []
-    assert install(module, make_config(tmp_path), after=[lambda m: seen.append(m["type"]) or m], store="memory://") is module
+    probe = [lambda m: seen.append(m["type"]) or m]
+    assert install(module, make_config(tmp_path), after=probe, store="memory://") is module
     assert module.default_client is None  # created lazily, from the settings at first use
     module.group("u1", "hh_1")
     module.track("u1", "Order Placed")

@@ -93,14 +93,18 @@ def _object_ids(msg: Message) -> dict[str, str]:
 
 def group(msg: Message) -> list[dict[str, Any]]:
     traits = msg.traits
+    op: dict[str, Any] = {"type": "object", "action": "identify", "identifiers": _object_ids(msg),
+                          "attributes": attributes(object_attributes(traits))}
+    if msg.person_key is None:  # a person-less group call updates the object alone
+        return [op]
+    link: dict[str, Any] = {"identifiers": identifiers.person(msg.user_id, msg.anonymous_id, {})}  # traits: the group's
     relationship = traits.get("relationshipAttributes")
-    person = identifiers.person(msg.user_id, msg.anonymous_id, {})  # a group's traits describe the group
-    link: dict[str, Any] = {"identifiers": person}
     if isinstance(relationship, dict) and relationship:
         link["relationship_attributes"] = attributes(relationship)
-    action = "identify" if msg.user_id is not None else "identify_anonymous"
-    return [{"type": "object", "action": action, "identifiers": _object_ids(msg),
-             "attributes": attributes(object_attributes(traits)), "cio_relationships": [link]}]
+    if msg.user_id is None:
+        op["action"] = "identify_anonymous"
+    op["cio_relationships"] = [link]
+    return [op]
 
 
 def object_event(msg: Message) -> list[dict[str, Any]]:
