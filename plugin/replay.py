@@ -7,6 +7,7 @@ import difflib
 import gzip
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,6 +19,7 @@ from groupspec.middleware.quarantine import record
 from .customerio.mapping import to_customerio
 from .customerio.rollups import RollupUpdates
 
+CHUNK = 1000
 OUTPUTS = ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.json")
 RESOLUTIONS = ("explicit", "property", "membership", "unresolved")
 

@@ -11,6 +11,7 @@ first time, an unseen message sees everything known. None means no order (always
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
 
@@ -80,6 +81,10 @@ class Store(Protocol):
 
     def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
         """``(object_type_id, group_id, due, seq)`` of the pending groups due at or before `until`, by due time."""
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the writes of many messages into one commit, where the store has commits (SQLite); the
+        caller is the only writer while it lasts. Elsewhere it does nothing."""
 
     def close(self) -> None:
         """Release connections and files."""

@@ -4,6 +4,7 @@ size grows with people, not messages), but honours the `arrived`/`before` a call
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from collections import defaultdict
 from typing import Any
 
@@ -122,6 +123,9 @@ class MemoryStore:
     def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
         due = [(at, type_id, group_id, seq) for (type_id, group_id), (at, seq) in list(self._pending.items()) if at <= until]
         return [(type_id, group_id, at, seq) for at, type_id, group_id, seq in sorted(due)]
+
+    def transaction(self) -> nullcontext[None]:
+        return nullcontext()
 
     def close(self) -> None:
         pass

@@ -23,7 +23,7 @@ A Redis error (refused connection, timeout, ...) raises `StoreError`; nothing an
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -275,6 +275,9 @@ class RedisStore:
         out = [(*orjson.loads(member), at, int(seq)) for (member, at), seq in zip(due, seqs) if seq is not None]
         out.sort(key=lambda row: (row[2], row[0], row[1]))
         return out
+
+    def transaction(self) -> nullcontext[None]:
+        return nullcontext()
 
     def close(self) -> None:
         self.redis.close()

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -57,7 +59,26 @@ class SQLiteStore:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._grouped = False  # inside `transaction`: writes join its commit
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store: {exc}") from None
+            self._grouped = True
+            try:
+                yield
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store: {exc}") from None
+            finally:
+                self._grouped = False
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     def _rows(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         with self._lock:
@@ -68,6 +89,12 @@ class SQLiteStore:
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self._lock:
+            if self._grouped:  # a failed statement leaves the grouped transaction intact
+                try:
+                    self._db.executemany(sql, rows)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"SQLite store: {exc}") from None
+                return
             try:
                 self._db.execute("BEGIN")
                 self._db.executemany(sql, rows)

@@ -27,8 +27,9 @@ def _identifiers(ids: Any, where: str, kind: str) -> tuple[str, str] | None:
     if kind == "object":
         if set(ids) != {"object_type_id", "object_id"}:
             return where, "object identifiers need exactly object_type_id and object_id"
-        if not str(ids["object_type_id"]).isdigit():
-            return f"{where}.object_type_id", "object_type_id must be a string-formatted integer"
+        type_id = ids["object_type_id"]
+        if not isinstance(type_id, str) or not type_id.isdigit() or type_id.startswith("0"):
+            return f"{where}.object_type_id", "object_type_id must be a positive integer as a string"
     elif len(ids) != 1 or not set(ids) <= PERSON_KEYS:
         return where, f"person identifiers need exactly one of {sorted(PERSON_KEYS)}, got {sorted(ids)}"
     for key, value in ids.items():

@@ -99,6 +99,15 @@ class Worker(threading.Thread):
     def process(self, entries: list[Entry]) -> Work:
         """Run the entries through the chain; quarantine what is dropped, collect ops and forwarded bodies."""
         work = Work()
+        with self.pipeline.store.transaction():  # one store commit per chunk
+            self._run(entries, work)
+        if self.delivery is None:
+            work.ops = []
+        if self.upstream is None:
+            work.bodies = []
+        return work
+
+    def _run(self, entries: list[Entry], work: Work) -> None:
         for entry in entries:
             self.clock.now = entry.received_at
             payload: Any = entry.payload
@@ -113,11 +122,6 @@ class Worker(threading.Thread):
                 else:
                     work.ops.extend(msg.ops)
                     work.bodies.append(msg.body)
-        if self.delivery is None:
-            work.ops = []
-        if self.upstream is None:
-            work.bodies = []
-        return work
 
     def deliver(self, work: Work) -> bool:
         """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
