@@ -71,12 +71,16 @@ class Replay:
     def run(self, payloads: Iterable[tuple[Any, str | None]]) -> dict[str, Any]:
         self.out.mkdir(parents=True, exist_ok=True)
         files = {name: (self.out / name).open("wb") for name in OUTPUTS[:3]}
+        payloads = iter(payloads)
         try:
-            for payload, source in payloads:
-                for msg in self.pipeline.run(payload, source or self.source):
-                    self._write(msg, files)
-            for op in self.rollups.flush(self.config.contract):  # the rollup updates still pending at the end
-                files["customerio.jsonl"].write(orjson.dumps(op) + b"\n")
+            while chunk := list(islice(payloads, CHUNK)):
+                with self.store.transaction():  # one store commit per chunk of lines
+                    for payload, source in chunk:
+                        for msg in self.pipeline.run(payload, source or self.source):
+                            self._write(msg, files)
+            with self.store.transaction():
+                for op in self.rollups.flush(self.config.contract):  # the rollup updates still pending at the end
+                    files["customerio.jsonl"].write(orjson.dumps(op) + b"\n")
         finally:
             for f in files.values():
                 f.close()

@@ -113,14 +113,12 @@ class SQLiteStore:
         return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
 
     def admit(self, message_id: str) -> int:
-        find = "SELECT arrived FROM messages WHERE message_id = ?"
         with self._lock:
-            try:
-                row = self._db.execute(find, (message_id,)).fetchone()
-                if row is None:  # OR IGNORE: another process may number it first
-                    self._db.execute("INSERT OR IGNORE INTO messages (message_id) VALUES (?)", (message_id,))
-                    row = self._db.execute(find, (message_id,)).fetchone()
-                return row[0]
+            try:  # most messages are new: one insert; a replayed (or concurrently numbered) one: one lookup more
+                cursor = self._db.execute("INSERT OR IGNORE INTO messages (message_id) VALUES (?)", (message_id,))
+                if cursor.rowcount == 1:
+                    return cursor.lastrowid
+                return self._db.execute("SELECT arrived FROM messages WHERE message_id = ?", (message_id,)).fetchone()[0]
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store: {exc}") from None
 
@@ -137,18 +135,20 @@ class SQLiteStore:
 
     def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
         marks = ",".join("?" * len(persons))
-        rows = self._rows(
-            f"SELECT type_id, group_id, ts, seq, joined, arrived FROM memberships WHERE person IN ({marks}) AND ts <= ?",
-            [*persons, ts],
+        rows = self._rows(  # one query: the events, each with the deletions of its group (rarely any)
+            "SELECT m.type_id, m.group_id, m.ts, m.seq, m.joined, m.arrived, d.ts, d.arrived FROM memberships m"
+            " LEFT JOIN deletions d ON d.type_id = m.type_id AND d.group_id = m.group_id AND d.ts <= ?"
+            f" WHERE m.person IN ({marks}) AND m.ts <= ?",
+            [ts, *persons, ts],
         )
         if not rows:
             return []
-        deletions = {
-            (type_id, group_id): self._rows(
-                "SELECT ts, arrived FROM deletions WHERE type_id = ? AND group_id = ? AND ts <= ?", (type_id, group_id, ts))
-            for type_id, group_id in {(t, g) for t, g, *_ in rows}
-        }
-        return fold_memberships(((t, g, at, seq, bool(j), arr) for t, g, at, seq, j, arr in rows), deletions, ts, before)
+        events = {seq: (t, g, at, seq, bool(j), arr) for t, g, at, seq, j, arr, _, _ in rows}
+        deletions: dict[tuple[str, str], list[tuple[float, int | None]]] = {}
+        for t, g, *_, gone, gone_arrived in rows:
+            if gone is not None and (gone, gone_arrived) not in deletions.setdefault((t, g), []):
+                deletions[(t, g)].append((gone, gone_arrived))
+        return fold_memberships(events.values(), deletions, ts, before)
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
         stale = set()
@@ -170,17 +170,16 @@ class SQLiteStore:
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
-        out = {}
-        for name in names:
-            # history.latest_at in SQL: a NULL `arrived` or `before` compares to NULL, i.e. the fact is known
-            row = self._rows(
-                "SELECT value FROM traits WHERE type_id = ? AND group_id = ? AND name = ? AND ts <= ?"
-                " AND coalesce(arrived < ?, 1) ORDER BY ts DESC, seq DESC LIMIT 1",
-                (object_type_id, group_id, name, ts, before),
-            )
-            if row:
-                out[name] = orjson.loads(row[0][0])
-        return out
+        marks = ",".join("?" * len(names))
+        # history.latest_at in SQL, every name at once: a NULL `arrived` or `before` compares to NULL (known)
+        rows = self._rows(
+            "SELECT name, value FROM (SELECT name, value, row_number() OVER (PARTITION BY name ORDER BY ts DESC,"
+            " seq DESC) AS newest FROM traits WHERE type_id = ? AND group_id = ? AND name IN"
+            f" ({marks}) AND ts <= ? AND coalesce(arrived < ?, 1)) WHERE newest = 1",
+            (object_type_id, group_id, *names, ts, before),
+        )
+        found = {name: orjson.loads(value) for name, value in rows}
+        return {name: found[name] for name in names if name in found}
 
     def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
         self._write(
