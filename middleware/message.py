@@ -18,7 +18,8 @@ from .violations import violation
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
-_TIME_KEYS = ("timestamp", "originalTimestamp", "sentAt", "receivedAt")
+TIME_KEYS = (  # where a message may carry its time, in order of preference
+    "timestamp", "originalTimestamp", "sentAt", "receivedAt")
 _ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
 _ABSENT = object()
 _DICT_KEYS = ("context", "properties", "traits", "integrations")
@@ -163,7 +164,7 @@ def normalise(msg: Message) -> Message:
         return msg.drop("malformed", "groupId", "group call without a groupId")
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):
         return msg.drop("malformed", "previousId", "alias call needs previousId and userId")
-    for key in _TIME_KEYS:
+    for key in TIME_KEYS:
         if body.get(key) is not None:
             ts = parse_time(body[key])
             if ts is None:

@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from groupspec.middleware.config import Config, ConfigError, Contract, duration_seconds
-from groupspec.middleware.message import _TIME_KEYS, OBJECT_EVENTS, parse_time
+from groupspec.middleware.message import OBJECT_EVENTS, TIME_KEYS, parse_time
 from groupspec.middleware.quarantine import iso
 
 from ..replay import RESOLUTIONS, read_lines
@@ -124,7 +124,7 @@ class _Identities:
 
 
 def message_time(body: dict[str, Any]) -> float | None:
-    for key in _TIME_KEYS:
+    for key in TIME_KEYS:
         if body.get(key) is not None:
             return parse_time(body[key])
     return None
