@@ -111,6 +111,16 @@ def test_an_anonymous_group_call_is_identify_anonymous():
     assert op["attributes"] == {"name": "Smiths", "email": "family@x.test"}
 
 
+def test_a_group_call_without_a_person_updates_the_object_alone():
+    chain = Chain('[contract]\nattach_group_traits = ["plan"]\n' + OWNED)
+    msg = chain.one({"type": "group", "groupId": "hh_1", "traits": {"plan": "pro"}, "timestamp": at(1)})
+    assert not msg.quarantined, msg.violations
+    assert msg.ops == [{"type": "object", "action": "identify",
+                        "identifiers": {"object_type_id": "1", "object_id": "hh_1"}, "attributes": {"plan": "pro"}}]
+    chain.run(group("u1", "hh_1", 1))
+    assert chain.one(track("u1", days=2)).body["context"]["groupspec"]["group_traits"] == {"plan": "pro"}
+
+
 def test_relationship_deleted_is_an_object_delete_relationships_and_no_person_event():
     msg = Chain().one(left("u1", "acct_1", 1, type_id=2))
     assert msg.ops == [{"type": "object", "action": "delete_relationships",

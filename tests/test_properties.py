@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from core_support import config
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from groupspec.middleware import Pipeline, open_store
@@ -80,10 +80,6 @@ ids = mostly(st.sampled_from(POOL), st.one_of(
     long_text, st.none(), st.booleans()))
 group_ids = mostly(st.sampled_from(GROUPS), st.one_of(st.sampled_from(BAD_GROUPS), st.text(max_size=10),
                                                       st.integers(0, 99), json_values))
-# on events, list/dict ids are left out: flagged, they crash the chain (core bug, see test_contract.py's
-# test_a_flagged_non_string_group_id_on_an_event_does_not_crash)
-event_group_ids = mostly(st.sampled_from(GROUPS), st.one_of(st.sampled_from(BAD_GROUPS), st.text(max_size=10),
-                                                            st.integers(0, 99), json_scalars))
 type_ids = mostly(st.sampled_from(["1", "2", 2, 3]), st.one_of(st.sampled_from(["0", "x", -1, "", True, 1.5]),
                                                              json_values))
 attribute_names = mostly(st.sampled_from(["plan", "seats", "credit", "email", "name", "total", "group_id"]),
@@ -100,9 +96,10 @@ attributes = st.one_of(
 
 
 @st.composite
-def group_traits(draw) -> dict:
+def group_traits(draw, clean: bool) -> dict:
     traits = draw(attributes)
-    for key, strategy in (("objectTypeId", type_ids), ("object_type_id", type_ids),
+    type_id = st.sampled_from(["1", "2", 2, 3]) if clean else type_ids
+    for key, strategy in (("objectTypeId", type_id), ("object_type_id", type_id),
                           ("objectAttributes", mostly(attributes, json_values)),
                           ("relationshipAttributes", mostly(attributes, json_values))):
         if draw(st.integers(0, 3)) == 0:
@@ -116,54 +113,52 @@ def maybe(draw, body: dict, key: str, strategy, chance: int = 2) -> None:
 
 
 @st.composite
-def spec_messages(draw) -> dict:
-    kind = draw(mostly(st.sampled_from(["identify", "track", "track", "page", "screen", "group", "group", "alias"]),
-                       st.sampled_from(["Track", "GROUP", "purchase", ""])))
+def spec_messages(draw, clean: bool = True) -> dict:
+    """A spec message; `clean` ones have a known type, a person and a time (their traits and ids may still be
+    anything), the others may be broken anywhere."""
+    person_ids = st.sampled_from(POOL[:3]) if clean else ids
+    kinds = ["identify", "track", "track", "page", "screen", "group", "group", "alias"]
+    kind = draw(st.sampled_from(kinds) if clean else st.sampled_from([*kinds, "Track", "GROUP", "purchase", ""]))
     body: dict = {"type": kind}
-    maybe(draw, body, "userId", ids, 1 if draw(st.booleans()) else 3)
-    maybe(draw, body, "anonymousId", ids)
+    maybe(draw, body, "anonymousId", person_ids)
+    maybe(draw, body, "userId", person_ids, 1 if clean and "anonymousId" not in body or kind == "alias" else 2)
     maybe(draw, body, draw(st.sampled_from(["timestamp", "timestamp", "originalTimestamp", "sentAt"])),
-          mostly(near_times, st.one_of(times, st.sampled_from(["yesterday", "", 0]))), 1)
+          near_times if clean else st.one_of(times, st.sampled_from(["yesterday", "", 0])), 1)
     maybe(draw, body, "messageId", mostly(st.uuids().map(str), st.sampled_from(["m1", "m2", ""])))
     maybe(draw, body, "writeKey", st.sampled_from(["wk_billing", "wk_web", "wk_unknown"]), 4)
     context: dict = {}
-    maybe(draw, context, "groupId", event_group_ids, 4)
+    maybe(draw, context, "groupId", group_ids, 6)
     maybe(draw, context, "traits", attributes, 4)
-    if context or draw(st.integers(0, 9)) == 0:
+    if context or (not clean and draw(st.integers(0, 9)) == 0):
         body["context"] = context if context else draw(json_values)
     kind = kind.lower()
     if kind == "group":
-        maybe(draw, body, "groupId", group_ids, 1)
-        maybe(draw, body, "traits", group_traits(), 1)
+        maybe(draw, body, "groupId", st.sampled_from(GROUPS) if clean else group_ids, 1 if clean else 2)
+        maybe(draw, body, "traits", group_traits(clean), 1)
     elif kind in ("track", "page", "screen"):
         props = draw(attributes)
-        for key, strategy in (("group_id", event_group_ids), ("objectId", group_ids), ("objectTypeId", type_ids),
+        for key, strategy in (("group_id", group_ids), ("objectId", group_ids if not clean else
+                                                                 st.sampled_from(GROUPS)), ("objectTypeId", type_ids),
                               ("url", st.text(max_size=20))):
             maybe(draw, props, key, strategy, 4)
         body["properties"] = props
-        body["event"] = draw(mostly(st.sampled_from(["Order Placed", "Viewed", "Relationship Deleted",
-                                                     "Object Deleted"]), st.one_of(st.text(max_size=10), json_scalars)))
+        names = st.sampled_from(["Order Placed", "Order Placed", "Viewed", "Relationship Deleted", "Object Deleted"])
+        body["event"] = draw(names if clean else st.one_of(names, st.text(max_size=10), json_scalars))
         maybe(draw, body, "name", st.text(max_size=10))
     elif kind == "identify":
         maybe(draw, body, "traits", attributes, 1)
     elif kind == "alias":
-        maybe(draw, body, "previousId", ids, 1)
+        maybe(draw, body, "previousId", person_ids, 1 if clean else 2)
     return body
 
 
 envelopes = st.fixed_dictionaries(
-    {"batch": st.lists(mostly(spec_messages(), json_values), max_size=5)},
+    {"batch": st.lists(st.one_of(spec_messages(), spec_messages(clean=False), json_values), max_size=5)},
     optional={"context": json_values, "integrations": json_values,
               "writeKey": st.sampled_from(["wk_billing", "wk_web", "nope"])},
 )
-payloads = st.one_of(spec_messages(), spec_messages(), spec_messages(), envelopes)
-lines = st.one_of(
-    st.binary(max_size=40),
-    json_values.map(orjson.dumps),
-    payloads.map(orjson.dumps),
-    payloads.map(orjson.dumps),
-    payloads.map(orjson.dumps),
-)
+payloads = st.one_of(spec_messages(), spec_messages(), spec_messages(clean=False), envelopes)
+lines = st.one_of(st.binary(max_size=40), json_values.map(orjson.dumps), *[payloads.map(orjson.dumps)] * 4)
 
 
 def received_count(line: bytes) -> int:
@@ -227,9 +222,10 @@ def check_operation(op: dict) -> None:
         assert "anonymous_id" not in op.get("attributes", {})
 
 
-# --- properties --------------------------------------------------------------------------------------------------------
+# --- properties ------------------------------------------------------------------------------------------------
 
-def run_replay(cfg, payload_lines: list[bytes], source: str | None = None) -> tuple[dict, Path, tempfile.TemporaryDirectory]:
+def run_replay(cfg, payload_lines: list[bytes], source: str | None = None):
+    """(summary, output folder, its TemporaryDirectory) of a replay of `payload_lines`."""
     tmp = tempfile.TemporaryDirectory()
     summary = Replay(cfg, tmp.name, source).run((line, None) for line in payload_lines)
     return summary, Path(tmp.name), tmp
@@ -299,14 +295,44 @@ def test_the_callers_dicts_are_never_mutated(name, batch, source):
         assert [m.original for m in out] == members  # the original is what the caller sent
         for m in out:
             if not m.quarantined:
-                check_attributes_are_copies(m)
+                check_body_is_a_copy(m)
     assert batch == before
 
 
-def check_attributes_are_copies(msg) -> None:
+def check_body_is_a_copy(msg) -> None:
     """Every forwarded body is its own: enriching it later never reaches the caller's dict."""
     original = msg.original
     if isinstance(original, dict):
         assert msg.body is not original
         if isinstance(original.get("context"), dict):
             assert msg.body["context"] is not original["context"]
+
+
+def message_ids(line: bytes) -> list:
+    """The messageIds a line's messages carry (a message without one: its own line, as its id derives from it)."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return []
+    members = obj["batch"] if isinstance(obj, dict) and "type" not in obj and isinstance(obj.get("batch"), list) \
+        else [obj]
+    return [m.get("messageId") or orjson.dumps(m) if isinstance(m, dict) else None for m in members]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batch=st.lists(lines, max_size=12))
+def test_replaying_twice_on_sqlite_repeats_its_outputs(batch):
+    with tempfile.TemporaryDirectory() as tmp:
+        store = f"sqlite:///{tmp}/gs.db"
+        outputs = []
+        for run, url in (("memory", "memory://"), ("first", store), ("second", store)):
+            Replay(CONFIGS["default"], f"{tmp}/{run}", store_url=url).run((line, None) for line in batch)
+            outputs.append({name: Path(f"{tmp}/{run}/{name}").read_bytes()
+                            for name in ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.json")})
+        # a group call quarantined by a Customer.io limit replays differently (core bug, see test_contract.py's
+        # test_a_group_call_quarantined_by_a_limit_replays_the_same_on_sqlite)
+        assume(b"customerio_limit" not in outputs[1]["summary.json"])
+        assert outputs[1] == outputs[2]
+        ids = [i for line in batch for i in message_ids(line) if i is not None]
+        if len(ids) == len(set(ids)):  # a persistent store takes a repeated messageId for a replay of the first
+            assert outputs[0] == outputs[1]
