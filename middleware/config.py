@@ -24,6 +24,18 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message names file, key and expectation."""
 
 
+class _KeyedError(ValueError):
+    """A validation error about a key below the one being validated (`key` is relative to it)."""
+
+    def __init__(self, key: str, text: str) -> None:
+        super().__init__(f"{key}: {text}")
+        self.key, self.text = key, text
+
+
+#: keys whose `${VAR}` may be unset until the value is used (secrets a replay does not need)
+_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key)|upstream\.write_key|sources\.[^.]+\.write_key)$")
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -120,10 +132,10 @@ class Contract(_Model):
         for code, action in self.actions.items():
             if action not in ALLOWED_ACTIONS[code]:
                 allowed = " | ".join(ALLOWED_ACTIONS[code])
-                raise ValueError(f"actions.{code}: expected {allowed}, got {action!r}")
+                raise _KeyedError(f"actions.{code}", f"expected {allowed}, got {action!r}")
         unknown = [name for name in self.attach_group_traits if name not in self.group_traits]
         if unknown:
-            raise ValueError(f"attach_group_traits: {unknown} are not declared in [contract.group_traits]")
+            raise _KeyedError("attach_group_traits", f"{unknown} are not declared in [contract.group_traits]")
         return self
 
     @cached_property
@@ -277,8 +289,14 @@ def _expand(node: Any, path: str, missing: dict[str, str]) -> Any:
 
 def _describe(error: dict[str, Any]) -> str:
     key = ".".join(str(part) for part in error["loc"])
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _KeyedError):
+        return f"{key + '.' if key else ''}{cause.key}: {cause.text}"
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key"
+    if error["type"] == "literal_error":
+        choices = " | ".join(re.findall(r"'([^']*)'", error["ctx"]["expected"]))
+        return f"{key}: expected {choices}, got {error['input']!r}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{key}: expected {message}" if error["type"] != "value_error" else f"{key}: {message}"
 
@@ -287,6 +305,9 @@ def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
     """Validate an already-parsed TOML document."""
     missing: dict[str, str] = {}
     data = _expand(data, "", missing)
+    needed = {key: var for key, var in missing.items() if not _DEFERRED.match(key)}
+    if needed:
+        raise ConfigError("; ".join(f"{path}: {key}: environment variable {var} is not set" for key, var in needed.items()))
     try:
         config = Config.model_validate({**data, "path": path, "missing_env": missing})
         for name in config.sources:
@@ -308,6 +329,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -53,6 +53,11 @@ class Message:
             return "u:" + self.user_id
         return "a:" + self.anonymous_id if self.anonymous_id is not None else None
 
+    def group_type(self) -> str:
+        """The object type of the resolved group: its membership's, else the contract's default."""
+        return next((m.object_type_id for m in self.memberships if m.group_id == self.group_id),
+                    self.contract.default_object_type_id)
+
     def drop(self, code: str, field: str, message: str) -> Message:
         """Send this message to quarantine; no later step runs."""
         self.violations.append(violation(code, field, message))
@@ -182,9 +187,9 @@ def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
     merged = dict(member)
     for key in ("context", "integrations"):
         outer = envelope.get(key)
-        if isinstance(outer, dict):
-            inner = member.get(key)
-            merged[key] = {**outer, **inner} if isinstance(inner, dict) else dict(outer)
+        inner = member.get(key)
+        if isinstance(outer, dict) and (inner is None or isinstance(inner, dict)):  # a bad inner one stays: malformed
+            merged[key] = {**outer, **(inner or {})}
     if "writeKey" in envelope and "writeKey" not in merged:
         merged["writeKey"] = envelope["writeKey"]
     return merged
@@ -196,7 +201,7 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None) -> lis
     A batch envelope yields one entry per member with the envelope's `context`/`integrations` merged in.
     """
     if isinstance(payload, (bytes, str)):
-        size = len(payload)
+        size = len(payload) if isinstance(payload, bytes) else len(payload.encode())
         try:
             obj = orjson.loads(payload)
         except orjson.JSONDecodeError:

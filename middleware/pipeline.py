@@ -30,9 +30,7 @@ class Attach:
     def __call__(self, msg: Message) -> Message:
         names = msg.contract.attach_group_traits
         if msg.group_id is not None and not msg.object_event:
-            type_id = next((m.object_type_id for m in msg.memberships if m.group_id == msg.group_id),
-                           msg.contract.default_object_type_id)
-            msg.snapshot = self.store.traits_at(type_id, msg.group_id, names, msg.ts, before=msg.arrival)
+            msg.snapshot = self.store.traits_at(msg.group_type(), msg.group_id, names, msg.ts, before=msg.arrival)
         return msg
 
 
@@ -44,8 +42,8 @@ def annotate(msg: Message) -> Message:
         groups[m.object_type_id] = m.group_id
     if msg.type != "group" and not msg.object_event:
         if msg.group_id is not None:
-            if msg.resolution != "membership":
-                groups[msg.contract.default_object_type_id] = msg.group_id
+            if msg.resolution != "membership":  # an explicit id: under its group's type when the person is a member
+                groups[msg.group_type()] = msg.group_id
             context["groupId"] = msg.group_id
         if groups:
             context["groups"] = groups

@@ -26,12 +26,6 @@ from .stores import Activity, Store
 Update = tuple[str, str, dict[str, Any]]
 
 
-def group_type(msg: Message) -> str:
-    """The object type of the message's resolved group: from the person's memberships, else the default."""
-    return next((m.object_type_id for m in msg.memberships if m.group_id == msg.group_id),
-                msg.contract.default_object_type_id)
-
-
 def contributions(msg: Message) -> dict[str, Any]:
     """What a forwarded message contributes to the rollups of its contract (a count contributes 1)."""
     rollups = msg.contract.rollups
@@ -81,7 +75,7 @@ class Rollups:
 
     def record(self, msg: Message, values: dict[str, Any]) -> None:
         """Append a forwarded event's `contributions` to its group's log and mark the group pending."""
-        type_id, interval = group_type(msg), duration_seconds(msg.contract.rollup_interval)
+        type_id, interval = msg.group_type(), duration_seconds(msg.contract.rollup_interval)
         seq = self.store.record_activity(type_id, msg.group_id, msg.body["messageId"], msg.ts, values)
         self.store.mark_rollup_pending(type_id, msg.group_id, (msg.ts // interval + 1) * interval, seq)
 

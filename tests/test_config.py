@@ -218,8 +218,6 @@ def test_a_disallowed_action_in_a_source_names_the_source(tmp_path):
     assert "sources.web.contract" in message and "malformed" in message and "drop" in message
 
 
-@pytest.mark.xfail(reason="core bug: pydantic's literal message leaks through ('expected Input should be ...') and "
-                          "the offending value is not named, unlike README's example", strict=True)
 def test_the_readme_example_error_is_what_a_user_sees(tmp_path):
     path = write(tmp_path, '[contract.actions]\ninvalid_group_id = "ignore"')
     with pytest.raises(ConfigError) as caught:
@@ -300,8 +298,6 @@ def test_check_config_exits_2_without_a_traceback_on_a_bad_file(tmp_path, capsys
     assert str(path) in err and "Traceback" not in err
 
 
-@pytest.mark.xfail(reason="core bug: load_config catches only OSError around read_text (middleware/config.py:308); "
-                          "a non-UTF-8 file raises UnicodeDecodeError out of the CLI", strict=True)
 def test_check_config_exits_2_on_a_file_that_is_not_utf8(tmp_path, capsys):
     path = write(tmp_path, b"\xff\xfe[contract]\x00")
     assert main(["check-config", str(path)]) == 2

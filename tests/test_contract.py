@@ -441,9 +441,6 @@ def test_replaying_the_same_stream_twice_on_sqlite_gives_the_same_bytes(tmp_path
     assert summary["violations"]["group_id_conflict"] == 1
 
 
-@pytest.mark.xfail(reason="core bug: check_stale (middleware/contract.py:209) asks store.stale_traits without the "
-                          "message's arrival number, so on a replay a group call quarantined the first time sees "
-                          "values recorded after it as newer and gains stale_group_update violations", strict=True)
 def test_a_group_call_quarantined_by_a_limit_replays_the_same_on_sqlite(tmp_path, capsys):
     lines = [orjson.dumps(group("alice", "hh_1", 1, plan="pro", notes="x" * 1001)),  # over 1000 bytes: quarantined
              orjson.dumps(group("alice", "hh_1", 2, plan="basic"))]

@@ -169,9 +169,6 @@ def test_an_explicit_id_is_listed_under_the_default_type_next_to_known_membershi
     assert msg.body["context"]["groups"] == {"1": "hh_1", "2": "acct_1"}
 
 
-@pytest.mark.xfail(reason="core bug: annotate (middleware/pipeline.py:48) lists an explicit id under the default "
-                          "type even when the person's memberships say it is of another type, overwriting the "
-                          "default type's real group", strict=True)
 def test_an_explicit_id_of_a_known_group_keeps_that_groups_type():
     chain = Chain()
     chain.run(group("u", "hh_1", 1), group("u", "acct_1", 1, objectTypeId="2"))

@@ -55,8 +55,10 @@ class Store(Protocol):
     def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
         """The groups any of `persons` belonged to at `ts`, latest joined first (facts known `before`)."""
 
-    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
-        """The names whose stored value is newer than `ts` (a re-applied message compares as it did first)."""
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
+                     before: int | None = None) -> set[str]:
+        """The names whose stored value is newer than `ts`, among the values known `before` an arrival number
+        (a re-applied message compares as it did first)."""
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
                      arrived: int | None = None) -> None:

@@ -45,14 +45,16 @@ def fold_memberships(events: Iterable[Event], deletions: dict[tuple[str, str], l
     return out
 
 
-def stale_after(entries: Iterable[tuple[float, int, str]], ts: float, message_id: str) -> bool:
-    """Whether a value newer than `ts` was recorded before this message's own entry (if it has one).
+def stale_after(entries: Iterable[tuple[float, int, str, int | None]], ts: float, message_id: str,
+                before: int | None = None) -> bool:
+    """Whether a value newer than `ts` was recorded before this message's own entry (if it has one) and known
+    `before` its arrival number.
 
-    `entries` are ``(ts, seq, message_id)`` of one attribute.
+    `entries` are ``(ts, seq, message_id, arrived)`` of one attribute.
     """
-    entries = list(entries)
-    own = min((seq for _, seq, mid in entries if mid == message_id), default=None)
-    return any(at > ts for at, seq, _ in entries if own is None or seq < own)
+    entries = [e for e in entries if not unknown(e[3], before)]
+    own = min((seq for _, seq, mid, _ in entries if mid == message_id), default=None)
+    return any(at > ts for at, seq, _, _ in entries if own is None or seq < own)
 
 
 def latest_at(entries: Iterable[tuple[float, int, Any, int | None]], ts: float,

@@ -73,11 +73,13 @@ class MemoryStore:
             return []
         return fold_memberships(rows, self._deletions, ts, before)
 
-    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
+                     before: int | None = None) -> set[str]:
         traits = self._traits
         return {
             name for name in names
-            if stale_after((entry[:3] for entry in traits.get((object_type_id, group_id, name), _NONE)), ts, message_id)
+            if stale_after(((e[0], e[1], e[2], e[4]) for e in traits.get((object_type_id, group_id, name), _NONE)),
+                           ts, message_id, before)
         }
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,

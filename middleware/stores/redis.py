@@ -219,9 +219,11 @@ class RedisStore:
                 out.append(entries)
             return out
 
-    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
+                     before: int | None = None) -> set[str]:
         histories = self._trait_histories(object_type_id, group_id, names)
-        return {name for name, entries in zip(names, histories) if stale_after((e[:3] for e in entries), ts, message_id)}
+        return {name for name, entries in zip(names, histories)
+                if stale_after(((e[0], e[1], e[2], e[4]) for e in entries), ts, message_id, before)}
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
                      arrived: int | None = None) -> None:

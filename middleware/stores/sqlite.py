@@ -150,14 +150,15 @@ class SQLiteStore:
                 deletions[(t, g)].append((gone, gone_arrived))
         return fold_memberships(events.values(), deletions, ts, before)
 
-    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str) -> set[str]:
+    def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
+                     before: int | None = None) -> set[str]:
         stale = set()
         for name in names:
             entries = self._rows(
-                "SELECT ts, seq, message_id FROM traits WHERE type_id = ? AND group_id = ? AND name = ?",
+                "SELECT ts, seq, message_id, arrived FROM traits WHERE type_id = ? AND group_id = ? AND name = ?",
                 (object_type_id, group_id, name),
             )
-            if stale_after(entries, ts, message_id):
+            if stale_after(entries, ts, message_id, before):
                 stale.add(name)
         return stale
 

@@ -68,6 +68,8 @@ def problem(op: dict[str, Any]) -> tuple[str, str] | None:
         ((key, value),) = op["identifiers"].items()
         if not value or len(value.encode()) > MAX_ID_BYTES:
             return f"identifiers.{key}", f"identifier must be a non-empty string of at most {MAX_ID_BYTES} bytes"
+        if not op["name"]:
+            return "name", f"a {action} needs a name ({'the page URL' if action == 'page' else 'the screen name'})"
         return _too_big(op)
     if action == "merge":
         found = _identifiers(op["primary"], "primary", "person") or _identifiers(op["secondary"], "secondary", "person")

@@ -93,8 +93,10 @@ def _object_ids(msg: Message) -> dict[str, str]:
 
 def group(msg: Message) -> list[dict[str, Any]]:
     traits = msg.traits
+    values = object_attributes(traits)
+    values.pop("anonymous_id", None)  # a person's identifier never becomes an object attribute
     op: dict[str, Any] = {"type": "object", "action": "identify", "identifiers": _object_ids(msg),
-                          "attributes": attributes(object_attributes(traits))}
+                          "attributes": attributes(values)}
     if msg.person_key is None:  # a person-less group call updates the object alone
         return [op]
     link: dict[str, Any] = {"identifiers": identifiers.person(msg.user_id, msg.anonymous_id, {})}  # traits: the group's

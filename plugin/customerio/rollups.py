@@ -6,7 +6,7 @@ from typing import Any
 
 from groupspec.middleware.config import Contract
 from groupspec.middleware.message import Message
-from groupspec.middleware.rollups import Rollups, Update, contributions, group_type
+from groupspec.middleware.rollups import Rollups, Update, contributions
 from groupspec.middleware.step import only
 from groupspec.middleware.stores import Store
 
@@ -32,7 +32,7 @@ class RollupUpdates:
     def __call__(self, msg: Message) -> Message:
         values = contributions(msg)
         if values:
-            problem = limits.problem(object_update((group_type(msg), msg.group_id, values)))
+            problem = limits.problem(object_update((msg.group_type(), msg.group_id, values)))
             if problem is not None:  # e.g. a `properties.NAME` value over 1000 bytes: the event's own fault
                 return msg.drop("customerio_limit", "rollups." + problem[0], problem[1])
             self.rollups.record(msg, values)
