@@ -302,3 +302,11 @@ def test_check_config_exits_2_on_a_file_that_is_not_utf8(tmp_path, capsys):
     path = write(tmp_path, b"\xff\xfe[contract]\x00")
     assert main(["check-config", str(path)]) == 2
     assert str(path) in capsys.readouterr().err
+
+
+def test_an_unset_variable_outside_the_secrets_fails_at_load(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("GS_TEST_PATTERN", raising=False)
+    path = tmp_path / "groupspec.toml"
+    path.write_text('[contract]\ngroup_id_pattern = "${GS_TEST_PATTERN}"\n')
+    assert main(["check-config", str(path)]) == 2
+    assert "contract.group_id_pattern: environment variable GS_TEST_PATTERN is not set" in capsys.readouterr().err

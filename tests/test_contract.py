@@ -446,3 +446,15 @@ def test_a_group_call_quarantined_by_a_limit_replays_the_same_on_sqlite(tmp_path
              orjson.dumps(group("alice", "hh_1", 2, plan="basic"))]
     store = f"sqlite:///{tmp_path / 'gs.db'}"
     assert _replay(tmp_path, "first", store, lines) == _replay(tmp_path, "second", store, lines)
+
+
+def test_a_failing_step_logs_its_traceback_once_per_kind(caplog):
+    def broken(msg):
+        raise KeyError("oops")
+
+    pipeline = Pipeline(Chain().config, MemoryStore(), extra=[broken])
+    with caplog.at_level("ERROR", logger="groupspec"):
+        for day in range(3):
+            (msg,) = pipeline.run(track("u", days=day))
+            assert codes(msg) == ["internal_error"] and msg.violations[0]["field"] == "broken"
+    assert len([r for r in caplog.records if r.exc_info]) == 1

@@ -285,3 +285,21 @@ def test_a_limit_quarantine_keeps_the_original_and_forwards_nothing():
     assert msg.original == payload
     assert msg.violations[0]["field"] == "attributes.notes"
     assert chain.one(track("u1", days=2)).resolution == "unresolved"  # the store learned no membership
+
+
+def test_a_group_call_without_a_person_updates_the_object_alone():
+    op = op_of(group(None, "hh_1", 1, name="The Lees"))
+    assert op == {"type": "object", "action": "identify", "identifiers": {"object_type_id": "1", "object_id": "hh_1"},
+                  "attributes": {"name": "The Lees"}}
+
+
+def test_no_anonymous_id_is_written_onto_an_object():
+    op = op_of(group(None, "hh_1", 1, anon="a1", anonymous_id="a1", name="The Lees"))
+    assert op["attributes"] == {"name": "The Lees"}
+    assert op["cio_relationships"] == [{"identifiers": {"anonymous_id": "a1"}}]
+
+
+@pytest.mark.parametrize("kind", ["page", "screen"])
+def test_a_page_or_screen_without_a_name_is_quarantined_not_sent(kind):
+    msg = Chain().one({"type": kind, "userId": "u1", "timestamp": at(1), "properties": {"tab": "x"}})
+    assert msg.quarantined and codes(msg) == ["customerio_limit"]

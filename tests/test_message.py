@@ -273,3 +273,10 @@ def test_a_malformed_message_teaches_the_store_nothing():
     chain.run({"type": "group", "userId": "u", "groupId": "hh_1", "timestamp": "not a time"})
     msg = chain.one({"type": "track", "userId": "u", "event": "E", "timestamp": at(2)})
     assert msg.resolution == "unresolved"
+
+
+def test_a_batch_member_whose_context_is_not_an_object_stays_malformed():
+    line = orjson.dumps({"batch": [{"type": "track", "userId": "u1", "event": "E", "context": "web"}],
+                         "context": {"ip": "1.2.3.4"}})
+    (msg,) = Chain().run(line)
+    assert msg.quarantined and msg.violations[0]["field"] == "context"

@@ -515,3 +515,26 @@ def test_the_pipeline_quarantines_a_message_when_redis_is_down():
     store.close()
     assert msg.quarantined and [v["code"] for v in msg.violations] == ["store_unavailable"]
     assert "unavailable" in msg.violations[0]["message"]
+
+
+# grouped writes
+
+def test_a_transaction_keeps_writes_visible_inside_and_commits_them(reopen):
+    store = reopen()
+    with store.transaction():
+        store.record_membership("u:1", "1", "hh_1", 10.0, True)
+        assert groups(store.memberships_at(["u:1"], 20.0)) == ["hh_1"]
+    if reopen.kind != "memory":
+        store.close()
+        assert groups(reopen().memberships_at(["u:1"], 20.0)) == ["hh_1"]
+
+
+def test_a_failed_transaction_leaves_nothing_half_written(tmp_path):
+    store = SQLiteStore(str(tmp_path / "groupspec.db"))
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store.record_membership("u:1", "1", "hh_1", 10.0, True)
+            raise RuntimeError("the chunk failed")
+    assert store.memberships_at(["u:1"], 20.0) == []
+    store.record_membership("u:1", "1", "hh_2", 10.0, True)  # the store still works afterwards
+    assert groups(store.memberships_at(["u:1"], 20.0)) == ["hh_2"]
