@@ -20,6 +20,10 @@ from .violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS, Action, Code
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
+#: the store of the service and the SDK hook without `[store]` (replay's is `memory://`)
+LIVE_STORE_URL = "sqlite:///groupspec.db"
+
+
 class ConfigError(Exception):
     """A configuration that cannot be used; the message names file, key and expectation."""
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import orjson
 
-from .config import Config, load_config
+from .config import LIVE_STORE_URL, Config, load_config
 from .message import Message
 from .pipeline import Pipeline
 from .quarantine import QuarantineFile
@@ -35,7 +35,6 @@ from .stores import Store, open_store
 
 log = logging.getLogger("groupspec.sdk")
 
-DEFAULT_STORE = "sqlite:///groupspec.db"
 #: a user's own rule around groupspec's: the message dict in, the message to keep (or None to drop it) out
 UserStep = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 #: violations that mean groupspec could not judge the message (not that the message broke the contract)
@@ -72,7 +71,7 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
     if not isinstance(config, Config):
         config = load_config(config)
     if store is None or isinstance(store, str):
-        store = open_store(store or config.store_url(DEFAULT_STORE))
+        store = open_store(store or config.store_url(LIVE_STORE_URL))
     pipeline = Pipeline(config, store, extra=[After(step) for step in after])
     gate = Gate(pipeline, QuarantineFile(config.quarantine.path), source, before=before, fail_closed=fail_closed)
     (_hook_module if is_module else _hook_client)(target, gate)

@@ -11,12 +11,13 @@ from typing import Any
 import orjson
 
 from groupspec.middleware import Config, ConfigError, load_config
+from groupspec.middleware.config import LIVE_STORE_URL
 from groupspec.middleware.quarantine import JsonlFile
 
 from .customerio.dead_letter import DeadLetterFile
 from .customerio.delivery import Delivery, DeliveryFailed
 from .replay import read_lines
-from .service.serve import DEFAULT_STORE, customerio_configured
+from .service.serve import customerio_configured
 from .service.upstream import Upstream, UpstreamFailed
 
 
@@ -68,7 +69,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def replay_store(config: Config, store: str | None) -> str:
     """The store a delivering replay resolves against: the service's own unless `--store` says otherwise."""
-    return store or config.store_url(DEFAULT_STORE)
+    return store or config.store_url(LIVE_STORE_URL)
 
 
 def deliver(config: Config, out: str | Path) -> dict[str, int]:

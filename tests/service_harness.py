@@ -1,5 +1,6 @@
-"""Running `groupspec serve` in tests: a config file next to the stand-in Customer.io, the service in a thread
-of the test process (fast) or as a real process (for kill -9), and a wait helper."""
+"""Running `groupspec serve` in tests: a config file next to the stand-in Customer.io, the service's intake in a
+thread of the test process (fast; its delivery process is a child of the test) or as a real process (for kill -9),
+and wait helpers."""
 
 from __future__ import annotations
 
@@ -65,8 +66,24 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, interval: float = 
         time.sleep(interval)
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie waiting to be reaped does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (Linux /proc), whichever of its threads started them."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return [child for child in found if alive(child)]
+
+
 class ThreadService:
-    """The service in this process: worker thread plus uvicorn on a port from the OS, in a thread."""
+    """The service's intake in this process (uvicorn on a port from the OS, in a thread); its delivery process."""
 
     def __init__(self, config_path: Path) -> None:
         self.service = Service(load_config(config_path))
@@ -115,6 +132,9 @@ class ServiceProcess:
             return httpx.get(self.url + "/health", timeout=1).status_code in (200, 503)
         except httpx.HTTPError:
             return False
+
+    def children(self) -> list[int]:
+        return children(self.proc.pid)
 
     def kill(self) -> None:
         """kill -9: no shutdown of any kind."""

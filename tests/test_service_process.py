@@ -1,12 +1,15 @@
-"""`groupspec serve` as a real process: kill -9 while Customer.io fails, then a restart; JSON logs without secrets."""
+"""`groupspec serve` as a real process: kill -9 of the service or of its delivery process while Customer.io
+fails, then a restart; JSON logs without secrets."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 
 import httpx
 import orjson
-from service_harness import WRITE_KEYS, ServiceProcess, wait_for, write_config
+from service_harness import WRITE_KEYS, ServiceProcess, ThreadService, alive, children, wait_for, write_config
 
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
@@ -31,8 +34,10 @@ def test_kill_9_while_customerio_fails_then_restart_delivers_every_event_once_by
         for first in range(100, 200, 10):
             assert httpx.post(service.url + "/v1/batch", json=batch(first, 10), auth=WEB).status_code == 200
         assert "groupspec_spool_depth 200" in httpx.get(service.url + "/metrics").text
+        (worker,) = service.children()  # the delivery process
     finally:
         service.kill()
+    wait_for(lambda: not alive(worker), timeout=5)  # it notices the service is gone and exits: no orphan sends
     before = cio.accepted
     assert len(before) == 20
     cio.reset()  # Customer.io is healthy again
@@ -40,8 +45,10 @@ def test_kill_9_while_customerio_fails_then_restart_delivers_every_event_once_by
     service = ServiceProcess(config, tmp_path / "second.log")
     try:
         wait_for(lambda: "groupspec_spool_depth 0" in httpx.get(service.url + "/metrics").text, timeout=30)
+        (worker,) = service.children()
     finally:
         assert service.stop() in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
+    assert not alive(worker)  # SIGTERM stopped the delivery process too
     sent = [op["id"] for op in before + cio.accepted]
     expected = {event_id(f"m{i}", parse_time(TS)) for i in range(200)}
     assert set(sent) == expected  # every accepted event delivered ...
@@ -53,6 +60,25 @@ def test_kill_9_while_customerio_fails_then_restart_delivers_every_event_once_by
     for user in range(7):
         numbers = [op["attributes"]["n"] for op in after if op["identifiers"]["id"] == f"user_{user}"]
         assert numbers == sorted(numbers)
+
+
+def test_kill_9_of_the_delivery_process_restarts_it_and_loses_nothing(tmp_path, cio):
+    cio.script(503, count=100_000)  # the delivery process keeps retrying the first chunk
+    with ThreadService(write_config(tmp_path, cio, customerio={"batch_size": 10})) as svc:
+        assert httpx.post(svc.url + "/v1/batch", json=batch(0, 30), auth=WEB).status_code == 200
+        wait_for(lambda: len(cio.requests) >= 2)
+        first = svc.service.delivery.pid
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: httpx.get(svc.url + "/health").status_code == 503)  # down until it is restarted
+        assert httpx.post(svc.url + "/v1/batch", json=batch(30, 10), auth=WEB).status_code == 200  # still accepting
+        cio.reset()
+        wait_for(lambda: "groupspec_spool_depth 0" in httpx.get(svc.url + "/metrics").text)
+        assert svc.service.delivery.pid != first
+        assert children(os.getpid()) == [svc.service.delivery.pid]
+        assert httpx.get(svc.url + "/health").status_code == 200
+        assert "groupspec_delivered_total 40" in httpx.get(svc.url + "/metrics").text
+    assert {op["id"] for op in cio.accepted} == {event_id(f"m{i}", parse_time(TS)) for i in range(40)}
+    assert not alive(first)
 
 
 def test_logs_are_json_lines_without_secrets(tmp_path, cio):

@@ -6,6 +6,8 @@ import asyncio
 import base64
 import gzip
 import logging
+import os
+import threading
 
 import orjson
 import pytest
@@ -13,11 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from groupspec.middleware.config import parse_config
+from groupspec.middleware.message import Message
+from groupspec.plugin.service.child import listen
 from groupspec.plugin.service.commit import GroupCommit
 from groupspec.plugin.service.intake import Rejected, admit, basic_user, decompress
 from groupspec.plugin.service.logs import JsonFormatter, secrets_of
-from groupspec.plugin.service.metrics import Histogram
-from groupspec.plugin.service.spool import Spool, SpoolError
+from groupspec.plugin.service.metrics import Histogram, Metrics
+from groupspec.plugin.service.spool import Spool, SpoolError, SpoolQueue
+from groupspec.plugin.service.supervisor import QUIT, WAKE
 
 SOURCES = {"wk_web": "web"}
 
@@ -74,18 +79,54 @@ def test_decompress_gzip_and_deflate_within_the_limit():
 @settings(max_examples=40, deadline=None)
 def test_spool_returns_entries_in_order_and_done_removes_them(tmp_path_factory, rows, chunk):
     spool = Spool(tmp_path_factory.mktemp("spool") / "spool.db", "normal")
+    queue = SpoolQueue(spool.path, "normal")  # the delivery process's side
     for i in range(0, len(rows), 4):  # appended in transactions of up to 4
         spool.append([(src, None, 1.0, n, payload) for src, n, payload in rows[i:i + 4]])
     assert spool.depth == sum(n for _, n, _ in rows)
-    seen, after = [], 0
-    while entries := spool.take(after, chunk):
+    seen, after, done = [], 0, 0
+    while entries := queue.take(after, chunk):
         assert sum(e.messages for e in entries) <= chunk or len(entries) == 1
         seen += [(e.source, e.messages, e.payload) for e in entries]
-        spool.done(entries)
+        done += sum(e.messages for e in entries)
+        queue.done(entries, {"done": done})
         after = entries[-1].seq
     assert seen == rows
     assert spool.depth == 0
+    queue.close()
     spool.close()
+
+
+def test_the_worker_state_is_shared_through_the_spool_and_reset_by_each_service(tmp_path):
+    spool = Spool(tmp_path / "s.db")
+    queue = SpoolQueue(spool.path)
+    spool.append([("web", None, 1.0, 3, b"{}"), ("web", None, 1.0, 2, b"{}")])
+    assert (spool.worker_state(), queue.state()) == ({}, {})
+    queue.publish({"done": 0, "problem": "refused"})
+    assert spool.worker_state()["problem"] == "refused"
+    assert spool.depth == 5
+    queue.done(queue.take(0, 3), {"done": 3, "problem": None})
+    assert (spool.depth, spool.worker_state()["problem"]) == (2, None)
+    assert queue.state() == {"done": 3, "problem": None}  # a restarted delivery process continues from it
+    queue.close()
+    spool.close()
+    reopened = Spool(tmp_path / "s.db")
+    assert (reopened.worker_state(), reopened.depth) == ({}, 2)
+    reopened.close()
+
+
+def test_metrics_snapshot_restores_every_counter_the_worker_keeps():
+    worker_side = Metrics("v1")
+    msg = Message({"type": "track", "event": "Order Placed", "userId": "u1"},
+                  {"type": "track", "event": "Order Placed", "userId": "u1"}, "web", 1_790_000_000.0)
+    worker_side.processed(msg.drop("invalid_group_id", "groupId", "bad"))
+    worker_side.delivered, worker_side.retries, worker_side.upstream_forwarded = 5, 2, 4
+    worker_side.latency.observe(0.2, 3)
+    service_side = Metrics("v1")
+    service_side.received = 9
+    service_side.restore(orjson.loads(orjson.dumps(worker_side.snapshot())))
+    assert service_side.coverage("service") == worker_side.coverage("service")
+    expected = worker_side.prometheus(0, True).replace("groupspec_received_total 0", "groupspec_received_total 9")
+    assert service_side.prometheus(0, True) == expected
 
 
 def test_spool_depth_survives_a_reopen(tmp_path):
@@ -148,3 +189,17 @@ def test_histogram_buckets_are_cumulative():
         h.observe(value)
     assert h.lines("x") == ['x_bucket{le="0.1"} 1', 'x_bucket{le="1.0"} 3', 'x_bucket{le="+Inf"} 4',
                             "x_sum 6.050000", "x_count 4"]
+
+
+def test_the_delivery_process_turns_notices_into_wake_ups_and_a_clean_stop():
+    read, write = os.pipe()
+    wake, stopping = threading.Event(), threading.Event()
+    listener = threading.Thread(target=listen, args=(read, wake, stopping), daemon=True)
+    listener.start()
+    os.write(write, WAKE)
+    assert wake.wait(5) and not stopping.is_set()
+    os.write(write, QUIT)
+    listener.join(5)
+    assert stopping.is_set() and not listener.is_alive()  # (end of file without QUIT exits the process instead)
+    os.close(read)
+    os.close(write)

@@ -26,14 +26,17 @@ _SUCCESS = orjson.dumps({"success": True})
 
 
 class App:
-    """`health()` returns the problems that make the service unhealthy (none: healthy); `on_shutdown` runs at the
-    ASGI lifespan's shutdown, after the server has finished the requests in flight."""
+    """`health()` returns the problems that make the service unhealthy (none: healthy); `on_read` brings `metrics`
+    up to date before `/metrics` or `/report.json` shows them; `on_shutdown` runs at the ASGI lifespan's shutdown,
+    after the server has finished the requests in flight."""
 
     def __init__(self, sources: dict[str, str], commit: GroupCommit, metrics: Metrics,
                  health: Callable[[], list[str]], spool_depth: Callable[[], int],
-                 clock: Callable[[], float] = time.time, on_shutdown: Callable[[], None] = lambda: None) -> None:
+                 clock: Callable[[], float] = time.time, on_shutdown: Callable[[], None] = lambda: None,
+                 on_read: Callable[[], None] = lambda: None) -> None:
         self.sources = sources
         self.on_shutdown = on_shutdown
+        self.on_read = on_read
         self.commit = commit
         self.metrics = metrics
         self.health = health
@@ -64,9 +67,11 @@ class App:
         return 503 if problems else 200, orjson.dumps(body), _JSON
 
     def _metrics(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        self.on_read()
         return 200, self.metrics.prometheus(self.spool_depth(), not self.health()).encode(), _TEXT
 
     def _report(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+        self.on_read()
         return 200, orjson.dumps(self.metrics.coverage("service")), _JSON
 
     async def _lifespan(self, receive: Callable, send: Callable) -> None:

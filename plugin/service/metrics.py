@@ -1,7 +1,7 @@
 """The service's counters: Prometheus text for `/metrics`, the coverage numbers for `/report.json`.
 
-Each counter has one writer (the event loop for intake counters, the worker thread for the rest), so plain
-integers are enough; readers may see a value a moment old.
+The intake counters live in the service's process; the rest are counted by the delivery process, which records
+them with `snapshot()` in the spool and the service loads with `restore()` when asked: a value may be a moment old.
 """
 
 from __future__ import annotations
@@ -56,6 +56,27 @@ class Metrics:
         self.upstream_forwarded = self.upstream_retries = 0
         self.latency = Histogram(LATENCY_BUCKETS)
         self.latest: float | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        """The delivery process's counters, as JSON-ready data."""
+        return {"forwarded": self.forwarded, "quarantined": self.quarantined,
+                "violations": [[*key, n] for key, n in self.violations.items()], "resolution": self.resolution,
+                "events": self.events, "delivered": self.delivered, "dead_lettered": self.dead_lettered,
+                "retries": self.retries, "cio_requests": self.cio_requests,
+                "upstream_forwarded": self.upstream_forwarded, "upstream_retries": self.upstream_retries,
+                "latency": [self.latency.counts, self.latency.sum], "latest": self.latest}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Take over the delivery process's counters from a `snapshot()` (nothing changes for {})."""
+        if not snapshot:
+            return
+        for name in ("forwarded", "delivered", "dead_lettered", "retries", "cio_requests", "upstream_forwarded",
+                     "upstream_retries", "latest", "events"):
+            setattr(self, name, snapshot[name])
+        self.quarantined = Counter(snapshot["quarantined"])
+        self.resolution = Counter(snapshot["resolution"])
+        self.violations = Counter({tuple(row[:3]): row[3] for row in snapshot["violations"]})
+        self.latency.counts, self.latency.sum = list(snapshot["latency"][0]), snapshot["latency"][1]
 
     def processed(self, msg: Message) -> None:
         """Count one message the worker took through the chain (forwarded or quarantined)."""

@@ -1,8 +1,9 @@
 """The on-disk spool: accepted requests in arrival order, in one SQLite file (WAL). A request is answered 200 only
 after its row is committed; the worker removes rows once everything they held has been delivered.
 
-The intake and the worker write through separate connections, and WAL checkpoints run in a thread of their own,
-so neither a worker's delete nor a checkpoint's copy holds up a commit that requests are waiting for.
+`Spool` is the service's side (append, depth, the lock, WAL checkpoints in a thread of their own); `SpoolQueue` is
+the delivery process's side (take, done). The worker's state (counters, problem) is a row of the same file,
+written in the transaction that removes delivered rows, so the spool depth and the counters always agree.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, kind TEXT, received_at REAL NOT NULL,
     messages INTEGER NOT NULL, payload BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS worker_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
 """
 CHECKPOINT_EVERY = 1.0  # seconds
 
@@ -39,40 +43,42 @@ class Entry:
 
 
 class Spool:
-    """Append (the intake's thread), take in order and mark done (the worker's thread)."""
+    """The service's side: append (the intake's commit thread); `depth` and `worker_state()` for any thread.
+    `lock_fd` holds the one-service lock; a delivery process that inherits it keeps the spool locked while it lives."""
 
     def __init__(self, path: str | Path, sync: str = "full") -> None:
         self.path = str(path)
-        self._sync = "FULL" if sync == "full" else "NORMAL"
-        self._lock_fd = _lock(self.path + ".lock")  # one worker per spool: order and no double delivery
-        self._intake = self._connect()
-        self._worker = self._connect()
+        self.sync = sync
+        self.lock_fd = _lock(self.path + ".lock")  # one service per spool: order and no double delivery
+        self._intake = _connect(self.path, sync)
+        self._reader = _connect(self.path, sync)
         try:
             self._intake.executescript(_SCHEMA)
+            self._intake.execute("DELETE FROM worker_state")  # counters start afresh with each service
             self._waiting = self._intake.execute("SELECT COALESCE(SUM(messages), 0) FROM spool").fetchone()[0]
         except sqlite3.Error as exc:
+            os.close(self.lock_fd)
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
         self._count = threading.Lock()
+        self._read = threading.Lock()
         self._closed = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoints, name="groupspec-spool-checkpoint",
                                               daemon=True)
         self._checkpointer.start()
 
-    def _connect(self) -> sqlite3.Connection:
-        try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(f"PRAGMA synchronous={self._sync}")
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA wal_autocheckpoint=0")  # the checkpoint thread does it
-            return db
-        except sqlite3.Error as exc:
-            raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
-
     @property
     def depth(self) -> int:
         """Messages accepted and not yet done."""
-        return self._waiting
+        return self._waiting - self.worker_state().get("done", 0)
+
+    def worker_state(self) -> dict:
+        """What the delivery process last recorded (`SpoolQueue.done`/`publish`); {} before it has."""
+        try:
+            with self._read:
+                row = self._reader.execute("SELECT state FROM worker_state WHERE id = 1").fetchone()
+        except sqlite3.Error:
+            return {}
+        return orjson.loads(row[0]) if row else {}
 
     def append(self, rows: list[tuple[str | None, str | None, float, int, bytes]]) -> None:
         """Commit `(source, kind, received_at, messages, payload)` rows in one transaction."""
@@ -91,32 +97,8 @@ class Spool:
         with self._count:
             self._waiting += sum(row[3] for row in rows)
 
-    def take(self, after: int, max_messages: int) -> list[Entry]:
-        """The oldest entries after `after`, at least one, up to about `max_messages` messages in all."""
-        out: list[Entry] = []
-        total = 0
-        cursor = self._worker.execute(
-            "SELECT seq, source, kind, received_at, messages, payload FROM spool WHERE seq > ? ORDER BY seq", (after,))
-        try:
-            for row in cursor:
-                if out and total + row[4] > max_messages:
-                    break
-                out.append(Entry(*row))
-                total += row[4]
-        finally:
-            cursor.close()
-        return out
-
-    def done(self, entries: list[Entry]) -> None:
-        """Remove delivered entries (the oldest ones)."""
-        if not entries:
-            return
-        self._worker.execute("DELETE FROM spool WHERE seq <= ?", (entries[-1].seq,))
-        with self._count:
-            self._waiting -= sum(e.messages for e in entries)
-
     def _checkpoints(self) -> None:
-        db = self._connect()
+        db = _connect(self.path, self.sync)
         try:
             while not self._closed.wait(CHECKPOINT_EVERY):
                 try:
@@ -130,8 +112,71 @@ class Spool:
         self._closed.set()
         self._checkpointer.join()
         self._intake.close()
-        self._worker.close()
-        os.close(self._lock_fd)  # releases the lock (the kernel also does when the process dies, even by kill -9)
+        with self._read:
+            self._reader.close()
+        os.close(self.lock_fd)  # releases the lock (the kernel also does when the process dies, even by kill -9)
+
+
+class SpoolQueue:
+    """The delivery process's side: take entries in order, remove them once done, record the worker's state.
+    It takes no lock: the process that opens it runs under the service's (see `Spool.lock_fd`)."""
+
+    def __init__(self, path: str | Path, sync: str = "full") -> None:
+        self.path = str(path)
+        self._db = _connect(self.path, sync)
+
+    def state(self) -> dict:
+        """The state a previous delivery process of this service recorded ({} if none)."""
+        row = self._db.execute("SELECT state FROM worker_state WHERE id = 1").fetchone()
+        return orjson.loads(row[0]) if row else {}
+
+    def take(self, after: int, max_messages: int) -> list[Entry]:
+        """The oldest entries after `after`, at least one, up to about `max_messages` messages in all."""
+        out: list[Entry] = []
+        total = 0
+        cursor = self._db.execute(
+            "SELECT seq, source, kind, received_at, messages, payload FROM spool WHERE seq > ? ORDER BY seq", (after,))
+        try:
+            for row in cursor:
+                if out and total + row[4] > max_messages:
+                    break
+                out.append(Entry(*row))
+                total += row[4]
+        finally:
+            cursor.close()
+        return out
+
+    def done(self, entries: list[Entry], state: dict) -> None:
+        """Remove delivered entries (the oldest ones) and record `state` (whose "done" counts them), atomically."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if entries:
+                db.execute("DELETE FROM spool WHERE seq <= ?", (entries[-1].seq,))
+            db.execute("INSERT OR REPLACE INTO worker_state (id, state) VALUES (1, ?)", (orjson.dumps(state),))
+            db.execute("COMMIT")
+        except BaseException:
+            db.rollback()
+            raise
+
+    def publish(self, state: dict) -> None:
+        """Record `state` alone (a problem, counters that changed while a chunk waits)."""
+        self.done([], state)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _connect(path: str, sync: str) -> sqlite3.Connection:
+    try:
+        db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # the service's checkpoint thread does it
+        return db
+    except sqlite3.Error as exc:
+        raise SpoolError(f"cannot open the spool {path!r}: {exc}") from None
 
 
 def _lock(path: str) -> int:

@@ -1,6 +1,7 @@
 """The delivery worker: takes spooled requests in order, runs them through the chain, writes quarantine
 records, delivers the Customer.io operations and forwards the enriched messages upstream, and only then removes
-them from the spool. After a crash the spool still holds whatever was not done: at-least-once, in order."""
+them from the spool. After a crash the spool still holds whatever was not done: at-least-once, in order.
+It runs in the delivery process (`child.py`); its counters and problem reach the service through the spool."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from groupspec.middleware.quarantine import QuarantineFile
 from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
 from ..customerio.rollups import RollupUpdates, object_update
 from .metrics import Metrics
-from .spool import Entry, Spool
+from .spool import Entry, SpoolQueue
 from .upstream import Upstream, UpstreamFailed, UpstreamUnauthorized
 
 log = logging.getLogger("groupspec.worker")
@@ -45,14 +46,14 @@ class Work:
     bodies: list[dict[str, Any]] = field(default_factory=list)
 
 
-class Worker(threading.Thread):
-    """One ordered worker (per-person order needs no more). `problem` says why delivery is stalled, if it is."""
+class Worker:
+    """One ordered worker (per-person order needs no more). `problem` says why delivery is stalled, if it is.
+    `run()` goes on until `stopping` is set; `wake` cuts an idle wait short when new entries arrive."""
 
-    def __init__(self, spool: Spool, pipeline: Pipeline, clock: SpoolClock, rollups: RollupUpdates | None,
+    def __init__(self, spool: SpoolQueue, pipeline: Pipeline, clock: SpoolClock, rollups: RollupUpdates | None,
                  metrics: Metrics, quarantine: QuarantineFile, delivery: Delivery | None,
                  upstream: Upstream | None, *, stopping: threading.Event | None = None, chunk: int = 2000,
                  wall: Callable[[], float] = time.time) -> None:
-        super().__init__(name="groupspec-worker", daemon=True)
         self.spool = spool
         self.pipeline = pipeline
         self.clock = clock
@@ -67,14 +68,16 @@ class Worker(threading.Thread):
         self.stopping = stopping or threading.Event()
         self.problem: str | None = None
         self._after = 0
+        state = spool.state()  # a previous delivery process of this service counted so far
+        self.metrics.restore(state.get("metrics", {}))
+        self._done = state.get("done", 0)
 
-    def stop(self, timeout: float = 15.0) -> None:
-        self.stopping.set()
-        self.wake.set()
-        if self.ident is not None:
-            self.join(timeout)
+    def state(self) -> dict[str, Any]:
+        """What the service shows of this worker: messages done, the problem, the counters."""
+        return {"done": self._done, "problem": self.problem, "metrics": self.metrics.snapshot()}
 
     def run(self) -> None:
+        self.spool.publish(self.state())  # a problem a previous process recorded is its own
         while not self.stopping.is_set():
             try:
                 self.wake.clear()
@@ -86,14 +89,21 @@ class Worker(threading.Thread):
                 work = self.process(entries)
                 if not self.deliver(work):
                     return  # stopping: the entries stay in the spool for the next start
-                self.spool.done(entries)
-                self._after = entries[-1].seq
                 now = self.wall()
                 for entry in entries:
                     self.metrics.latency.observe(now - entry.received_at)
+                count = sum(entry.messages for entry in entries)
+                self._done += count
+                try:
+                    self.spool.done(entries, self.state())
+                except Exception:
+                    self._done -= count
+                    raise
+                self._after = entries[-1].seq
             except Exception:  # a bug or a broken spool: say so, keep the entries, try again shortly
                 log.exception("delivery worker failed; retrying")
                 self.problem = "the delivery worker failed; see the logs"
+                self._publish()
                 self.stopping.wait(1.0)
 
     def process(self, entries: list[Entry]) -> Work:
@@ -142,8 +152,16 @@ class Worker(threading.Thread):
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
                 log.error("delivery stalled; retrying", extra={"error": str(exc), "pause": pause,
                                                                "waiting": len(work.ops) + len(work.bodies)})
+                self._publish()
                 self.stopping.wait(pause)
         return True
+
+    def _publish(self) -> None:
+        """Record the state between chunks; a spool that cannot take it only delays what the service shows."""
+        try:
+            self.spool.publish(self.state())
+        except Exception as exc:
+            log.error("cannot record the worker state", extra={"error": str(exc)})
 
     def _send_ops(self, work: Work) -> None:
         try:
@@ -181,3 +199,4 @@ class Worker(threading.Thread):
         ops = [object_update(update) for update in self.rollups.rollups.due(contract, self.wall())]
         if ops:
             self.deliver(Work(ops=ops))
+            self._publish()

@@ -1,0 +1,93 @@
+"""The delivery process that `groupspec serve` starts (`python -m groupspec.plugin.service.child`): it runs the
+worker over the spool, so intake and delivery each have a core.
+
+Its stdin is a pipe from the service: first the pickled `Config` (8-byte length first), then one byte per
+notice: `w` new entries were spooled, `q` stop cleanly. End of file without `q` means the service died: the
+process exits at once (whatever it was delivering stays in the spool), so no orphan keeps sending.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import threading
+
+from groupspec.middleware import Config, Pipeline, open_store
+from groupspec.middleware.config import LIVE_STORE_URL
+from groupspec.middleware.quarantine import QuarantineFile
+
+from ..customerio.dead_letter import DeadLetterFile
+from ..customerio.delivery import Delivery
+from ..customerio.mapping import to_customerio
+from ..customerio.rollups import RollupUpdates
+from . import logs
+from .metrics import Metrics
+from .serve import customerio_configured
+from .spool import SpoolQueue
+from .supervisor import QUIT
+from .upstream import Upstream
+from .worker import SpoolClock, Worker
+
+PARENT_GONE = 3  # exit status when the service died under the process
+
+
+def read_config(pipe: int) -> Config:
+    size = int.from_bytes(_read_exactly(pipe, 8), "big")
+    return pickle.loads(_read_exactly(pipe, size))
+
+
+def _read_exactly(pipe: int, size: int) -> bytes:
+    """Unbuffered, so that no notice after the config is read ahead and lost."""
+    data = b""
+    while len(data) < size:
+        more = os.read(pipe, size - len(data))
+        if not more:
+            os._exit(PARENT_GONE)
+        data += more
+    return data
+
+
+def listen(pipe: int, wake: threading.Event, stopping: threading.Event) -> None:
+    """Turn the service's notices into events; exit the process when the service is gone."""
+    while notices := os.read(pipe, 4096):  # anything else is a wake-up
+        if QUIT in notices:
+            stopping.set()
+        wake.set()
+        if stopping.is_set():
+            return
+    os._exit(PARENT_GONE)
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the service, which stops this process
+    config = read_config(sys.stdin.fileno())
+    logs.configure(config)
+    stopping = threading.Event()
+    delivery = upstream = None
+    if customerio_configured(config):
+        delivery = Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add,
+                                        sleep=stopping.wait)
+    if config.upstream.url is not None:
+        upstream = Upstream(config, sleep=stopping.wait)
+    store = open_store(config.store_url(LIVE_STORE_URL))
+    spool = SpoolQueue(config.service.spool, config.service.sync)
+    clock = SpoolClock()
+    rollups = RollupUpdates(store)
+    pipeline = Pipeline(config, store, extra=[to_customerio, rollups], clock=clock)
+    worker = Worker(spool, pipeline, clock, rollups, Metrics(config.contract.version),
+                    QuarantineFile(config.quarantine.path), delivery, upstream, stopping=stopping)
+    signal.signal(signal.SIGTERM, lambda *_: (stopping.set(), worker.wake.set()))
+    threading.Thread(target=listen, args=(sys.stdin.fileno(), worker.wake, stopping), daemon=True).start()
+    try:
+        worker.run()
+    finally:
+        for part in (delivery, upstream, store, spool):
+            if part is not None:
+                part.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
