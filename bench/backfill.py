@@ -18,7 +18,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from cio_standin import CioStandin  # noqa: E402
-
 from groupspec.middleware.config import parse_config  # noqa: E402
 from groupspec.plugin.backfill.checkpoint import Checkpoint  # noqa: E402
 from groupspec.plugin.backfill.run import Backfill  # noqa: E402

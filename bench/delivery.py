@@ -17,7 +17,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from cio_standin import CioStandin  # noqa: E402
-
 from groupspec.plugin.customerio.delivery import Delivery  # noqa: E402
 
 

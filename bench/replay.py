@@ -18,7 +18,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
-
 from groupspec.middleware.config import parse_config
 from groupspec.plugin.replay import Replay, read_lines
 

@@ -17,11 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from segment.analytics import Client
-
 from groupspec.middleware import install
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.stores import open_store
+from segment.analytics import Client
 
 CONTRACT = {
     "version": "bench",

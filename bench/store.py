@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-
 from groupspec.middleware.stores.redis import RedisStore, membership_field
 from groupspec.middleware.stores.sqlite import SQLiteStore
 

@@ -9,8 +9,8 @@ from typing import Any
 from .message import Message, parse_time
 from .resolve import use_membership
 from .step import only
-from .violations import violation
 from .stores import Store
+from .violations import violation
 
 MAX_ID_BYTES = 150
 _MUTABLE_ID = re.compile(r"(?P<email>[^@\s]+@[^@\s]+\.[^@\s]+)|(?P<url>^[A-Za-z][A-Za-z0-9+.-]*://)|(?P<space>\s)")

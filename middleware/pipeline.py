@@ -17,6 +17,7 @@ from .message import Message, normalise, split
 from .resolve import Resolve
 from .step import Step, chains, only
 from .stores import Store, StoreError
+
 log = logging.getLogger("groupspec")
 
 

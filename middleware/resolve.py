@@ -5,6 +5,7 @@ from __future__ import annotations
 from .message import Message
 from .stores import Store
 
+
 class Resolve:
     """Finds the candidate group of a message and the memberships of its person at the message's time."""
 

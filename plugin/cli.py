@@ -8,13 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
-
 from groupspec.middleware.config import ConfigError, Store, load_config
 from groupspec.middleware.stores import StoreError
 
 from . import backfill, contract_diff, quarantine_commands, report
-from .service import serve as serving
 from . import replay as replaying
+from .service import serve as serving
 
 
 def _replay(args: argparse.Namespace) -> int:

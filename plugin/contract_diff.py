@@ -12,13 +12,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from groupspec.middleware.config import Config, Contract, GroupTrait, load_config
+from groupspec.middleware.violations import DEFAULT_ACTIONS
 from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-
-from groupspec.middleware.config import Config, Contract, GroupTrait, load_config
-from groupspec.middleware.violations import DEFAULT_ACTIONS
 
 #: (aspect, kind of change) -> (breaking, description); descriptions format `subject`, `old` and `new`
 RULES: dict[tuple[str, str], tuple[bool, str]] = {

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from groupspec.middleware import Config, ConfigError, load_config
 from groupspec.middleware.config import LIVE_STORE_URL
 from groupspec.middleware.quarantine import JsonlFile

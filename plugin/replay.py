@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
-
 from groupspec.middleware import Config, Pipeline, open_store
 from groupspec.middleware.quarantine import record
 

@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import orjson
-
 from groupspec.middleware.config import CustomerIO
 
 MAX_ENTITY_BYTES = 32 * 1024  # a /entity request is under this

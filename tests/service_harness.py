@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 import uvicorn
-
 from groupspec.middleware.config import load_config
 from groupspec.plugin.service.serve import Service
 

@@ -14,15 +14,18 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware.config import parse_config
 from groupspec.plugin.backfill.checkpoint import Checkpoint, Position
 from groupspec.plugin.backfill.progress import progress_bar
 from groupspec.plugin.backfill.run import Backfill
 from groupspec.plugin.cli import main
-from groupspec.plugin.customerio.delivery import Delivery, DeliveryFailed, DeliveryReport
+from groupspec.plugin.customerio.delivery import (
+    Delivery,
+    DeliveryFailed,
+    DeliveryReport,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 CONTRACT = """
 [contract]

@@ -7,7 +7,6 @@ import re
 
 import pytest
 from core_support import config
-
 from groupspec.middleware.config import ConfigError, load_config
 from groupspec.middleware.violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS
 from groupspec.plugin.cli import main

@@ -8,7 +8,6 @@ import copy
 import orjson
 import pytest
 from core_support import Chain, at, codes, group, identify, left, track
-
 from groupspec.middleware import Pipeline
 from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from groupspec.middleware.config import parse_config
 from groupspec.plugin.cli import main
 from groupspec.plugin.contract_diff import RULES, diff

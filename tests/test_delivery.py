@@ -13,14 +13,13 @@ from email.utils import format_datetime
 
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.plugin.customerio.dead_letter import DeadLetterFile
 from groupspec.plugin.customerio.delivery import Delivery, DeliveryFailed, Unauthorized
 from groupspec.plugin.customerio.ratelimit import TokenBucket
 from groupspec.plugin.customerio.retry import backoff, retry_after
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FAST = {"retry_base": 0.01, "retry_cap": 0.05, "rate_limit": 1e9, "timeout": 2.0}
 

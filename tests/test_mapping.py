@@ -9,7 +9,6 @@ import orjson
 import pytest
 import ulid
 from core_support import Chain, at, codes, deleted, group, identify, left, track, unix
-
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
 
@@ -285,12 +284,6 @@ def test_a_limit_quarantine_keeps_the_original_and_forwards_nothing():
     assert msg.original == payload
     assert msg.violations[0]["field"] == "attributes.notes"
     assert chain.one(track("u1", days=2)).resolution == "unresolved"  # the store learned no membership
-
-
-def test_a_group_call_without_a_person_updates_the_object_alone():
-    op = op_of(group(None, "hh_1", 1, name="The Lees"))
-    assert op == {"type": "object", "action": "identify", "identifiers": {"object_type_id": "1", "object_id": "hh_1"},
-                  "attributes": {"name": "The Lees"}}
 
 
 def test_no_anonymous_id_is_written_onto_an_object():

@@ -8,7 +8,6 @@ import copy
 import orjson
 import pytest
 from core_support import Chain, at, codes, unix
-
 from groupspec.middleware import Pipeline, open_store
 from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from groupspec.middleware.quarantine import record

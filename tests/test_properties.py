@@ -12,13 +12,12 @@ from pathlib import Path
 import orjson
 import pytest
 from core_support import config
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware import Pipeline, open_store
 from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.mapping import to_customerio
 from groupspec.plugin.replay import Replay
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 BASE = """
 [contract]

@@ -9,7 +9,6 @@ import json
 import orjson
 import pytest
 from core_support import at, group, identify, track
-
 from groupspec.plugin.cli import main
 
 CONFIG = """

@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-
 from groupspec.middleware.config import load_config
 from groupspec.plugin.cli import main
 from groupspec.plugin.report import html

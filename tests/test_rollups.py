@@ -7,9 +7,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware import Pipeline
 from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.middleware.stores.memory import MemoryStore
@@ -18,6 +15,8 @@ from groupspec.plugin import replay as replaying
 from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.mapping import to_customerio
 from groupspec.plugin.customerio.rollups import RollupUpdates
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_stores import RedisSandbox, needs_redis
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "household-suppression"

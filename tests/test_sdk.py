@@ -15,13 +15,12 @@ import orjson
 import pytest
 import rudderstack.analytics
 import segment.analytics
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware import install
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SDKS = {"segment": segment.analytics, "rudderstack": rudderstack.analytics, "customerio": customerio.analytics}
 CONTRACT = {

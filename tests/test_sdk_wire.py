@@ -7,9 +7,8 @@ import threading
 
 import pytest
 from batch_server import BatchServer
-from test_sdk import SDKS, make_config, quarantined
-
 from groupspec.middleware import install
+from test_sdk import SDKS, make_config, quarantined
 
 
 @pytest.fixture

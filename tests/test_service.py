@@ -12,11 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import orjson
 import pytest
-from service_harness import WRITE_KEYS, ThreadService, wait_for, write_config
-
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
 from groupspec.plugin.report.collect import Coverage
+from service_harness import WRITE_KEYS, ThreadService, wait_for, write_config
 
 WEB = (WRITE_KEYS["web"], "")
 

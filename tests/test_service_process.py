@@ -9,10 +9,17 @@ from collections import Counter
 
 import httpx
 import orjson
-from service_harness import WRITE_KEYS, ServiceProcess, ThreadService, alive, children, wait_for, write_config
-
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
+from service_harness import (
+    WRITE_KEYS,
+    ServiceProcess,
+    ThreadService,
+    alive,
+    children,
+    wait_for,
+    write_config,
+)
 
 WEB = (WRITE_KEYS["web"], "")
 TS = "2026-11-01T10:00:00Z"

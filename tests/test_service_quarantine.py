@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from service_harness import write_config
-
 from groupspec.middleware.message import Message
 from groupspec.middleware.quarantine import QuarantineFile
 from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.dead_letter import DeadLetterFile
+from service_harness import write_config
 
 
 def quarantined(original: dict | str, code: str, source: str | None = "web") -> Message:

@@ -11,9 +11,6 @@ import threading
 
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.message import Message
 from groupspec.plugin.service.child import listen
@@ -23,6 +20,8 @@ from groupspec.plugin.service.logs import JsonFormatter, secrets_of
 from groupspec.plugin.service.metrics import Histogram, Metrics
 from groupspec.plugin.service.spool import Spool, SpoolError, SpoolQueue
 from groupspec.plugin.service.supervisor import QUIT, WAKE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SOURCES = {"wk_web": "web"}
 

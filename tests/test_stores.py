@@ -10,16 +10,15 @@ from collections.abc import Callable
 import orjson
 import pytest
 import redis
-from redis.crc import key_slot
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from groupspec.middleware import Pipeline
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.stores import Membership, StoreError, open_store
 from groupspec.middleware.stores.memory import MemoryStore
 from groupspec.middleware.stores.redis import Keys, RedisStore, membership_field
 from groupspec.middleware.stores.sqlite import SQLiteStore
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.crc import key_slot
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

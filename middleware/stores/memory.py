@@ -4,8 +4,8 @@ size grows with people, not messages), but honours the `arrived`/`before` a call
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
 from collections import defaultdict
+from contextlib import nullcontext
 from typing import Any
 
 from .base import Activity, Membership

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-
 from groupspec.middleware.config import ConfigError
 from groupspec.middleware.message import parse_time
 from groupspec.middleware.quarantine import iso

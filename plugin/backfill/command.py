@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
-
 from groupspec.middleware.config import ConfigError, load_config
 from groupspec.middleware.message import parse_time
 

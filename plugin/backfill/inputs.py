@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from groupspec.middleware.config import Contract
 
 from ..replay import read_lines

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
 from groupspec.middleware.quarantine import JsonlFile
 
 from ..customerio.delivery import Delivery, DeliveryFailed, DeliveryReport

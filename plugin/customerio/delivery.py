@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import orjson
-
 from groupspec.middleware.config import Config, ConfigError, CustomerIO
 
 from .batching import Batch, Unsendable, plan

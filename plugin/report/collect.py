@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
-
 from groupspec.middleware.config import Config, ConfigError, Contract, duration_seconds
 from groupspec.middleware.message import OBJECT_EVENTS, TIME_KEYS, parse_time
 from groupspec.middleware.quarantine import iso
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..replay import RESOLUTIONS, read_lines
 

@@ -12,7 +12,6 @@ import zlib
 from typing import Any
 
 import orjson
-
 from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, TYPES
 
 #: path -> the message type it sets (None: a batch envelope). `/v1/b` is analytics.js' short form.

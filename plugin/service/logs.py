@@ -7,7 +7,6 @@ import sys
 from collections.abc import Iterable
 
 import orjson
-
 from groupspec.middleware.config import Config
 from groupspec.middleware.quarantine import iso
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import httpx
 import orjson
-
 from groupspec.middleware.config import Config, ConfigError
 
 from ..customerio.retry import backoff, retry_after, retryable

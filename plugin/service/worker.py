@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-
 from groupspec.middleware import Pipeline
 from groupspec.middleware.quarantine import QuarantineFile
 
