@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 from groupspec.middleware.config import Contract
 
-from ..replay import read_lines
+from groupspec.middleware.jsonl import read_lines
 
 #: row column -> spec message key
 ROW_KEYS = {"user_id": "userId", "anonymous_id": "anonymousId", "group_id": "groupId", "timestamp": "timestamp"}

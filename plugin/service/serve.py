@@ -9,7 +9,6 @@ import logging
 from typing import Any
 
 from groupspec.middleware import Config, ConfigError, load_config, open_store
-from groupspec.middleware.config import LIVE_STORE_URL
 
 from . import logs
 from .app import App
@@ -38,7 +37,7 @@ def check_delivery(config: Config) -> None:
         config.require("customerio.api_key", config.customerio.api_key)
     if config.upstream.url is not None:
         config.require("upstream.write_key", config.upstream.write_key)
-    open_store(config.store_url(LIVE_STORE_URL)).close()
+    open_store(config.store_url("live")).close()
 
 
 class Service:
@@ -59,7 +58,7 @@ class Service:
 
     def refresh(self) -> None:
         """Take over the counters the delivery process last recorded."""
-        self.metrics.restore(self.spool.worker_state().get("metrics", {}))
+        self.metrics.restore(self.spool.worker_state())
 
     def problems(self) -> list[str]:
         """Why the service is unhealthy (empty: healthy)."""
