@@ -29,7 +29,8 @@ RULES: dict[tuple[str, str], tuple[bool, str]] = {
     ("group_id_pattern", "added"): (True, "group ids must now match {new}"),
     ("group_id_pattern", "removed"): (False, "group ids no longer need to match {old}"),
     ("group_id_pattern", "changed"): (True, "group id pattern {old} -> {new}: ids it accepted may now fail it"),
-    ("group_id_pattern", "widened"): (False, "group id pattern widened {old} -> {new}: every id it accepted still matches"),
+    ("group_id_pattern", "widened"): (False, "group id pattern widened {old} -> {new}: every id it accepted still "
+                                             "matches"),
     ("default_object_type_id", "changed"): (True, "default object type {old} -> {new}"),
     ("require_group", "added"): (True, "{subject} newly requires a group"),
     ("require_group", "removed"): (False, "{subject} no longer requires a group"),
@@ -135,7 +136,8 @@ _OPAQUE = frozenset({"GROUPREF", "GROUPREF_EXISTS", "GROUPREF_IGNORE", "GROUPREF
 _REPEATS = frozenset({"MAX_REPEAT", "MIN_REPEAT"})  # greedy or lazy: the same ids match
 _DIGITS, _WORD = frozenset(range(48, 58)), frozenset([*range(48, 58), *range(65, 91), 95, *range(97, 123)])
 #: class category -> ASCII code points it is known to contain, and the categories it contains
-_CATEGORY = {"CATEGORY_DIGIT": (_DIGITS, {"CATEGORY_DIGIT"}), "CATEGORY_WORD": (_WORD, {"CATEGORY_WORD", "CATEGORY_DIGIT"})}
+_CATEGORY = {"CATEGORY_DIGIT": (_DIGITS, {"CATEGORY_DIGIT"}),
+             "CATEGORY_WORD": (_WORD, {"CATEGORY_WORD", "CATEGORY_DIGIT"})}
 
 
 class _Unknown(Exception):

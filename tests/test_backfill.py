@@ -168,7 +168,8 @@ def test_an_oversized_row_is_quarantined_and_the_rows_after_it_still_run(tmp_pat
             "user_5,hh_5,five\n")
     assert dry_run([write(tmp_path, "big.csv", text)], config, tmp_path / "out") == 0
     got = reasons(tmp_path / "out")
-    assert [r.split(": the row is")[0] for r in got] == ["big.csv:2: line 3", "big.csv:3: lines 4-6", "big.csv:4: line 7"]
+    where = ["big.csv:2: line 3", "big.csv:3: lines 4-6", "big.csv:4: line 7"]
+    assert [r.split(": the row is")[0] for r in got] == where
     assert all("over the 131,072-byte bound of a row" in r for r in got)
     assert objects(tmp_path / "out") == ["hh_1", "hh_5"]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

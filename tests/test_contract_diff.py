@@ -181,7 +181,8 @@ def test_rollups_removed_or_redefined_are_breaking():
 def test_a_group_trait_added_is_breaking_only_where_people_sending_it_lose_it():
     # group_trait_on_person: flag forwards the message as it was; strip (the default) and drop do not
     def on_person(action: str) -> str:
-        return edited(('invalid_group_trait = "strip"', f'invalid_group_trait = "strip"\ngroup_trait_on_person = "{action}"'))
+        return edited(('invalid_group_trait = "strip"',
+                       f'invalid_group_trait = "strip"\ngroup_trait_on_person = "{action}"'))
 
     lenient, strict = on_person("flag"), on_person("drop")
     assert only(lenient, lenient.replace('credit = {', 'vip = {}\ncredit = {')) == (
