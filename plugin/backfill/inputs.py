@@ -5,6 +5,10 @@ Row columns: `user_id` or `anonymous_id`, `group_id`, optional `object_type_id` 
 column is an object attribute. CSV cells are text: an empty cell is left out (an empty value would erase the
 attribute in Customer.io), and a cell of a group trait declared `number`, `integer` or `boolean` is converted
 (a cell that does not convert stays text, for the contract to judge).
+
+A CSV row that cannot be read (over `MAX_ROW_BYTES`, not UTF-8, refused by `csv`) is a `Record` with a `problem`,
+quarantined as `malformed` by the backfill, and the rows after it are read on; a file that cannot be read on (not
+gzip, cut short, a header not UTF-8 or repeating a column) raises `InputError` naming the file.
 """
 
 from __future__ import annotations
