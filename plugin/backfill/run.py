@@ -16,9 +16,9 @@ from typing import Any, Protocol
 from groupspec.middleware import Config, Message, Pipeline, open_store
 from groupspec.middleware.quarantine import record
 
-from ..customerio.delivery import DeliveryFailed
 from ..customerio.mapping import to_customerio
 from ..customerio.rollups import RollupUpdates
+from ..sender import SendFailed
 from .checkpoint import Checkpoint, Position
 from .inputs import Record, records
 
@@ -26,7 +26,7 @@ from .inputs import Record, records
 class Sink(Protocol):
     """Where operations and quarantine records go: files (dry run) or Customer.io."""
 
-    def send(self, ops: list[dict[str, Any]]) -> None: ...  # all handled, or DeliveryFailed with `remaining`
+    def send(self, ops: list[dict[str, Any]]) -> None: ...  # all handled, or SendFailed with `remaining`
 
     def quarantine(self, records: list[dict[str, Any]]) -> None: ...
 
@@ -136,7 +136,7 @@ class Backfill:
             chunk = self._pending[:self.batch_size]
             try:
                 self.sink.send(chunk)
-            except DeliveryFailed as exc:
+            except SendFailed as exc:
                 self._advance(len(chunk) - len(exc.remaining))
                 raise
             self._advance(len(chunk))

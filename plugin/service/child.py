@@ -18,10 +18,10 @@ from groupspec.middleware import Config, Pipeline, open_store
 from groupspec.middleware.config import LIVE_STORE_URL
 from groupspec.middleware.quarantine import QuarantineFile
 
-from ..customerio.dead_letter import DeadLetterFile
 from ..customerio.delivery import Delivery
 from ..customerio.mapping import to_customerio
 from ..customerio.rollups import RollupUpdates
+from ..sender import DeadLetterFile
 from . import logs
 from .metrics import Metrics
 from .serve import customerio_configured

@@ -53,7 +53,7 @@ class Metrics:
         self.resolution: Counter[str] = Counter(dict.fromkeys(RESOLUTIONS, 0))
         self.events: dict[str, dict[str, Any]] = {}
         self.delivered = self.dead_lettered = self.retries = self.cio_requests = 0
-        self.upstream_forwarded = self.upstream_retries = 0
+        self.upstream_forwarded = self.upstream_dead_lettered = self.upstream_retries = 0
         self.latency = Histogram(LATENCY_BUCKETS)
         self.latest: float | None = None
 
@@ -63,7 +63,8 @@ class Metrics:
                 "violations": [[*key, n] for key, n in self.violations.items()], "resolution": self.resolution,
                 "events": self.events, "delivered": self.delivered, "dead_lettered": self.dead_lettered,
                 "retries": self.retries, "cio_requests": self.cio_requests,
-                "upstream_forwarded": self.upstream_forwarded, "upstream_retries": self.upstream_retries,
+                "upstream_forwarded": self.upstream_forwarded, "upstream_dead_lettered": self.upstream_dead_lettered,
+                "upstream_retries": self.upstream_retries,
                 "latency": [self.latency.counts, self.latency.sum], "latest": self.latest}
 
     def restore(self, snapshot: dict[str, Any]) -> None:
@@ -71,8 +72,8 @@ class Metrics:
         if not snapshot:
             return
         for name in ("forwarded", "delivered", "dead_lettered", "retries", "cio_requests", "upstream_forwarded",
-                     "upstream_retries", "latest", "events"):
-            setattr(self, name, snapshot[name])
+                     "upstream_dead_lettered", "upstream_retries", "latest", "events"):
+            setattr(self, name, snapshot.get(name, getattr(self, name)))  # a counter new since the snapshot: 0
         self.quarantined = Counter(snapshot["quarantined"])
         self.resolution = Counter(snapshot["resolution"])
         self.violations = Counter({tuple(row[:3]): row[3] for row in snapshot["violations"]})
@@ -121,6 +122,8 @@ class Metrics:
                      self.cio_requests),
             *_metric("groupspec_upstream_forwarded_total", "counter", "messages forwarded to the upstream",
                      self.upstream_forwarded),
+            *_metric("groupspec_upstream_dead_lettered_total", "counter",
+                     "messages the upstream refused (upstream dead letter)", self.upstream_dead_lettered),
             *_metric("groupspec_upstream_retries_total", "counter", "upstream requests retried",
                      self.upstream_retries),
             *_metric("groupspec_spool_depth", "gauge", "messages accepted and not yet delivered", spool_depth),

@@ -16,11 +16,12 @@ import orjson
 from groupspec.middleware import Pipeline
 from groupspec.middleware.quarantine import QuarantineFile
 
-from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
+from ..customerio.delivery import Delivery
 from ..customerio.rollups import RollupUpdates, object_update
+from ..sender import SendFailed, SendReport, Unauthorized
 from .metrics import Metrics
 from .spool import Entry, SpoolQueue
-from .upstream import Upstream, UpstreamFailed, UpstreamUnauthorized
+from .upstream import Upstream
 
 log = logging.getLogger("groupspec.worker")
 
@@ -144,9 +145,9 @@ class Worker:
                 if work.bodies:
                     self._forward(work)
                 self.problem = None
-            except (DeliveryFailed, UpstreamFailed) as exc:
+            except SendFailed as exc:
                 failures += 1
-                unauthorized = isinstance(exc, (Unauthorized, UpstreamUnauthorized))
+                unauthorized = isinstance(exc, Unauthorized)
                 self.problem = str(exc) if unauthorized else None
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
                 log.error("delivery stalled; retrying", extra={"error": str(exc), "pause": pause,
@@ -165,14 +166,14 @@ class Worker:
     def _send_ops(self, work: Work) -> None:
         try:
             report = self.delivery.send(work.ops)
-        except DeliveryFailed as exc:
+        except SendFailed as exc:
             self._count(exc.report)
             work.ops = exc.remaining
             raise
         self._count(report)
         work.ops = []
 
-    def _count(self, report: Any) -> None:
+    def _count(self, report: SendReport) -> None:
         m = self.metrics
         m.delivered += report.delivered
         m.dead_lettered += report.dead_lettered
@@ -181,14 +182,19 @@ class Worker:
 
     def _forward(self, work: Work) -> None:
         try:
-            self.metrics.upstream_retries += self.upstream.send(work.bodies)
-        except UpstreamFailed as exc:
-            self.metrics.upstream_retries += exc.retries
-            self.metrics.upstream_forwarded += len(work.bodies) - len(exc.remaining)
+            report = self.upstream.send(work.bodies)
+        except SendFailed as exc:
+            self._count_upstream(exc.report)
             work.bodies = exc.remaining
             raise
-        self.metrics.upstream_forwarded += len(work.bodies)
+        self._count_upstream(report)
         work.bodies = []
+
+    def _count_upstream(self, report: SendReport) -> None:
+        m = self.metrics
+        m.upstream_forwarded += report.delivered
+        m.upstream_dead_lettered += report.dead_lettered
+        m.upstream_retries += report.retries
 
     def _idle(self) -> None:
         """With nothing spooled, send the rollup updates that fell due by the wall clock."""
