@@ -13,6 +13,7 @@ from email.utils import format_datetime
 
 import orjson
 import pytest
+from fake_clock import FakeClock
 from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.sender import DeadLetterFile, SendFailed, TokenBucket, Unauthorized
@@ -229,19 +230,6 @@ def test_unexpected_status_keeps_everything_queued(cio, harness):
     with pytest.raises(SendFailed, match="unexpected HTTP 404") as caught:
         h.send([event(0)])
     assert caught.value.remaining == [event(0)] and h.dead == [] and h.sleeps == []
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_rate_limit_spaces_requests(cio):

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import random
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import httpx
 import orjson
 import pytest
+from fake_clock import FakeClock
 from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.plugin import quarantine_commands
 from groupspec.plugin.customerio.delivery import Delivery
@@ -36,21 +37,6 @@ class Script:
     @property
     def bodies(self) -> list[dict]:
         return [orjson.loads(r.content) for r in self.requests]
-
-
-class FakeClock:
-    """A monotonic clock that only moves when slept on; it records the sleeps."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def __call__(self):
-        return self.now
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 class Target:
