@@ -164,7 +164,16 @@ class Source(_Model):
     contract: dict[str, Any] = Field(default_factory=dict)
 
 
-class CustomerIO(_Model):
+class Sending(_Model):
+    """How a destination's requests are timed out and retried (Customer.io and the upstream alike)."""
+
+    max_retries: int = Field(8, ge=0)
+    retry_base: float = Field(0.5, gt=0)  # seconds: backoff before retry n is uniform in [0, min(cap, base * 2**n)]
+    retry_cap: float = Field(30.0, gt=0)  # also the longest wait a `Retry-After` can ask for
+    timeout: float = Field(10.0, gt=0)
+
+
+class CustomerIO(Sending):
     """Where and how to deliver to Customer.io's Track API v2."""
 
     site_id: SecretStr | None = None
@@ -173,10 +182,6 @@ class CustomerIO(_Model):
     url: str | None = None
     batch_size: int = Field(100, ge=1, le=1000)
     rate_limit: float = Field(100.0, gt=0)
-    max_retries: int = Field(8, ge=0)
-    retry_base: float = Field(0.5, gt=0)  # seconds: backoff before retry n is uniform in [0, min(cap, base * 2**n)]
-    retry_cap: float = Field(30.0, gt=0)
-    timeout: float = Field(10.0, gt=0)
     dead_letter: str = "groupspec-dead-letter.jsonl"
 
     @field_validator("url")
@@ -214,13 +219,13 @@ class Service(_Model):
     max_spool_depth: int = Field(100_000, ge=1)  # messages waiting beyond this: /health answers 503
 
 
-class Upstream(_Model):
+class Upstream(Sending):
     """An optional Segment-compatible endpoint (Segment, a RudderStack data plane) that gets the enriched messages."""
 
     url: str | None = None
     write_key: SecretStr | None = None
-    timeout: float = Field(10.0, gt=0)
-    max_retries: int = Field(8, ge=0)
+    rate_limit: float | None = Field(None, gt=0)  # requests per second; None: no limit
+    dead_letter: str = "groupspec-upstream-dead-letter.jsonl"
 
 
 class Config(_Model):

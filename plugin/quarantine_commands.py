@@ -12,10 +12,10 @@ import orjson
 from groupspec.middleware import Config, ConfigError, load_config
 from groupspec.middleware.jsonl import JsonlFile, read_lines
 
-from .customerio.dead_letter import DeadLetterFile
-from .customerio.delivery import Delivery, DeliveryFailed
+from .customerio.delivery import Delivery
 from .service.serve import customerio_configured
-from .service.upstream import Upstream, UpstreamFailed
+from .sender import DeadLetterFile, SendFailed
+from .service.upstream import Upstream
 
 
 def _file(args: argparse.Namespace) -> Path:
@@ -39,12 +39,17 @@ def _records(path: Path) -> list[dict[str, Any]]:
 
 
 def summary_line(index: int, rec: dict[str, Any]) -> str:
-    """One line: index, time, source (or operation), and the violation codes (or Customer.io's reason)."""
-    if "operation" in rec:  # a dead-letter record
-        op, error = rec.get("operation") or {}, rec.get("error") or {}
+    """One line: index, time, source (or operation, or message type), and the violation codes (or the
+    destination's reason)."""
+    if "operation" in rec or "forwarded" in rec:  # a Customer.io or an upstream dead-letter record
+        error = rec.get("error") or {}
         status = f"HTTP {error['status']}" if error.get("status") else "not sent"
-        return (f"{index}\t{rec.get('failed_at', '?')}\t{op.get('type', '?')}/{op.get('action', '?')}\t"
-                f"{error.get('reason', '?')} ({status})")
+        if "operation" in rec:
+            op = rec.get("operation") or {}
+            what = f"{op.get('type', '?')}/{op.get('action', '?')}"
+        else:
+            what = (rec.get("forwarded") or {}).get("type", "?")
+        return f"{index}\t{rec.get('failed_at', '?')}\t{what}\t{error.get('reason', '?')} ({status})"
     codes = ",".join(v.get("code", "?") for v in rec.get("violations") or ())
     return f"{index}\t{rec.get('received_at', '?')}\t{rec.get('source') or '-'}\t{codes}"
 
@@ -67,7 +72,7 @@ def _show(args: argparse.Namespace) -> int:
 def deliver(config: Config, out: str | Path) -> dict[str, int]:
     """Send a replay's `customerio.jsonl` to Customer.io and its `forwarded.jsonl` to the upstream, in order."""
     out = Path(out)
-    done = {"delivered": 0, "dead_lettered": 0, "retries": 0, "upstream_forwarded": 0}
+    done = {"delivered": 0, "dead_lettered": 0, "retries": 0, "upstream_forwarded": 0, "upstream_dead_lettered": 0}
     if customerio_configured(config):
         ops = [orjson.loads(line) for line in read_lines(out / "customerio.jsonl")]
         with Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add) as delivery:
@@ -77,10 +82,11 @@ def deliver(config: Config, out: str | Path) -> dict[str, int]:
         bodies = [orjson.loads(line) for line in read_lines(out / "forwarded.jsonl")]
         upstream = Upstream(config)
         try:
-            done["retries"] += upstream.send(bodies)
+            report = upstream.send(bodies)
         finally:
             upstream.close()
-        done["upstream_forwarded"] = len(bodies)
+        done["retries"] += report.retries
+        done.update(upstream_forwarded=report.delivered, upstream_dead_lettered=report.dead_lettered)
     return done
 
 
@@ -88,7 +94,7 @@ def deliver_and_print(config: Config, out: str | Path) -> int:
     """`deliver`, printing its counts (exit 0) or why it stopped (exit 1; a 401 is a config error, exit 2)."""
     try:
         done = deliver(config, out)
-    except (DeliveryFailed, UpstreamFailed) as exc:
+    except SendFailed as exc:
         if isinstance(exc, ConfigError):
             raise
         print(f"groupspec: delivery stopped: {exc}", file=sys.stderr)

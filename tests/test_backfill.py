@@ -20,11 +20,8 @@ from groupspec.plugin.backfill.inputs import count
 from groupspec.plugin.backfill.progress import progress_bar
 from groupspec.plugin.backfill.run import Backfill
 from groupspec.plugin.cli import main
-from groupspec.plugin.customerio.delivery import (
-    Delivery,
-    DeliveryFailed,
-    DeliveryReport,
-)
+from groupspec.plugin.customerio.delivery import Delivery
+from groupspec.plugin.sender import SendFailed, SendReport
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -351,7 +348,7 @@ class FlakySink:
         room = max(0, self.budget - len(self.sent))
         self.sent.extend(ops[:room])
         if room < len(ops):
-            raise DeliveryFailed("down", ops[room:], DeliveryReport())
+            raise SendFailed("down", ops[room:], SendReport())
 
     def quarantine(self, records):
         self.quarantined.extend(records)
@@ -369,7 +366,7 @@ def test_any_interruption_then_resume_sends_every_operation_once_in_order(budget
         first, second = FlakySink(budget), FlakySink(10**6)
         try:
             Backfill(config, inputs, first, at=0.0, checkpoint=checkpoint, every=every).run()
-        except DeliveryFailed:
+        except SendFailed:
             pass
         start, _ = checkpoint.load()
         Backfill(config, inputs, second, at=0.0, checkpoint=checkpoint, every=every).run(start)

@@ -7,7 +7,7 @@ import pytest
 from groupspec.middleware.message import Message
 from groupspec.middleware.quarantine import QuarantineFile
 from groupspec.plugin.cli import main
-from groupspec.plugin.customerio.dead_letter import DeadLetterFile
+from groupspec.plugin.sender import DeadLetterFile
 from service_harness import write_config
 
 

@@ -14,7 +14,8 @@ import orjson
 from groupspec.middleware.config import ConfigError, load_config
 from groupspec.middleware.message import parse_time
 
-from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
+from ..customerio.delivery import Delivery
+from ..sender import SendFailed, Unauthorized
 from .checkpoint import Checkpoint, Position
 from .inputs import InputError, check, count
 from .progress import progress_bar
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 counts = backfill.run(start)
             except Unauthorized:
                 raise
-            except DeliveryFailed as exc:
+            except SendFailed as exc:
                 _stopped(str(exc), backfill, checkpoint)
                 return 1
             except InputError as exc:  # an input that cannot be read on (a bad row is quarantined instead)

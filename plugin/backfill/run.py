@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from groupspec.middleware import Config, Engine, Outcome, open_store
 from groupspec.middleware.counts import Counts as MessageCounts
 
-from ..customerio.delivery import DeliveryFailed
 from ..customerio.mapping import CUSTOMERIO
+from ..sender import SendFailed
 from .checkpoint import Checkpoint, Position
 from .inputs import Record, records
 
@@ -29,7 +29,7 @@ CHUNK = 1000  # records a store transaction
 class Sink(Protocol):
     """Where operations and quarantine records go: files (dry run) or Customer.io."""
 
-    def send(self, ops: list[dict[str, Any]]) -> None: ...  # all handled, or DeliveryFailed with `remaining`
+    def send(self, ops: list[dict[str, Any]]) -> None: ...  # all handled, or SendFailed with `remaining`
 
     def quarantine(self, records: list[dict[str, Any]]) -> None: ...
 
@@ -134,7 +134,7 @@ class Backfill:
             chunk = self._pending[:self.batch_size]
             try:
                 self.sink.send(chunk)
-            except DeliveryFailed as exc:
+            except SendFailed as exc:
                 self._advance(len(chunk) - len(exc.remaining))
                 raise
             self._advance(len(chunk))

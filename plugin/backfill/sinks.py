@@ -8,7 +8,8 @@ from typing import Any
 import orjson
 from groupspec.middleware.jsonl import JsonlFile
 
-from ..customerio.delivery import Delivery, DeliveryFailed, DeliveryReport
+from ..customerio.delivery import Delivery
+from ..sender import SendFailed, SendReport
 
 
 class Files:
@@ -45,12 +46,12 @@ class Live:
     def send(self, ops: list[dict[str, Any]]) -> None:
         try:
             report = self.delivery.send(ops)
-        except DeliveryFailed as exc:  # what went out before it stopped still counts
+        except SendFailed as exc:  # what went out before it stopped still counts
             self._count(exc.report)
             raise
         self._count(report)
 
-    def _count(self, report: DeliveryReport) -> None:
+    def _count(self, report: SendReport) -> None:
         self.delivered += report.delivered
         self.dead_lettered += report.dead_lettered
 

@@ -3,33 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from ..sender import Batch, Unsendable
 from .limits import MAX_OPERATION_BYTES
 
 BATCH_BYTES = 500_000  # "under 500 KB" whether Customer.io counts a KB as 1000 or 1024 bytes
 _OPEN, _CLOSE = b'{"batch":[', b"]}"
-
-
-@dataclass(frozen=True)
-class Batch:
-    """Operations that go out in one request; `end` is the index in the input after the last one considered."""
-
-    ops: list[dict[str, Any]]
-    body: bytes
-    end: int
-
-
-@dataclass(frozen=True)
-class Unsendable:
-    """An operation Customer.io would refuse whole: over 32 KB, or not serializable as JSON."""
-
-    op: dict[str, Any]
-    reason: str
-    message: str
 
 
 def plan(ops: list[dict[str, Any]], batch_size: int) -> Iterator[Batch | Unsendable]:

@@ -17,9 +17,9 @@ import threading
 from groupspec.middleware import Config, Engine, open_store
 from groupspec.middleware.jsonl import JsonlFile
 
-from ..customerio.dead_letter import DeadLetterFile
 from ..customerio.delivery import Delivery
 from ..customerio.mapping import CUSTOMERIO
+from ..sender import DeadLetterFile
 from . import logs
 from .serve import customerio_configured
 from .spool import SpoolQueue

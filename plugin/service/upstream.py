@@ -1,103 +1,64 @@
-"""Forwarding the enriched messages to a Segment-compatible upstream (Segment, a RudderStack data plane) as
-`/v1/batch` requests with the upstream's write key, retried like Customer.io requests."""
+"""Forwarding the enriched messages to a Segment-compatible upstream (Segment, a RudderStack data plane):
+Segment's `/v1/batch` envelope under 500 KB, Basic auth with the upstream's write key, over the shared
+`BatchSender` (the same retries, `Unauthorized` and report as Customer.io delivery; refusals go to
+`upstream.dead_letter`)."""
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
 from typing import Any
 
 import httpx
 import orjson
 from groupspec.middleware.config import Config, ConfigError
 
-from ..customerio.retry import backoff, retry_after, retryable
-
-log = logging.getLogger("groupspec.upstream")
+from ..sender import Batch, BatchSender, DeadLetterFile, SendReport, TokenBucket, json_client
+from ..sender.sender import DeadLetter
 
 MAX_BATCH_BYTES = 480 * 1024  # under Segment's 500 KB, with room for the envelope
 MAX_BATCH_MESSAGES = 500
 
 
-class UpstreamFailed(Exception):
-    """Forwarding stopped; `remaining` holds the messages not forwarded, in order. `forwarded` and `retries`
-    count what the call did before it stopped."""
-
-    def __init__(self, message: str, remaining: list[dict[str, Any]], forwarded: int, retries: int) -> None:
-        super().__init__(message)
-        self.remaining = remaining
-        self.forwarded = forwarded
-        self.retries = retries
-
-
-class UpstreamUnauthorized(UpstreamFailed):
-    """The upstream refused the write key: keep everything queued and report unhealthy."""
-
-
 class Upstream:
-    """`send(messages)` posts them in order, in batches under 500 KB; returns the retries it needed."""
+    """`send(messages)` posts them in order, in batches under 500 KB (`transport` replaces the network).
+    `sender.throttled` says whether the upstream is throttling it."""
 
-    def __init__(self, config: Config, *, sleep: Callable[[float], Any] = time.sleep,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, config: Config, *, dead_letter: DeadLetter | None = None,
+                 sleep: Callable[[float], Any] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 rng: random.Random | None = None, transport: httpx.BaseTransport | None = None) -> None:
         settings = config.upstream
         if settings.url is None:
             raise ConfigError(f"{config.path}: upstream.url: expected a URL")
-        self.settings = settings
         self.endpoint = settings.url.rstrip("/") + "/v1/batch"
-        self._sleep = sleep
-        self._rng = rng or random.Random()
-        self._client = httpx.Client(
-            auth=httpx.BasicAuth(config.require("upstream.write_key", settings.write_key), ""),
-            timeout=settings.timeout, headers={"Content-Type": "application/json", "User-Agent": "groupspec"})
+        auth = httpx.BasicAuth(config.require("upstream.write_key", settings.write_key), "")
+        bucket = None if settings.rate_limit is None else TokenBucket(settings.rate_limit, clock=clock, sleep=sleep)
+        self.sender = BatchSender(
+            json_client(auth, settings.timeout, transport=transport), self.endpoint, settings,
+            dead_letter or DeadLetterFile(settings.dead_letter, key="forwarded").add, name="the upstream",
+            hint="check upstream.write_key", bucket=bucket, sleep=sleep, clock=clock, rng=rng)
 
     def __repr__(self) -> str:
         return f"Upstream(endpoint={self.endpoint!r})"
 
     def close(self) -> None:
-        self._client.close()
+        self.sender.client.close()
 
-    def send(self, messages: list[dict[str, Any]]) -> int:
-        retries = done = 0
-        for start, end, body in _batches(messages):
-            for attempt in range(self.settings.max_retries + 1):
-                try:
-                    response = self._client.post(self.endpoint, content=body)
-                except httpx.RequestError as exc:
-                    failure, wait = type(exc).__name__, None
-                else:
-                    status = response.status_code
-                    if response.is_success:
-                        break
-                    if status in (401, 403):
-                        raise UpstreamUnauthorized(f"{self.endpoint}: the upstream refused the write key (HTTP "
-                                                   f"{status}); check upstream.write_key", messages[start:], done, retries)
-                    if not retryable(status):  # the upstream will never take this batch: say so, go on
-                        log.error("upstream refused a batch", extra={"status": status, "messages": end - start,
-                                                                      "response": response.text[:300]})
-                        break
-                    failure = f"HTTP {status}"
-                    wait = retry_after(response.headers.get("Retry-After"), datetime.now(timezone.utc))
-                if attempt == self.settings.max_retries:
-                    raise UpstreamFailed(f"{self.endpoint}: {failure} after {attempt} retries",
-                                         messages[start:], done, retries)
-                retries += 1
-                self._sleep(wait if wait is not None else backoff(attempt, 0.5, 30.0, self._rng))
-            done = end
-        return retries
+    def send(self, messages: list[dict[str, Any]]) -> SendReport:
+        """Forward `messages` in order; raises `Unauthorized` or `SendFailed` with the unforwarded rest."""
+        return self.sender.send(messages, _batches(messages))
 
 
-def _batches(messages: list[dict[str, Any]]) -> Iterator[tuple[int, int, bytes]]:
-    """(start, end, request body) of consecutive slices of `messages`, each under the upstream's limits."""
+def _batches(messages: list[dict[str, Any]]) -> Iterator[Batch]:
+    """Consecutive slices of `messages` as `/v1/batch` requests, each under the upstream's limits."""
     start, parts, size = 0, [], 0
     for index, message in enumerate(messages):
         encoded = orjson.dumps(message)
         if parts and (len(parts) == MAX_BATCH_MESSAGES or size + len(encoded) > MAX_BATCH_BYTES):
-            yield start, index, b'{"batch":[' + b",".join(parts) + b"]}"
+            yield Batch(messages[start:index], b'{"batch":[' + b",".join(parts) + b"]}", index)
             start, parts, size = index, [], 0
         parts.append(encoded)
         size += len(encoded) + 1
     if parts:
-        yield start, len(messages), b'{"batch":[' + b",".join(parts) + b"]}"
+        yield Batch(messages[start:], b'{"batch":[' + b",".join(parts) + b"]}", len(messages))

@@ -21,10 +21,11 @@ from groupspec.middleware import Engine, Outcome
 from groupspec.middleware.counts import Counts
 from groupspec.middleware.jsonl import JsonlFile
 
-from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
+from ..customerio.delivery import Delivery
+from ..sender import SendFailed, SendReport, Unauthorized
 from .metrics import DeliveryStats
 from .spool import Entry, SpoolQueue
-from .upstream import Upstream, UpstreamFailed, UpstreamUnauthorized
+from .upstream import Upstream
 
 log = logging.getLogger("groupspec.worker")
 
@@ -125,15 +126,13 @@ class Worker:
                 return False
             try:
                 if ops:
-                    ops = self._send_ops(ops)
+                    ops = self._send(self.delivery, ops, self._count)
                 if bodies:
-                    bodies = self._forward(bodies)
+                    bodies = self._send(self.upstream, bodies, self._count_upstream)
                 self.problem = None
-            except (DeliveryFailed, UpstreamFailed) as exc:
+            except SendFailed as exc:
                 failures += 1
-                ops, bodies = (exc.remaining, bodies) if isinstance(exc, DeliveryFailed) else ([], exc.remaining)
-                unauthorized = isinstance(exc, (Unauthorized, UpstreamUnauthorized))
-                self.problem = str(exc) if unauthorized else None
+                self.problem = str(exc) if isinstance(exc, Unauthorized) else None
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
                 log.error("delivery stalled; retrying", extra={"error": str(exc), "pause": pause,
                                                                "waiting": len(ops) + len(bodies)})
@@ -149,35 +148,36 @@ class Worker:
         except Exception as exc:
             log.error("cannot record the worker state", extra={"error": str(exc)})
 
-    def _send_ops(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    @staticmethod
+    def _send(destination: Delivery | Upstream, items: list[dict[str, Any]],
+              count: Callable[[SendReport], None]) -> list[dict[str, Any]]:
+        """Send `items`, counting what happened; on a failure the exception's `remaining` is still to send."""
         try:
-            report = self.delivery.send(ops)
-        except DeliveryFailed as exc:
-            self._count(exc.report)
+            report = destination.send(items)
+        except SendFailed as exc:
+            count(exc.report)
+            if exc.remaining is not items:
+                items[:] = exc.remaining
             raise
-        self._count(report)
+        count(report)
         return []
 
-    def _count(self, report: Any) -> None:
+    def _count(self, report: SendReport) -> None:
         s = self.stats
         s.delivered += report.delivered
         s.dead_lettered += report.dead_lettered
         s.retries += report.retries
         s.cio_requests += report.requests
 
-    def _forward(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        try:
-            self.stats.upstream_retries += self.upstream.send(bodies)
-        except UpstreamFailed as exc:
-            self.stats.upstream_retries += exc.retries
-            self.stats.upstream_forwarded += len(bodies) - len(exc.remaining)
-            raise
-        self.stats.upstream_forwarded += len(bodies)
-        return []
+    def _count_upstream(self, report: SendReport) -> None:
+        s = self.stats
+        s.upstream_forwarded += report.delivered
+        s.upstream_dead_lettered += report.dead_lettered
+        s.upstream_retries += report.retries
 
     def _throttled(self) -> bool:
-        until = getattr(self.delivery, "throttled_until", 0.0) or 0.0
-        return until > time.monotonic()
+        """A destination asked to wait (429, `Retry-After`) and the wait is not over."""
+        return any(part is not None and part.sender.throttled for part in (self.delivery, self.upstream))
 
     def _idle(self) -> None:
         """With nothing spooled, send the rollup updates that fell due by the wall clock."""

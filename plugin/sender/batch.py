@@ -1,0 +1,25 @@
+"""What a destination's batching plan hands the sender: request bodies with their items, and items that
+cannot be sent at all."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Items that go out in one request; `end` is the index in the input after the last one considered."""
+
+    items: list[Any]
+    body: bytes
+    end: int
+
+
+@dataclass(frozen=True)
+class Unsendable:
+    """An item the destination would refuse whole: dead-lettered where it stood, never sent."""
+
+    item: Any
+    reason: str
+    message: str
