@@ -30,9 +30,15 @@ class Message:
     """One message on its way through the chain: the caller's `original` untouched, the working `body`, and what
     the steps decided about it."""
 
-    __slots__ = ("original", "body", "source", "received_at", "ts", "violations", "type", "user_id",
-                 "anonymous_id", "contract", "group_id", "object_type", "snapshot", "arrival", "quarantined",
-                 "effect", "resolution", "groups", "memberships", "ops", "line", "op_lines", "_copied")
+    # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
+    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = None
+    quarantined = object_event = False  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
+    resolution = "unresolved"
+    memberships: tuple = ()
+    ops: list[dict[str, Any]] | tuple = ()
+    line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
+    op_lines: list[bytes] | tuple = ()
+    _copied: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset()  # paths of `body` already copied
 
     def __init__(self, original: Any, body: dict[str, Any] | None, source: str | None, received_at: float):
         self.original = original
@@ -40,21 +46,7 @@ class Message:
         self.source = source
         self.received_at = self.ts = received_at
         self.violations: list[dict[str, str]] = []
-        self.type = self.user_id = self.anonymous_id = self.contract = self.group_id = None
-        self.object_type = self.snapshot = self.arrival = self.effect = None
-        self.quarantined = False
-        self.resolution = "unresolved"
         self.groups: dict[str, str] = {}
-        self.memberships: list = []
-        self.ops: list[dict[str, Any]] = []
-        self.line = b""  # the forwarded body and its operations, serialised once (`engine.encode`)
-        self.op_lines: list[bytes] = []
-        self._copied: set[tuple[str, ...]] = set()  # paths of `body` already copied
-
-    @property
-    def object_event(self) -> bool:
-        """A track event that changes groups (`events.STORE_EVENTS`) rather than recording activity."""
-        return self.effect is not None
 
     @property
     def person_key(self) -> str | None:
@@ -90,6 +82,10 @@ class Message:
 
     def own(self, *path: str) -> dict[str, Any]:
         """The body's dict at `path`, copied on first write so the original stays untouched."""
+        if path in self._copied:
+            return self._at(path)
+        if not self._copied:
+            self._copied = set()
         holder = self.body
         for depth in range(1, len(path) + 1):
             key, here = path[depth - 1], path[:depth]
@@ -99,6 +95,12 @@ class Message:
                 holder[key] = value
                 self._copied.add(here)
             holder = value
+        return holder
+
+    def _at(self, path: tuple[str, ...]) -> dict[str, Any]:
+        holder = self.body
+        for key in path:
+            holder = holder[key]
         return holder
 
     def remove(self, path: tuple[str, ...]) -> None:
@@ -186,6 +188,7 @@ def normalise(msg: Message) -> Message:
         if not isinstance(event, str) or not event.strip():
             return msg.drop("malformed", "event", "track call without an event name")
         msg.effect = STORE_EVENTS.get(event)
+        msg.object_event = msg.effect is not None
     elif kind == "group" and "groupId" not in body:
         return msg.drop("malformed", "groupId", "group call without a groupId")
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):
