@@ -58,18 +58,16 @@ class Counts:
         """Count one `Message` that has been through the chain."""
         event = msg.body.get("event") if msg.type == "track" and not msg.object_event else None
         if not msg.quarantined and not msg.violations:  # the common case, short
-            self.forwarded += 1
-            self.resolution[msg.resolution] += 1
-            if self.latest is None or msg.ts > self.latest:
-                self.latest = msg.ts
-            if event.__class__ is str:
-                row = self.events.get(event)
+            row = self.events.get(event) if event.__class__ is str else None
+            if row is not None or event is None:
+                self.forwarded += 1
+                self.resolution[msg.resolution] += 1
+                if self.latest is None or msg.ts > self.latest:
+                    self.latest = msg.ts
                 if row is not None:
                     row["received"] += 1
                     row["forwarded"] += 1
                     row["resolution"][msg.resolution] += 1
-                    return
-            else:
                 return
         self.add(quarantined=msg.quarantined, violations=msg.violations, source=msg.source,
                  resolution=msg.resolution, event=event if isinstance(event, str) else None, ts=msg.ts)
