@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import uvicorn
 from groupspec.middleware.config import load_config
-from groupspec.plugin.service.serve import Service
+from groupspec.plugin.service.serve import Service, server_config
 
 WRITE_KEYS = {"web": "wk_web_secret_123", "billing": "wk_billing_secret_456"}
 
@@ -89,8 +89,7 @@ class ThreadService:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.service.app, lifespan="off", access_log=False,
-                                                    log_config=None))
+        self.server = uvicorn.Server(server_config(self.service, lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadService:
