@@ -100,6 +100,8 @@ def test_headers_that_never_end_are_answered_408(quick):
         sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: groupspec\r\nContent-Type: appl")
         assert status_of(sock) == 408
         assert closed(sock)
+    metrics = httpx.get(quick.url + "/metrics").text
+    assert 'groupspec_requests_total{status="408"} 1' in metrics.splitlines()
 
 
 def test_fifty_stalled_clients_do_not_stop_others_being_served(quick, cio):

@@ -1,4 +1,5 @@
-"""What the HTTP intake checks before a request is spooled: the write key, the JSON, the Segment size limits.
+"""What the HTTP intake checks before a request is spooled: the write key, the JSON, the Segment size limits,
+the gzip framing and a webhook source's signature.
 
 `admit(...)` returns the spool row of an acceptable request or raises `Rejected` with the status to answer.
 Everything deeper (spec shape of each message, the contract) is the worker's, and ends in the quarantine.

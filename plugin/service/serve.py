@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from collections import Counter
 from typing import Any
 
 import uvicorn
@@ -110,6 +111,7 @@ class GuardedHttp(HttpToolsProtocol):
 
     max_header_bytes = 16_384
     read_timeout = 10.0
+    counts: Counter[int] = Counter()  # refusals by status, in the app's `groupspec_requests_total`
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -152,6 +154,7 @@ class GuardedHttp(HttpToolsProtocol):
             self._refuse(408, f"the request headers did not arrive within {self.read_timeout:g} s")
 
     def _refuse(self, status: int, message: str) -> None:
+        self.counts[status] += 1
         log.info("request refused", extra={"status": status, "reason": message})
         body = b'{"success":false,"message":"' + message.encode() + b'"}'
         reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
@@ -161,16 +164,18 @@ class GuardedHttp(HttpToolsProtocol):
         self.transport.close()
 
 
-def guarded(max_header_bytes: int, read_timeout: float) -> type[GuardedHttp]:
-    """A `GuardedHttp` with these limits."""
-    return type("GuardedHttp", (GuardedHttp,), {"max_header_bytes": max_header_bytes, "read_timeout": read_timeout})
+def guarded(max_header_bytes: int, read_timeout: float, counts: Counter[int]) -> type[GuardedHttp]:
+    """A `GuardedHttp` with these limits, counting its refusals in `counts`."""
+    return type("GuardedHttp", (GuardedHttp,), {"max_header_bytes": max_header_bytes, "read_timeout": read_timeout,
+                                                "counts": counts})
 
 
 def server_config(service: Service, **uvicorn_options: Any) -> uvicorn.Config:
     """The uvicorn configuration of `service`: its app over the bounded protocol, no access log."""
     settings = service.config.service
     options = {"lifespan": "on", "access_log": False, "log_config": None, **uvicorn_options}
-    return uvicorn.Config(service.app, http=guarded(settings.max_header_bytes, settings.read_timeout), **options)
+    protocol = guarded(settings.max_header_bytes, settings.read_timeout, service.metrics.requests)
+    return uvicorn.Config(service.app, http=protocol, **options)
 
 
 def serve(config: Config, host: str, port: int, **uvicorn_options: Any) -> None:
