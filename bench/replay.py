@@ -19,7 +19,8 @@ from pathlib import Path
 
 import orjson
 from groupspec.middleware.config import parse_config
-from groupspec.plugin.replay import Replay, read_lines
+from groupspec.middleware.jsonl import read_lines
+from groupspec.plugin.replay import Replay
 
 CONFIG = {
     "contract": {

@@ -148,7 +148,7 @@ async def _load(url: str, templates: list[bytes], seconds: float, connections: i
 
 def _depth(url: str) -> int:
     text = httpx.get(url + "/metrics", timeout=10).text
-    return int(re.search(r"^groupspec_spool_depth (\d+)$", text, re.M).group(1))
+    return int(float(re.search(r"^groupspec_spool_depth (\S+)$", text, re.M).group(1)))
 
 
 def main() -> int:

@@ -1,9 +1,9 @@
-"""groupspec middleware: message model, data contract, group resolution, stores and SDK hooks."""
+"""groupspec middleware: the engine (message model, contract, group resolution, stores) and the SDK hook."""
 
 from .config import Config, ConfigError, load_config
+from .engine import Engine, Outcome
 from .message import Message
-from .pipeline import Pipeline
 from .sdk import install
 from .stores import open_store
 
-__all__ = ["Config", "ConfigError", "Message", "Pipeline", "install", "load_config", "open_store"]
+__all__ = ["Config", "ConfigError", "Engine", "Message", "Outcome", "install", "load_config", "open_store"]

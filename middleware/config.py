@@ -23,17 +23,13 @@ from pydantic import (
     model_validator,
 )
 
+from .errors import ConfigError
+from .stores.urls import DEFAULTS, check_url
 from .violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS, Action, Code
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-#: the store of the service and the SDK hook without `[store]` (replay's is `memory://`)
-LIVE_STORE_URL = "sqlite:///groupspec.db"
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; the message names file, key and expectation."""
 
 
 class _KeyedError(ValueError):
@@ -213,9 +209,7 @@ class Store(_Model):
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
-        if not re.match(r"^(memory://|sqlite:///|redis://)", value):
-            raise ValueError("memory:// | sqlite:///path | redis://host:port/db")
-        return value
+        return check_url(value)
 
 
 class Quarantine(_Model):
@@ -269,8 +263,15 @@ class Config(_Model):
                 return name
         return None
 
-    def store_url(self, default: str) -> str:
-        return self.store.url if self.store else default
+    def store_url(self, door: str, override: str | None = None) -> str:
+        """The store a door uses: `override` (a `--store`), else `[store] url`, else the door's default
+        (`stores.DEFAULTS`)."""
+        if override is not None:
+            try:
+                return check_url(override)
+            except ValueError as exc:
+                raise ConfigError(f"--store: expected {exc}, got {override!r}") from None
+        return self.store.url if self.store else DEFAULTS[door]
 
     @property
     def _merged(self) -> dict[str, Contract]:

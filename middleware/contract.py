@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import partial
 from typing import Any
 
 from .message import Message, parse_time
@@ -29,12 +28,9 @@ def object_attributes(traits: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _remove_trait(msg: Message, name: str) -> None:
-    traits = msg.own("traits")
-    traits.pop(name, None)
-    nested = traits.get("objectAttributes")
-    if isinstance(nested, dict) and name in nested:
-        traits["objectAttributes"] = {k: v for k, v in nested.items() if k != name}
+def _trait_paths(name: str) -> tuple[tuple[str, ...], ...]:
+    """Where a group call may carry trait `name`: directly, or in Segment's nested `objectAttributes`."""
+    return ("traits", name), ("traits", "objectAttributes", name)
 
 
 @only("group", "track")
@@ -86,18 +82,21 @@ def check_group_id(msg: Message) -> Message:
         return msg
     field = _group_id_field(msg)
     usable = isinstance(msg.group_id, (str, int)) and not isinstance(msg.group_id, bool)
-    flagged = usable and msg.contract.action("invalid_group_id") == "flag"
+    action = msg.contract.action("invalid_group_id")
     if msg.type == "group" or msg.object_event:
-        if not flagged:
+        if not (usable and action == "flag"):
             return msg.drop("invalid_group_id", field, problem)
         msg.group_id = str(msg.group_id)
-        return msg.violate("invalid_group_id", field, problem)
-    if usable:
-        return msg.violate("invalid_group_id", field, problem, strip=partial(_strip_candidate, msg))
-    if msg.contract.action("invalid_group_id") == "drop":
-        return msg.drop("invalid_group_id", field, problem)
-    msg.violations.append(violation("invalid_group_id", field, problem))
-    _strip_candidate(msg)
+        msg.violate("invalid_group_id", field, problem)
+        return msg
+    if not usable:  # an id that is not even a string or a number is never kept, whatever the action
+        if action == "drop":
+            return msg.drop("invalid_group_id", field, problem)
+        msg.violations.append(violation("invalid_group_id", field, problem))
+        msg.remove(_field_path(field))
+        return use_membership(msg)
+    if msg.violate("invalid_group_id", field, problem, strip=(_field_path(field),)):
+        use_membership(msg)
     return msg
 
 
@@ -111,11 +110,9 @@ def _group_id_field(msg: Message) -> str:
     return ("traits." if msg.type == "identify" else "properties.") + msg.contract.group_key
 
 
-def _strip_candidate(msg: Message) -> None:
-    field = _group_id_field(msg)
-    where, key = field.split(".", 1)
-    msg.own(where).pop(key, None)
-    use_membership(msg)
+def _field_path(field: str) -> tuple[str, ...]:
+    """`context.groupId` -> ("context", "groupId"): the body path of a candidate id's field."""
+    return tuple(field.split(".", 1))
 
 
 @only("identify", "track", "page", "screen")
@@ -126,11 +123,12 @@ def check_conflict(msg: Message) -> Message:
     if not msg.memberships or any(m.group_id == msg.group_id for m in msg.memberships):
         return msg
     known = ", ".join(sorted({m.group_id for m in msg.memberships}))
-    return msg.violate(
-        "group_id_conflict", _group_id_field(msg),
-        f"person is not a member of {msg.group_id!r} at this time (member of {known})",
-        strip=partial(_strip_candidate, msg),
-    )
+    field = _group_id_field(msg)
+    if msg.violate("group_id_conflict", field,
+                   f"person is not a member of {msg.group_id!r} at this time (member of {known})",
+                   strip=(_field_path(field),)):
+        use_membership(msg)
+    return msg
 
 
 @only("track", when=lambda c: bool(c.require_group))
@@ -154,19 +152,11 @@ def check_person_traits(msg: Message) -> Message:
             msg.violate(
                 "group_trait_on_person", f"{where}.{name}",
                 f"{name!r} is owned by the group; set it with a group call",
-                strip=partial(_strip_person_trait, msg, where, name),
+                strip=((*where.split("."), name),),
             )
             if msg.quarantined:
                 return msg
     return msg
-
-
-def _strip_person_trait(msg: Message, where: str, name: str) -> None:
-    if where == "traits":
-        msg.own("traits").pop(name, None)
-    else:
-        context = msg.own("context")
-        context["traits"] = {k: v for k, v in context["traits"].items() if k != name}
 
 
 _TYPE_CHECKS = {
@@ -186,7 +176,7 @@ def check_group_traits(msg: Message) -> Message:
         rule = msg.contract.group_traits.get(name)
         if rule is None:
             continue
-        strip = partial(_remove_trait, msg, name)
+        strip = _trait_paths(name)
         if rule.owner is not None and rule.owner != msg.source:
             msg.violate("not_attribute_owner", f"traits.{name}",
                         f"{name!r} is owned by source {rule.owner!r}, not {msg.source or 'an unnamed source'!r}", strip=strip)
@@ -209,7 +199,7 @@ def check_stale(msg: Message, store: Store) -> Message:
     stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.body["messageId"], before=msg.arrival)
     for name in sorted(stale):
         msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
-                    strip=partial(_remove_trait, msg, name))
+                    strip=_trait_paths(name))
         if msg.quarantined:
             break
     return msg
@@ -224,5 +214,5 @@ def checks(store: Store) -> list:
         check_required,
         check_person_traits,
         check_group_traits,
-        only("group")(partial(check_stale, store=store)),
+        only("group")(lambda msg: check_stale(msg, store)),
     ]

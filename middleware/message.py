@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from .events import STORE_EVENTS
 from .violations import violation
 
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -23,21 +24,15 @@ TIME_KEYS = (  # where a message may carry its time, in order of preference
 _ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
 _ABSENT = object()
 _DICT_KEYS = ("context", "properties", "traits", "integrations")
-#: track events that end relationships and objects instead of being person events
-OBJECT_EVENTS = frozenset({"Relationship Deleted", "Object Deleted"})
 
 
 class Message:
-    """One message on its way through the chain."""
+    """One message on its way through the chain: the caller's `original` untouched, the working `body`, and what
+    the steps decided about it."""
 
-    # defaults, shadowed per instance on first assignment
-    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = None
-    quarantined = object_event = False
-    resolution = "unresolved"
-    groups: dict[str, str] = {}
-    memberships: list = []
-    ops: list[dict[str, Any]] = []
-    copied: set[str] | None = None  # keys of `body` already copied
+    __slots__ = ("original", "body", "source", "received_at", "ts", "violations", "type", "user_id",
+                 "anonymous_id", "contract", "group_id", "object_type", "snapshot", "arrival", "quarantined",
+                 "effect", "resolution", "groups", "memberships", "ops", "line", "op_lines", "_copied")
 
     def __init__(self, original: Any, body: dict[str, Any] | None, source: str | None, received_at: float):
         self.original = original
@@ -45,6 +40,21 @@ class Message:
         self.source = source
         self.received_at = self.ts = received_at
         self.violations: list[dict[str, str]] = []
+        self.type = self.user_id = self.anonymous_id = self.contract = self.group_id = None
+        self.object_type = self.snapshot = self.arrival = self.effect = None
+        self.quarantined = False
+        self.resolution = "unresolved"
+        self.groups: dict[str, str] = {}
+        self.memberships: list = []
+        self.ops: list[dict[str, Any]] = []
+        self.line = b""  # the forwarded body and its operations, serialised once (`engine.encode`)
+        self.op_lines: list[bytes] = []
+        self._copied: set[tuple[str, ...]] = set()  # paths of `body` already copied
+
+    @property
+    def object_event(self) -> bool:
+        """A track event that changes groups (`events.STORE_EVENTS`) rather than recording activity."""
+        return self.effect is not None
 
     @property
     def person_key(self) -> str | None:
@@ -64,29 +74,40 @@ class Message:
         self.quarantined = True
         return self
 
-    def violate(self, code: str, field: str, message: str, strip=None) -> Message:
-        """Record a contract violation and apply the contract's action for it (`strip` removes the fields)."""
+    def violate(self, code: str, field: str, message: str, strip: tuple[tuple[str, ...], ...] = ()) -> bool:
+        """Record a contract violation and apply the contract's action for it: `drop` quarantines, `strip`
+        removes the body paths in `strip`. True when something was stripped."""
         action = self.contract.action(code)
         if action == "drop":
-            return self.drop(code, field, message)
+            self.drop(code, field, message)
+            return False
         self.violations.append(violation(code, field, message))
-        if action == "strip" and strip is not None:
-            strip()
-        return self
+        if action != "strip" or not strip:
+            return False
+        for path in strip:
+            self.remove(path)
+        return True
 
-    def own(self, key: str) -> dict[str, Any]:
-        """The body's dict at `key`, copied on first write so the original stays untouched."""
-        value = self.body.get(key)
-        copied = self.copied
-        if copied is not None and key in copied:
-            return value
-        value = dict(value) if isinstance(value, dict) else {}
-        self.body[key] = value
-        if copied is None:
-            self.copied = {key}
-        else:
-            copied.add(key)
-        return value
+    def own(self, *path: str) -> dict[str, Any]:
+        """The body's dict at `path`, copied on first write so the original stays untouched."""
+        holder = self.body
+        for depth in range(1, len(path) + 1):
+            key, here = path[depth - 1], path[:depth]
+            value = holder.get(key)
+            if here not in self._copied:
+                value = dict(value) if isinstance(value, dict) else {}
+                holder[key] = value
+                self._copied.add(here)
+            holder = value
+        return holder
+
+    def remove(self, path: tuple[str, ...]) -> None:
+        """Remove the value at `path` from the body (copying the dicts on the way), if it is there."""
+        holder: Any = self.body
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and path[-1] in holder:
+            self.own(*path[:-1]).pop(path[-1], None)
 
     @property
     def props(self) -> dict[str, Any]:
@@ -164,7 +185,7 @@ def normalise(msg: Message) -> Message:
         event = body.get("event")
         if not isinstance(event, str) or not event.strip():
             return msg.drop("malformed", "event", "track call without an event name")
-        msg.object_event = event in OBJECT_EVENTS
+        msg.effect = STORE_EVENTS.get(event)
     elif kind == "group" and "groupId" not in body:
         return msg.drop("malformed", "groupId", "group call without a groupId")
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from .jsonl import JsonlFile, read_lines
 from .message import Message
 
 
@@ -27,22 +28,14 @@ def record(msg: Message) -> dict[str, Any]:
     }
 
 
-class JsonlFile:
-    """Appends JSON records to a file, one a line; safe to share between threads."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-
-    def append(self, rec: dict[str, Any]) -> None:
-        line = orjson.dumps(rec) + b"\n"
-        with self._lock, self.path.open("ab") as out:
-            out.write(line)
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [orjson.loads(line) for line in self.path.read_bytes().splitlines() if line.strip()]
+def payloads(path: str | Path) -> Iterator[tuple[Any, str | None]]:
+    """(payload, source) of each record of a quarantine file, to run them through the current contract."""
+    for line in read_lines(path):
+        try:
+            rec = orjson.loads(line)
+            yield rec["message"], rec.get("source")
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            yield line, None
 
 
 class QuarantineFile(JsonlFile):

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Contract, Rollup, duration_seconds
+from .config import Config, Contract, Rollup, duration_seconds
 from .message import Message
 from .stores import Activity, Store
 
 #: (object_type_id, group_id, attributes) of one object update
 Update = tuple[str, str, dict[str, Any]]
+SOURCE = "@source"  # the activity entry's key for the source whose contract the event was held to
 
 
 def contributions(msg: Message) -> dict[str, Any]:
@@ -68,27 +69,31 @@ def _horizon(contract: Contract) -> int:
 
 
 class Rollups:
-    """Maintains the rollups of `[contract.rollups]` in a store and says which group updates are due."""
+    """Maintains the rollups of every contract of `config` in a store and says which group updates are due.
+    Each update is computed under the contract of the source whose event marked the group pending."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, config: Config) -> None:
         self.store = store
+        self.config = config
+        self.horizon = max(_horizon(config.contract_for(name)) for name in (None, *config.sources))
 
     def record(self, msg: Message, values: dict[str, Any]) -> None:
         """Append a forwarded event's `contributions` to its group's log and mark the group pending."""
         type_id, interval = msg.group_type(), duration_seconds(msg.contract.rollup_interval)
-        seq = self.store.record_activity(type_id, msg.group_id, msg.body["messageId"], msg.ts, values)
+        entry = {**values, SOURCE: msg.source}
+        seq = self.store.record_activity(type_id, msg.group_id, msg.body["messageId"], msg.ts, entry)
         self.store.mark_rollup_pending(type_id, msg.group_id, (msg.ts // interval + 1) * interval, seq)
 
-    def due(self, contract: Contract, until: float) -> list[Update]:
+    def due(self, until: float) -> list[Update]:
         """The updates of the pending groups due at or before `until` (by due time), which are then sent."""
         out = []
         for type_id, group_id, due, seq in self.store.due_rollups(until):
-            since = due - _horizon(contract)
-            entries = [e for e in self.store.activity_since(type_id, group_id, since) if e.seq <= seq]
-            out.append((type_id, group_id, evaluate(contract.rollups, entries)))
+            entries = [e for e in self.store.activity_since(type_id, group_id, due - self.horizon) if e.seq <= seq]
+            marking = max(entries, key=lambda e: e.seq).values.get(SOURCE) if entries else None
+            out.append((type_id, group_id, evaluate(self.config.contract_for(marking).rollups, entries)))
             self.store.clear_rollup_pending(type_id, group_id, seq)
         return out
 
-    def flush(self, contract: Contract) -> list[Update]:
+    def flush(self) -> list[Update]:
         """Every pending update, due or not (the end of a replay or of a stream)."""
-        return self.due(contract, float("inf"))
+        return self.due(float("inf"))

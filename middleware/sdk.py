@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
-from .config import LIVE_STORE_URL, Config, load_config
+from .config import Config, load_config
+from .engine import Engine
 from .message import Message
-from .pipeline import Pipeline
 from .quarantine import QuarantineFile
 from .stores import Store, open_store
 
@@ -71,9 +71,9 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
     if not isinstance(config, Config):
         config = load_config(config)
     if store is None or isinstance(store, str):
-        store = open_store(store or config.store_url(LIVE_STORE_URL))
-    pipeline = Pipeline(config, store, extra=[After(step) for step in after])
-    gate = Gate(pipeline, QuarantineFile(config.quarantine.path), source, before=before, fail_closed=fail_closed)
+        store = open_store(config.store_url("live", store))
+    engine = Engine(config, store, steps=[After(step) for step in after])
+    gate = Gate(engine, QuarantineFile(config.quarantine.path), source, before=before, fail_closed=fail_closed)
     (_hook_module if is_module else _hook_client)(target, gate)
     return target
 
@@ -114,9 +114,9 @@ def _hook_module(module: types.ModuleType, gate: Gate) -> None:
 class Gate:
     """The decision on one SDK message: forward it enriched, quarantine it, or let it pass on a failure."""
 
-    def __init__(self, pipeline: Pipeline, quarantine: QuarantineFile, source: str | None, *,
+    def __init__(self, engine: Engine, quarantine: QuarantineFile, source: str | None, *,
                  before: Iterable[UserStep] = (), fail_closed: bool = False) -> None:
-        self.pipeline = pipeline
+        self.engine = engine
         self.quarantine = quarantine
         self.source = source
         self.before = list(before)
@@ -161,8 +161,8 @@ class Gate:
                     self._quarantine(dropped.drop("dropped_by_user", "", f"before step {_name(step)} returned None"))
                     return None
         try:
-            [out] = self.pipeline.run(payload, self.source)
-        except Exception as exc:  # the chain catches its steps' errors; this is the chain itself failing
+            [out] = self.engine.run(payload, self.source)
+        except Exception as exc:  # the engine isolates its steps' errors; this is the engine itself failing
             raise Failed(("pipeline", type(exc).__name__), f"{type(exc).__name__}: {exc}") from exc
         if out.quarantined:
             failure = next((v for v in out.violations if v["code"] in FAILURE_CODES), None)

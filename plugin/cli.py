@@ -8,8 +8,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import orjson
-from groupspec.middleware.config import ConfigError, Store, load_config
-from groupspec.middleware.stores import StoreError
+from groupspec.middleware.config import load_config
+from groupspec.middleware.errors import ConfigError, GroupspecError
+from groupspec.middleware.jsonl import read_lines
+from groupspec.middleware.quarantine import payloads as quarantined_payloads
 
 from . import backfill, contract_diff, quarantine_commands, report
 from . import replay as replaying
@@ -23,19 +25,10 @@ def _replay(args: argparse.Namespace) -> int:
     for path in args.inputs:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such input file")
-    payloads = ((line, None) for path in args.inputs for line in replaying.read_lines(path))
-    summary = replaying.Replay(config, args.out, args.source, store_url=_store_url(args.store)).run(payloads)
+    payloads = ((line, None) for path in args.inputs for line in read_lines(path))
+    summary = replaying.Replay(config, args.out, args.source, store_url=args.store).run(payloads)
     print(orjson.dumps(summary).decode())
     return _expect(args)
-
-
-def _store_url(url: str | None) -> str | None:
-    if url is None:
-        return None
-    try:
-        return Store(url=url).url
-    except ValueError:
-        raise ConfigError(f"--store: expected memory:// | sqlite:///path | redis://host:port/db, got {url!r}") from None
 
 
 def _expect(args: argparse.Namespace) -> int:
@@ -54,11 +47,8 @@ def _quarantine_replay(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if not Path(args.file).is_file():
         raise ConfigError(f"{args.file}: no such quarantine file")
-    store_url = _store_url(args.store)
-    if args.deliver:
-        store_url = quarantine_commands.replay_store(config, store_url)
-    summary = replaying.Replay(config, args.out, args.source, store_url=store_url).run(
-        replaying.quarantine_payloads(args.file))
+    store_url = config.store_url("live" if args.deliver else "offline", args.store)  # --deliver: the service's
+    summary = replaying.Replay(config, args.out, args.source, store_url=store_url).run(quarantined_payloads(args.file))
     print(orjson.dumps(summary).decode())
     if args.deliver and quarantine_commands.deliver_and_print(config, args.out):
         return 1
@@ -111,12 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.run(args)
-    except ConfigError as exc:
-        print(f"groupspec: config error: {exc}", file=sys.stderr)
-        return 2
-    except StoreError as exc:
-        print(f"groupspec: store error: {exc}", file=sys.stderr)
-        return 1
+    except GroupspecError as exc:
+        print(f"groupspec: {exc.label}: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (OSError, EOFError) as exc:  # unreadable input or output: say which, no traceback
         print(f"groupspec: {exc}", file=sys.stderr)
         return 1

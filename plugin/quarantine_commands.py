@@ -10,12 +10,10 @@ from typing import Any
 
 import orjson
 from groupspec.middleware import Config, ConfigError, load_config
-from groupspec.middleware.config import LIVE_STORE_URL
-from groupspec.middleware.quarantine import JsonlFile
+from groupspec.middleware.jsonl import JsonlFile, read_lines
 
 from .customerio.dead_letter import DeadLetterFile
 from .customerio.delivery import Delivery, DeliveryFailed
-from .replay import read_lines
 from .service.serve import customerio_configured
 from .service.upstream import Upstream, UpstreamFailed
 
@@ -64,11 +62,6 @@ def _show(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path}: no record {args.index} (it holds {len(records)})")
     print(orjson.dumps(records[args.index - 1], option=orjson.OPT_INDENT_2).decode())
     return 0
-
-
-def replay_store(config: Config, store: str | None) -> str:
-    """The store a delivering replay resolves against: the service's own unless `--store` says otherwise."""
-    return store or config.store_url(LIVE_STORE_URL)
 
 
 def deliver(config: Config, out: str | Path) -> dict[str, int]:

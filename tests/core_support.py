@@ -7,10 +7,10 @@ import tomllib
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from groupspec.middleware import Pipeline, open_store
+from groupspec.middleware import Engine, open_store
 from groupspec.middleware.config import Config, parse_config
 from groupspec.middleware.message import Message
-from groupspec.plugin.customerio.mapping import to_customerio
+from groupspec.plugin.customerio.mapping import CUSTOMERIO
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -35,7 +35,7 @@ class Chain:
     def __init__(self, toml: str = "", store_url: str = "memory://") -> None:
         self.config = config(toml)
         self.store = open_store(store_url)
-        self.pipeline = Pipeline(self.config, self.store, extra=[to_customerio], clock=lambda: float(unix()))
+        self.pipeline = Engine(self.config, self.store, destination=CUSTOMERIO, clock=lambda: float(unix()))
 
     def run(self, *payloads: Any, source: str | None = None) -> list[Message]:
         return [m for p in payloads for m in self.pipeline.run(p, source)]

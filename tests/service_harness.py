@@ -19,8 +19,11 @@ import httpx
 import uvicorn
 from groupspec.middleware.config import load_config
 from groupspec.plugin.service.serve import Service, server_config
+from prometheus_client.parser import text_string_to_metric_families
 
 WRITE_KEYS = {"web": "wk_web_secret_123", "billing": "wk_billing_secret_456"}
+OPERATOR_TOKEN = "operator-token-789"  # configure it as service.operator_token to read /report.json
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 def write_config(tmp_path: Path, cio: Any = None, *, customerio: dict[str, Any] | None = None,
@@ -51,6 +54,16 @@ def write_config(tmp_path: Path, cio: Any = None, *, customerio: dict[str, Any] 
 
 def _pairs(values: dict[str, Any]) -> list[str]:
     return [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}" for k, v in values.items()]
+
+
+def metrics(url: str) -> dict[str, float]:
+    """The samples of `GET url/metrics`, keyed as Prometheus writes them: `name{label="value",...}`."""
+    out = {}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", headers=OPERATOR).text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
 
 
 def wait_for(check: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from groupspec.middleware.config import parse_config
 from groupspec.plugin.backfill.checkpoint import Checkpoint, Position
+from groupspec.plugin.backfill.inputs import count
 from groupspec.plugin.backfill.progress import progress_bar
 from groupspec.plugin.backfill.run import Backfill
 from groupspec.plugin.cli import main
@@ -146,6 +147,82 @@ def test_usage_errors_exit_2(tmp_path, config, capsys):
     err = capsys.readouterr().err
     assert "--dry-run and --out DIR go together" in err and "not resumable" in err
     assert "missing.csv: no such input file" in err and "customerio.site_id" in err
+
+
+def reasons(out: Path) -> list[str]:
+    return [r["violations"][0]["message"] for r in lines(out / "quarantine.jsonl")]
+
+
+def objects(out: Path) -> list[str]:
+    return [op["identifiers"]["object_id"] for op in lines(out / "customerio.jsonl")]
+
+
+def test_an_oversized_row_is_quarantined_and_the_rows_after_it_still_run(tmp_path, config):
+    # Python's csv stops a cell at 131,072 characters by default (csv.field_size_limit); a row over the bound is
+    # quarantined, whether one cell is too big, a quoted cell spans lines, or many cells add up.
+    text = ("user_id,group_id,name\n"
+            "user_1,hh_1,one\n"
+            f"user_2,hh_2,{'a' * 200_000}\n"                      # data row 2, line 3
+            f'user_3,hh_3,"first\n{"b" * 200_000}\nlast"\n'       # data row 3, lines 4-6
+            f"user_4,hh_4,{','.join(['c' * 30_000] * 5)}\n"       # data row 4, line 7: no cell over the csv limit
+            "user_5,hh_5,five\n")
+    assert dry_run([write(tmp_path, "big.csv", text)], config, tmp_path / "out") == 0
+    got = reasons(tmp_path / "out")
+    where = ["big.csv:2: line 3", "big.csv:3: lines 4-6", "big.csv:4: line 7"]
+    assert [r.split(": the row is")[0] for r in got] == where
+    assert all("over the 131,072-byte bound of a row" in r for r in got)
+    assert objects(tmp_path / "out") == ["hh_1", "hh_5"]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert (summary["received"], summary["quarantined"]) == (5, 3)
+    shown = lines(tmp_path / "out" / "quarantine.jsonl")[0]["message"]
+    assert shown == {"(row text, first 1000 characters)": "user_2,hh_2," + "a" * 988}
+    assert count(tmp_path / "big.csv") == 5
+
+
+def test_an_undecodable_row_is_quarantined_naming_its_own_row(tmp_path, config):
+    rows = [f"user_{i},hh_{i}\n".encode() for i in range(1, 6001)]
+    rows[5000] = b"user_5001,hh_5001,caf\xe9\n"  # data row 5001, line 5002 (after the header)
+    late = tmp_path / "late.csv"
+    late.write_bytes(b"user_id,group_id,name\n" + b"".join(rows))
+    early = tmp_path / "early.csv"  # the first data row: once reported as "cannot read the CSV header"
+    early.write_bytes(b"user_id,group_id,name\nuser_1,hh_x,\xff\xfe\nuser_2,hh_y,ok\n")
+    assert dry_run([str(late), str(early)], config, tmp_path / "out") == 0
+    assert reasons(tmp_path / "out") == [
+        "late.csv:5001: line 5002 is not UTF-8 (byte 0xe9 at byte 22 of the line; shown escaped as \\xe9)",
+        "early.csv:1: line 2 is not UTF-8 (byte 0xff at byte 13 of the line; shown escaped as \\xff)",
+    ]
+    assert lines(tmp_path / "out" / "quarantine.jsonl")[0]["message"] == {
+        "user_id": "user_5001", "group_id": "hh_5001", "name": "caf\\xe9"}
+    assert objects(tmp_path / "out")[-2:] == ["hh_6000", "hh_y"]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["received"] == 6002
+
+
+def test_unreadable_inputs_stop_with_exit_2_naming_the_file(tmp_path, config, capsys):
+    not_gzip = tmp_path / "accounts.csv.gz"
+    not_gzip.write_bytes(b"user_id,group_id\nuser_1,hh_1\n")
+    whole = gzip.compress("".join(f"user_{i},hh_{i}\n" for i in range(20_000)).encode())
+    truncated = tmp_path / "cut.csv.gz"
+    truncated.write_bytes(gzip.compress(b"user_id,group_id\n") + whole[:len(whole) // 2])
+    bad_jsonl = tmp_path / "events.jsonl.gz"
+    bad_jsonl.write_bytes(b"\x1f\x8b garbage")
+    header = tmp_path / "header.csv"
+    header.write_bytes(b"user_id,group_id,caf\xe9\nuser_1,hh_1,x\n")
+    errors = {}
+    for path in (not_gzip, truncated, bad_jsonl, header):
+        assert dry_run([str(path)], config, tmp_path / "out") == 2, path
+        errors[path] = capsys.readouterr().err
+        assert f"{path}: " in errors[path] and "Traceback" not in errors[path], errors[path]
+    assert "the CSV header: line 1 is not UTF-8" in errors[header]
+    assert count(not_gzip) == 0  # the progress bar's total never raises: the run reports the file
+
+
+def test_a_csv_header_that_repeats_a_column_is_refused_before_anything_is_sent(tmp_path, config, capsys):
+    good = write(tmp_path, "good.csv", "user_id,group_id\nuser_1,hh_1\n")
+    twice = write(tmp_path, "twice.csv", "user_id,group_id, group_id,plan_type\nuser_1,hh_1,hh_2,basic\n")
+    assert dry_run([good, twice], config, tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{twice}: the CSV header repeats 'group_id' (columns 2, 3)" in err
+    assert not (tmp_path / "out" / "customerio.jsonl").exists()
 
 
 def live_config(tmp_path: Path, cio, api_key: str | None = None, batch_size: int = 2) -> str:

@@ -122,7 +122,7 @@ def test_an_empty_file_gives_the_documented_defaults(tmp_path):
     c = cfg.contract
     assert (c.version, c.group_key, c.group_id_pattern, c.require_group, c.default_object_type_id) == (
         "unversioned", "group_id", None, [], "1")
-    assert cfg.store is None and cfg.store_url("memory://") == "memory://"
+    assert cfg.store is None and (cfg.store_url("offline"), cfg.store_url("live")) == ("memory://", "sqlite:///groupspec.db")
     assert cfg.customerio.base_url == "https://track.customer.io"
     assert {code: c.action(code) for code in DEFAULTS} == DEFAULTS
 

@@ -8,11 +8,11 @@ import copy
 import orjson
 import pytest
 from core_support import Chain, at, codes, group, identify, left, track
-from groupspec.middleware import Pipeline
+from groupspec.middleware import Engine
 from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore
 from groupspec.plugin.cli import main
-from groupspec.plugin.customerio.mapping import to_customerio
+from groupspec.plugin.customerio.mapping import CUSTOMERIO
 
 TRAITS = """
 [contract.group_traits]
@@ -323,7 +323,7 @@ def test_invalid_object_type_on_an_object_event_is_found():
 
 def test_invalid_object_type_flag_forwards_and_the_limits_keep_it_from_customer_io():
     c = chain("invalid_object_type", "flag")
-    bare = Pipeline(c.config, MemoryStore())  # without the Customer.io mapping: forwarded, flagged
+    bare = Engine(c.config, MemoryStore())  # without the Customer.io mapping: forwarded, flagged
     (msg,) = bare.run(group("u", "hh_1", 1, objectTypeId="households"))
     assert not msg.quarantined and violations_of(msg) == ["invalid_object_type"]
     mapped = c.one(group("u", "hh_1", 1, objectTypeId="households"))  # no op may carry a non-numeric type id
@@ -380,7 +380,7 @@ class UnavailableStore(MemoryStore):
 
 
 def test_a_store_that_cannot_answer_quarantines_with_store_unavailable():
-    pipeline = Pipeline(Chain().config, UnavailableStore(), extra=[to_customerio])
+    pipeline = Engine(Chain().config, UnavailableStore(), destination=CUSTOMERIO)
     (msg,) = pipeline.run(track("u", days=1))
     assert msg.quarantined and codes(msg) == ["store_unavailable"] and "127.0.0.1" in msg.violations[0]["message"]
 
@@ -389,7 +389,7 @@ def test_a_bug_in_a_step_quarantines_with_internal_error():
     def broken(msg):
         raise KeyError("oops")
 
-    pipeline = Pipeline(Chain().config, MemoryStore(), extra=[broken])
+    pipeline = Engine(Chain().config, MemoryStore(), steps=[broken])
     payload = track("u", days=1)
     (msg,) = pipeline.run(copy.deepcopy(payload))
     assert msg.quarantined and codes(msg) == ["internal_error"] and "KeyError" in msg.violations[0]["message"]
@@ -451,7 +451,7 @@ def test_a_failing_step_logs_its_traceback_once_per_kind(caplog):
     def broken(msg):
         raise KeyError("oops")
 
-    pipeline = Pipeline(Chain().config, MemoryStore(), extra=[broken])
+    pipeline = Engine(Chain().config, MemoryStore(), steps=[broken])
     with caplog.at_level("ERROR", logger="groupspec"):
         for day in range(3):
             (msg,) = pipeline.run(track("u", days=day))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from groupspec.middleware.config import parse_config
 from groupspec.plugin.cli import main
 from groupspec.plugin.contract_diff import RULES, diff
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 BASE = """
 [contract]
@@ -57,12 +61,15 @@ CASES = [
      True, "Cart Updated newly requires a group"),
     (edited(('require_group = ["Order Placed"]', 'require_group = []')), False, "Order Placed no longer requires"),
     (edited(('group_id_pattern = "^hh_[a-z0-9]+$"', 'group_id_pattern = "^hh_[a-z]+$"')), True, "group id pattern"),
+    (edited(('group_id_pattern = "^hh_[a-z0-9]+$"', 'group_id_pattern = "^(hh|acct)_[a-z0-9]+$"')), False,
+     "group id pattern widened ^hh_[a-z0-9]+$ -> ^(hh|acct)_[a-z0-9]+$: every id it accepted still matches"),
     (edited(('group_id_pattern = "^hh_[a-z0-9]+$"\n', '')), False, "no longer need to match"),
     (edited(('version = "2026-10"', 'version = "2026-10"\ndefault_object_type_id = "2"')), True, "default object type 1 -> 2"),
     (edited(('invalid_group_trait = "strip"', 'invalid_group_trait = "drop"')), True, "stricter: strip -> drop"),
     (edited(('invalid_group_trait = "strip"', 'invalid_group_trait = "flag"')), False, "relaxed: strip -> flag"),
     (edited(('version = "2026-10"', 'version = "2026-11"')), False, "version 2026-10 -> 2026-11"),
-    (edited(('credit = {', 'vip = {}\ncredit = {')), False, "group trait vip added"),
+    (edited(('credit = {', 'vip = {}\ncredit = {')), True,
+     "group trait vip added: person traits named vip will be stripped as group_trait_on_person (action: strip)"),
     (edited(('attach_group_traits = ["plan"]', 'attach_group_traits = []')), True, "plan no longer attached"),
     (edited(('credit = { type = "number", owner = "billing" }', 'credit = { type = "number" }')), False,
      "no longer owned by source billing"),
@@ -169,3 +176,73 @@ def test_rollups_removed_or_redefined_are_breaking():
     assert only(latest, BASE) == ("rollup last removed", True)
     description, breaking = only(latest, counted)
     assert breaking and description.startswith("rollup last redefined") and "count_window" in description
+
+
+def test_a_group_trait_added_is_breaking_only_where_people_sending_it_lose_it():
+    # group_trait_on_person: flag forwards the message as it was; strip (the default) and drop do not
+    def on_person(action: str) -> str:
+        return edited(('invalid_group_trait = "strip"',
+                       f'invalid_group_trait = "strip"\ngroup_trait_on_person = "{action}"'))
+
+    lenient, strict = on_person("flag"), on_person("drop")
+    assert only(lenient, lenient.replace('credit = {', 'vip = {}\ncredit = {')) == (
+        "group trait vip added (person traits named vip are only flagged as group_trait_on_person: action flag)", False)
+    assert only(strict, strict.replace('credit = {', 'vip = {}\ncredit = {')) == (
+        "group trait vip added: person messages with a trait named vip will be dropped as group_trait_on_person "
+        "(action: drop)", True)
+    strict_web = BASE + '[sources.web.contract.actions]\ngroup_trait_on_person = "flag"\n'
+    found = changes(strict_web, strict_web.replace('credit = {', 'vip = {}\ncredit = {'))
+    assert [(where, breaking) for where, _, breaking in found] == [("contract", True), ("sources.web", False)]
+
+
+# (old, new, widened): widened when every id the old pattern fully matches is shown to match the new one; a narrowing,
+# or a widening the comparison does not prove, is breaking (the comparison is conservative)
+PATTERNS = [
+    (r"^(a|b)$", r"^(a|b|c)$", True),
+    (r"^(hh|acct)_[a-z]+$", r"^(hh|acct|org)_[a-z]+$", True),
+    (r"^hh_[a-z0-9]+$", r"^(hh|acct)_[a-z0-9]+$", True),
+    (r"^hh_[a-z0-9]+$", r"^(?:hh_[a-z0-9]+|acct_\d+)$", True),
+    (r"^hh_[a-z]+$", r"^hh_[a-z0-9]+$", True),
+    (r"^hh_[0-9]+$", r"^hh_\d+$", True),
+    (r"^hh_\d+$", r"^hh_\w+$", True),
+    (r"^hh_[a-z0-9]{8}$", r"^hh_[a-z0-9]{8,12}$", True),
+    (r"^hh_[a-z]+$", r"^hh_[a-z]*$", True),
+    (r"^hh_[a-z]+$", r"^hh_.+$", True),
+    (r"hh_[a-z]+", r"^hh_[a-z]+$", True),
+    (r"^[ab]x$", r"^(ax|bx|c)$", True),
+    (r"^hh_ab$", r"^hh_a?b$", True),
+    (r"^(a|b|c)$", r"^(a|b)$", False),
+    (r"^hh_[a-z0-9]+$", r"^hh_[a-z]+$", False),
+    (r"^hh_\w+$", r"^hh_\d+$", False),
+    (r"^hh_[a-z]+$", r"^hh_[a-z]{2,}$", False),
+    (r"^hh_[a-z]{4}$", r"^hh_[a-z]{3}$", False),
+    (r"^hh_[a-z]+$", r"^hh_[a-z]++$", False),  # possessive: not reasoned about
+    (r"^(a)\1$", r"^(a|b)\1$", False),  # backreference: not reasoned about
+    (r"(?i)^hh_[a-z]+$", r"(?i)^hh_[a-z0-9]+$", False),  # case folding: only identical pieces
+    (r"^hh_[a-z]+$", r"(?i)^hh_[a-z]+$", False),  # flags changed
+    (r"^hh_[^0-9]+$", r"^hh_[^0-9a]+$", False),
+    (r"^x$", r"^$", False),
+]
+WIDENED = [(old, new) for old, new, widened in PATTERNS if widened]
+
+
+def pattern_change(old: str, new: str) -> tuple[str, bool]:
+    def with_pattern(pattern: str) -> str:
+        return edited(('group_id_pattern = "^hh_[a-z0-9]+$"', f"group_id_pattern = '{pattern}'"))
+    return only(with_pattern(old), with_pattern(new))
+
+
+@pytest.mark.parametrize("old, new, widened", PATTERNS)
+def test_a_pattern_change_is_compatible_only_when_shown_to_widen(old, new, widened):
+    if widened:
+        expected = (f"group id pattern widened {old} -> {new}: every id it accepted still matches", False)
+    else:
+        expected = (f"group id pattern {old} -> {new}: ids it accepted may now fail it", True)
+    assert pattern_change(old, new) == expected
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(WIDENED).flatmap(lambda pair: st.tuples(st.just(pair), st.from_regex(pair[0], fullmatch=True))))
+def test_every_id_the_old_pattern_accepts_a_widened_one_accepts(case):
+    (old, new), group_id = case
+    assert re.fullmatch(old, group_id) and re.fullmatch(new, group_id)

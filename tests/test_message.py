@@ -8,7 +8,7 @@ import copy
 import orjson
 import pytest
 from core_support import Chain, at, codes, unix
-from groupspec.middleware import Pipeline, open_store
+from groupspec.middleware import Engine, open_store
 from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from groupspec.middleware.quarantine import record
 
@@ -143,7 +143,7 @@ def test_a_message_of_32_kb_passes_and_one_byte_more_is_malformed():
     exact = orjson.dumps(_sized(MAX_MESSAGE_BYTES))
     assert len(exact) == MAX_MESSAGE_BYTES
     over = orjson.dumps(_sized(MAX_MESSAGE_BYTES + 1))
-    parse_only = Pipeline(chain.config, open_store("memory://"))  # without the Customer.io limits
+    parse_only = Engine(chain.config, open_store("memory://"))  # without the Customer.io limits
     assert not parse_only.run(exact)[0].quarantined
     msg = parse_only.run(over)[0]
     assert msg.quarantined and codes(msg) == ["malformed"] and "32 KB" in msg.violations[0]["message"]
@@ -153,7 +153,7 @@ def test_a_message_of_32_kb_passes_and_one_byte_more_is_malformed():
 def test_the_32_kb_limit_counts_bytes_of_a_text_line():
     line = orjson.dumps(_sized(40_000, "é")).decode()
     assert len(line) < MAX_MESSAGE_BYTES < len(line.encode())
-    msg = Pipeline(Chain().config, open_store("memory://")).run(line)[0]
+    msg = Engine(Chain().config, open_store("memory://")).run(line)[0]
     assert msg.quarantined and codes(msg) == ["malformed"]
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 from core_support import config
-from groupspec.middleware import Pipeline, open_store
+from groupspec.middleware import Engine, open_store
 from groupspec.plugin.cli import main
-from groupspec.plugin.customerio.mapping import to_customerio
+from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from groupspec.plugin.replay import Replay
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -285,7 +285,7 @@ def test_the_replay_command_balances_any_file(batch):
 @settings(SETTINGS, max_examples=100)
 @given(batch=st.lists(payloads, min_size=1, max_size=8), source=st.sampled_from([None, "web", "billing"]))
 def test_the_callers_dicts_are_never_mutated(name, batch, source):
-    pipeline = Pipeline(CONFIGS[name], open_store("memory://"), extra=[to_customerio], clock=lambda: 1767225600.0)
+    pipeline = Engine(CONFIGS[name], open_store("memory://"), destination=CUSTOMERIO, clock=lambda: 1767225600.0)
     before = copy.deepcopy(batch)
     for payload in batch:
         out = pipeline.run(payload, source)

@@ -234,15 +234,14 @@ def test_folder_and_service_are_exclusive(capsys):
 
 def test_the_service_counts_in_the_shape_the_report_reads(report, replayed):
     """The service's `/report.json` (plugin/service/metrics.py) agrees with the numbers of a replay folder."""
-    from groupspec.middleware import Pipeline, open_store
+    from groupspec.middleware import Engine, open_store
     from groupspec.plugin.report.collect import Coverage
     from groupspec.plugin.service.metrics import Metrics
 
     config = load_config(replayed[1])
-    pipeline, metrics = Pipeline(config, open_store("memory://")), Metrics(config.contract.version)
+    pipeline, metrics = Engine(config, open_store("memory://")), Metrics(config.contract.version)
     for line in [json.dumps(m) for m in STREAM] + ["not json"]:
-        for msg in pipeline.run(line):
-            metrics.processed(msg)
+        metrics.counts.merge(pipeline.process(line).counts)
     served = Coverage.model_validate(metrics.coverage("service"))
     assert (served.received, served.forwarded, served.quarantined) == (report.received, report.forwarded,
                                                                        report.quarantined)

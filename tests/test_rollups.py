@@ -7,14 +7,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from groupspec.middleware import Pipeline
+from groupspec.middleware import Engine
 from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.middleware.stores.memory import MemoryStore
 from groupspec.middleware.stores.sqlite import SQLiteStore
 from groupspec.plugin import replay as replaying
 from groupspec.plugin.cli import main
-from groupspec.plugin.customerio.mapping import to_customerio
-from groupspec.plugin.customerio.rollups import RollupUpdates
+from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_stores import RedisSandbox, needs_redis
@@ -37,8 +36,7 @@ class Chain:
     def __init__(self, store=None, contract=CONTRACT) -> None:
         self.config = parse_config({"contract": contract})
         self.store = store or MemoryStore()
-        self.rollups = RollupUpdates(self.store)
-        self.pipeline = Pipeline(self.config, self.store, extra=[to_customerio, self.rollups])
+        self.pipeline = Engine(self.config, self.store, destination=CUSTOMERIO)
 
     def send(self, message: dict) -> list[dict]:
         """The rollup updates that come out after `message`."""
@@ -47,7 +45,7 @@ class Chain:
         return [op for op in msg.ops if op["type"] == "object"]
 
     def flush(self) -> list[dict]:
-        return self.rollups.flush(self.config.contract)
+        return self.pipeline.flush().ops
 
 
 def at(**delta) -> str:

@@ -15,10 +15,9 @@ import pytest
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
 from groupspec.plugin.report.collect import Coverage
-from service_harness import WRITE_KEYS, ThreadService, wait_for, write_config
+from service_harness import OPERATOR, OPERATOR_TOKEN, WRITE_KEYS, ThreadService, metrics, wait_for, write_config
 
 WEB = (WRITE_KEYS["web"], "")
-OPERATOR = {"authorization": "Bearer operator-token-789"}  # /report.json needs service.operator_token
 
 
 def track(i: int, **extra) -> dict:
@@ -32,7 +31,7 @@ def ids(ops: list[dict]) -> set[str]:
 
 @pytest.fixture
 def service(tmp_path, cio):
-    with ThreadService(write_config(tmp_path, cio, service={"operator_token": "operator-token-789"})) as svc:
+    with ThreadService(write_config(tmp_path, cio, service={"operator_token": OPERATOR_TOKEN})) as svc:
         yield svc
 
 
@@ -120,7 +119,7 @@ def test_bad_requests_are_refused_and_nothing_is_spooled(service, cio, tmp_path,
     with sqlite3.connect(tmp_path / "spool.db") as db:
         assert db.execute("SELECT COUNT(*) FROM spool").fetchone()[0] == 0
     if path in ("/v1/batch", "/v1/track") and method == "POST":  # intake answers are counted by status
-        assert f'groupspec_requests_total{{status="{status}"}} 1' in httpx.get(service.url + "/metrics", headers=OPERATOR).text
+        assert metrics(service.url).get(f'groupspec_requests_total{{status="{status}"}}') == 1
 
 
 def test_a_200_means_the_request_is_in_the_spool_file(tmp_path, cio):
@@ -131,36 +130,36 @@ def test_a_200_means_the_request_is_in_the_spool_file(tmp_path, cio):
             with sqlite3.connect(tmp_path / "spool.db") as db:  # a second reader of the file sees it at once
                 payloads = [orjson.loads(p) for (p,) in db.execute("SELECT payload FROM spool ORDER BY seq")]
             assert payloads[-1]["messageId"] == f"m{i}"
-        assert "groupspec_spool_depth 5" in httpx.get(svc.url + "/metrics", headers=OPERATOR).text
+        assert metrics(svc.url).get("groupspec_spool_depth") == 5
 
 
 def test_malformed_members_of_a_batch_are_quarantined_and_counted(service, cio, tmp_path):
     batch = [track(1), {"type": "track", "userId": "u2"}, {"type": "bogus", "userId": "u3"},
              track(4, properties={"group_id": "NOT A GROUP"})]
     assert httpx.post(service.url + "/v1/batch", json={"batch": batch}, auth=WEB).status_code == 200
-    wait_for(lambda: "groupspec_forwarded_total 1" in httpx.get(service.url + "/metrics", headers=OPERATOR).text)
+    wait_for(lambda: metrics(service.url).get("groupspec_forwarded_total") == 1)
     records = [orjson.loads(line) for line in (tmp_path / "quarantine.jsonl").read_bytes().splitlines()]
     assert [r["violations"][-1]["code"] for r in records] == ["malformed", "malformed", "invalid_group_id"]
     assert all(r["source"] == "web" for r in records)
-    metrics = httpx.get(service.url + "/metrics", headers=OPERATOR).text
-    assert 'groupspec_quarantined_total{code="malformed"} 2' in metrics
-    assert 'groupspec_quarantined_total{code="invalid_group_id"} 1' in metrics
-    assert "groupspec_received_total 4" in metrics
-    assert "groupspec_delivered_total 1" in metrics
+    wait_for(lambda: metrics(service.url).get("groupspec_delivered_total") == 1)
+    shown = metrics(service.url)
+    assert shown['groupspec_quarantined_total{code="malformed"}'] == 2
+    assert shown['groupspec_quarantined_total{code="invalid_group_id"}'] == 1
+    assert shown["groupspec_received_total"] == shown["groupspec_accepted_total"] == 4
 
 
 def test_metrics_and_report(service, cio):
     batch = [track(1, properties={"group_id": "hh_1"}), track(2, event="Order Placed")]
     assert httpx.post(service.url + "/v1/batch", json={"batch": batch}, auth=WEB).status_code == 200
     wait_for(lambda: len(cio.accepted) == 2)
-    wait_for(lambda: "groupspec_spool_depth 0" in httpx.get(service.url + "/metrics", headers=OPERATOR).text)
-    metrics = httpx.get(service.url + "/metrics", headers=OPERATOR)
-    assert metrics.headers["content-type"].startswith("text/plain")
-    for line in ["groupspec_received_total 2", "groupspec_forwarded_total 2", "groupspec_delivered_total 2",
-                 "groupspec_delivery_requests_total 1", "groupspec_delivery_latency_seconds_count 1",
-                 'groupspec_delivery_latency_seconds_bucket{le="+Inf"} 1', "groupspec_healthy 1",
-                 "# TYPE groupspec_delivery_latency_seconds histogram"]:
-        assert line in metrics.text.splitlines()
+    wait_for(lambda: metrics(service.url).get("groupspec_spool_depth") == 0)
+    assert httpx.get(service.url + "/metrics", headers=OPERATOR).headers["content-type"].startswith("text/plain")
+    shown = metrics(service.url)
+    for name, value in [("groupspec_received_total", 2), ("groupspec_forwarded_total", 2),
+                        ("groupspec_delivered_total", 2), ("groupspec_delivery_requests_total", 1),
+                        ("groupspec_delivery_latency_seconds_count", 1),
+                        ('groupspec_delivery_latency_seconds_bucket{le="+Inf"}', 1), ("groupspec_healthy", 1)]:
+        assert shown[name] == value, name
     report = Coverage.model_validate_json(httpx.get(service.url + "/report.json", headers=OPERATOR).content)  # `groupspec report`
     assert (report.received, report.forwarded, report.quarantined) == (2, 2, 0)
     rows = {row.event: row for row in report.events}
@@ -172,12 +171,12 @@ def test_metrics_and_report(service, cio):
 def test_an_operation_over_customerio_limits_is_quarantined_not_sent(service, cio, tmp_path):
     batch = [track(1), {"type": "identify", "userId": "u" * 200}, track(3)]  # ids are at most 150 bytes
     assert httpx.post(service.url + "/v1/batch", json={"batch": batch}, auth=WEB).status_code == 200
-    wait_for(lambda: "groupspec_spool_depth 0" in httpx.get(service.url + "/metrics", headers=OPERATOR).text)
+    wait_for(lambda: metrics(service.url).get("groupspec_spool_depth") == 0)
     assert ids(cio.accepted) == {event_id(f"m{i}", parse_time("2026-11-01T10:00:00Z")) for i in (1, 3)}
     assert len(cio.accepted) == 2
     (record,) = [orjson.loads(line) for line in (tmp_path / "quarantine.jsonl").read_bytes().splitlines()]
     assert record["violations"][-1]["code"] == "customerio_limit"
-    assert 'groupspec_quarantined_total{code="customerio_limit"} 1' in httpx.get(service.url + "/metrics", headers=OPERATOR).text
+    assert metrics(service.url).get('groupspec_quarantined_total{code="customerio_limit"}') == 1
 
 
 def test_a_scripted_207_goes_to_the_dead_letter(service, cio, tmp_path):
@@ -187,14 +186,14 @@ def test_a_scripted_207_goes_to_the_dead_letter(service, cio, tmp_path):
     dead = [orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()]
     assert [d["operation"]["id"] for d in dead] == [event_id(f"m{i}", parse_time("2026-11-01T10:00:00Z"))
                                                     for i in (1, 2)]
-    wait_for(lambda: "groupspec_dead_lettered_total 2" in httpx.get(service.url + "/metrics", headers=OPERATOR).text)
+    wait_for(lambda: metrics(service.url).get("groupspec_dead_lettered_total") == 2)
 
 
 def test_retries_on_503_then_delivers(service, cio):
     cio.script(503, count=2)
     assert httpx.post(service.url + "/v1/track", json=track(1), auth=WEB).status_code == 200
     wait_for(lambda: cio.accepted)
-    wait_for(lambda: "groupspec_delivery_retries_total 2" in httpx.get(service.url + "/metrics", headers=OPERATOR).text)
+    wait_for(lambda: metrics(service.url).get("groupspec_delivery_retries_total") == 2)
 
 
 def test_401_from_customerio_makes_health_unhealthy_and_loses_nothing(tmp_path, cio):
@@ -207,7 +206,7 @@ def test_401_from_customerio_makes_health_unhealthy_and_loses_nothing(tmp_path, 
         assert health.json()["status"] == "unhealthy"
         assert "customerio.api_key" in health.json()["problems"][0]
         assert "wrong-key-for-the-test" not in health.text
-        assert "groupspec_healthy 0" in httpx.get(svc.url + "/metrics", headers=OPERATOR).text
+        assert metrics(svc.url).get("groupspec_healthy") == 0
         assert httpx.post(svc.url + "/v1/track", json=track(3), auth=WEB).status_code == 200  # still accepting
     assert cio.accepted == []
     with ThreadService(write_config(tmp_path, cio)) as svc:  # fixed credentials, same spool
@@ -273,7 +272,7 @@ def test_enriched_messages_are_forwarded_upstream_with_its_write_key(tmp_path, c
         batch = [track(1, properties={"group_id": "hh_1"}), {"type": "track", "userId": "u9"}]
         assert httpx.post(svc.url + "/v1/batch", json={"batch": batch}, auth=WEB).status_code == 200
         wait_for(lambda: upstream.received)
-        wait_for(lambda: "groupspec_upstream_forwarded_total 1" in httpx.get(svc.url + "/metrics", headers=OPERATOR).text)
+        wait_for(lambda: metrics(svc.url).get("groupspec_upstream_forwarded_total") == 1)
     (path, auth, body), = upstream.received
     assert path == "/v1/batch"
     assert auth == "Basic " + base64.b64encode(b"wk_upstream_secret:").decode()
@@ -320,7 +319,7 @@ def test_a_spool_that_cannot_be_written_answers_503_and_accepts_nothing(service,
     response = httpx.post(service.url + "/v1/track", json=track(1), auth=WEB)
     assert response.status_code == 503
     assert response.json()["success"] is False
-    assert "groupspec_received_total 0" in httpx.get(service.url + "/metrics", headers=OPERATOR).text
+    assert metrics(service.url).get("groupspec_accepted_total") == 0
 
 
 def test_a_second_service_on_the_same_spool_refuses_to_start(service, tmp_path, cio):

@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 from groupspec.plugin.service.intake import Rejected, decompress
-from service_harness import WRITE_KEYS, ThreadService, wait_for, write_config
+from service_harness import WRITE_KEYS, ThreadService, metrics, wait_for, write_config
 
 WEB = (WRITE_KEYS["web"], "")
 BASIC = b"Basic " + base64.b64encode(WRITE_KEYS["web"].encode() + b":")
@@ -100,8 +100,7 @@ def test_headers_that_never_end_are_answered_408(quick):
         sock.sendall(b"POST /v1/batch HTTP/1.1\r\nHost: groupspec\r\nContent-Type: appl")
         assert status_of(sock) == 408
         assert closed(sock)
-    metrics = httpx.get(quick.url + "/metrics").text
-    assert 'groupspec_requests_total{status="408"} 1' in metrics.splitlines()
+    assert metrics(quick.url).get('groupspec_requests_total{status="408"}') == 1
 
 
 def test_fifty_stalled_clients_do_not_stop_others_being_served(quick, cio):

@@ -12,6 +12,7 @@ import orjson
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
 from service_harness import (
+    metrics,
     WRITE_KEYS,
     ServiceProcess,
     ThreadService,
@@ -40,7 +41,7 @@ def test_kill_9_while_customerio_fails_then_restart_delivers_every_event_once_by
         wait_for(lambda: len(cio.requests) >= 4)  # the worker is retrying the first request's third batch
         for first in range(100, 200, 10):
             assert httpx.post(service.url + "/v1/batch", json=batch(first, 10), auth=WEB).status_code == 200
-        assert "groupspec_spool_depth 200" in httpx.get(service.url + "/metrics").text
+        assert metrics(service.url).get("groupspec_spool_depth") == 200
         (worker,) = service.children()  # the delivery process
     finally:
         service.kill()
@@ -51,7 +52,7 @@ def test_kill_9_while_customerio_fails_then_restart_delivers_every_event_once_by
 
     service = ServiceProcess(config, tmp_path / "second.log")
     try:
-        wait_for(lambda: "groupspec_spool_depth 0" in httpx.get(service.url + "/metrics").text, timeout=30)
+        wait_for(lambda: metrics(service.url).get("groupspec_spool_depth") == 0, timeout=30)
         (worker,) = service.children()
     finally:
         assert service.stop() in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
@@ -79,11 +80,11 @@ def test_kill_9_of_the_delivery_process_restarts_it_and_loses_nothing(tmp_path, 
         wait_for(lambda: httpx.get(svc.url + "/health").status_code == 503)  # down until it is restarted
         assert httpx.post(svc.url + "/v1/batch", json=batch(30, 10), auth=WEB).status_code == 200  # still accepting
         cio.reset()
-        wait_for(lambda: "groupspec_spool_depth 0" in httpx.get(svc.url + "/metrics").text)
+        wait_for(lambda: metrics(svc.url).get("groupspec_spool_depth") == 0)
         assert svc.service.delivery.pid != first
         assert children(os.getpid()) == [svc.service.delivery.pid]
         assert httpx.get(svc.url + "/health").status_code == 200
-        assert "groupspec_delivered_total 40" in httpx.get(svc.url + "/metrics").text
+        assert metrics(svc.url).get("groupspec_delivered_total") == 40
     assert {op["id"] for op in cio.accepted} == {event_id(f"m{i}", parse_time(TS)) for i in range(40)}
     assert not alive(first)
 

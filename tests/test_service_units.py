@@ -17,7 +17,9 @@ from groupspec.plugin.service.child import listen
 from groupspec.plugin.service.commit import GroupCommit
 from groupspec.plugin.service.intake import Rejected, admit, basic_user, decompress
 from groupspec.plugin.service.logs import JsonFormatter, secrets_of
-from groupspec.plugin.service.metrics import Histogram, Metrics
+from groupspec.middleware.counts import Counts
+from groupspec.plugin.service.metrics import DeliveryStats, Metrics
+from prometheus_client.parser import text_string_to_metric_families
 from groupspec.plugin.service.spool import Spool, SpoolError, SpoolQueue
 from groupspec.plugin.service.supervisor import QUIT, WAKE
 from hypothesis import given, settings
@@ -95,7 +97,7 @@ def test_spool_returns_entries_in_order_and_done_removes_them(tmp_path_factory, 
     spool.close()
 
 
-def test_the_worker_state_is_shared_through_the_spool_and_reset_by_each_service(tmp_path):
+def test_the_worker_state_is_shared_through_the_spool_and_carries_on_across_services(tmp_path):
     spool = Spool(tmp_path / "s.db")
     queue = SpoolQueue(spool.path)
     spool.append([("web", None, 1.0, 3, b"{}"), ("web", None, 1.0, 2, b"{}")])
@@ -106,26 +108,39 @@ def test_the_worker_state_is_shared_through_the_spool_and_reset_by_each_service(
     queue.done(queue.take(0, 3), {"done": 3, "problem": None})
     assert (spool.depth, spool.worker_state()["problem"]) == (2, None)
     assert queue.state() == {"done": 3, "problem": None}  # a restarted delivery process continues from it
+    queue.publish({"done": 3, "problem": "refused"})  # a delivery process that stopped with a problem
     queue.close()
     spool.close()
     reopened = Spool(tmp_path / "s.db")
-    assert (reopened.worker_state(), reopened.depth) == ({}, 2)
+    assert (reopened.worker_state(), reopened.depth) == ({"done": 3, "problem": None}, 2)
     reopened.close()
 
 
-def test_metrics_snapshot_restores_every_counter_the_worker_keeps():
-    worker_side = Metrics("v1")
+def _samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_show_what_the_worker_committed():
+    counts = Counts()
     msg = Message({"type": "track", "event": "Order Placed", "userId": "u1"},
                   {"type": "track", "event": "Order Placed", "userId": "u1"}, "web", 1_790_000_000.0)
-    worker_side.processed(msg.drop("invalid_group_id", "groupId", "bad"))
-    worker_side.delivered, worker_side.retries, worker_side.upstream_forwarded = 5, 2, 4
-    worker_side.latency.observe(0.2, 3)
-    service_side = Metrics("v1")
-    service_side.received = 9
-    service_side.restore(orjson.loads(orjson.dumps(worker_side.snapshot())))
-    assert service_side.coverage("service") == worker_side.coverage("service")
-    expected = worker_side.prometheus(0, True).replace("groupspec_received_total 0", "groupspec_received_total 9")
-    assert service_side.prometheus(0, True) == expected
+    msg.type = "track"
+    counts.count(msg.drop("invalid_group_id", "groupId", "bad"))
+    stats = DeliveryStats(delivered=5, retries=2, upstream_forwarded=4)
+    stats.observe(0.2, 3)
+    metrics = Metrics("v1")
+    metrics.received = 9
+    metrics.restore(orjson.loads(orjson.dumps({"counts": counts.to_dict(), "delivery": stats.to_dict()})))
+    samples = _samples(metrics.prometheus(0, True))
+    assert samples[("groupspec_accepted_total", ())] == 9
+    assert samples[("groupspec_received_total", ())] == 1
+    assert samples[("groupspec_quarantined_total", (("code", "invalid_group_id"),))] == 1
+    assert samples[("groupspec_delivered_total", ())] == 5
+    assert samples[("groupspec_upstream_forwarded_total", ())] == 4
+    assert samples[("groupspec_delivery_latency_seconds_count", ())] == 3
+    report = metrics.coverage("service")
+    assert (report["received"], report["quarantined"], report["events"][0]["event"]) == (1, 1, "Order Placed")
 
 
 def test_spool_depth_survives_a_reopen(tmp_path):
@@ -182,12 +197,16 @@ def test_json_logs_mask_every_configured_secret():
     assert entry["level"] == "error"
 
 
-def test_histogram_buckets_are_cumulative():
-    h = Histogram((0.1, 1.0))
-    for value in (0.05, 0.5, 0.5, 5.0):
-        h.observe(value)
-    assert h.lines("x") == ['x_bucket{le="0.1"} 1', 'x_bucket{le="1.0"} 3', 'x_bucket{le="+Inf"} 4',
-                            "x_sum 6.050000", "x_count 4"]
+def test_latency_buckets_are_cumulative():
+    stats = DeliveryStats()
+    for value in (0.005, 0.5, 0.5, 500.0):
+        stats.observe(value)
+    metrics = Metrics()
+    metrics.restore({"delivery": stats.to_dict()})
+    samples = _samples(metrics.prometheus(0, True))
+    bucket = "groupspec_delivery_latency_seconds_bucket"
+    assert [samples[(bucket, (("le", le),))] for le in ("0.01", "0.5", "300.0", "+Inf")] == [1, 3, 3, 4]
+    assert samples[("groupspec_delivery_latency_seconds_sum", ())] == 501.005
 
 
 def test_the_delivery_process_turns_notices_into_wake_ups_and_a_clean_stop():

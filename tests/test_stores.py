@@ -10,7 +10,7 @@ from collections.abc import Callable
 import orjson
 import pytest
 import redis
-from groupspec.middleware import Pipeline
+from groupspec.middleware import Engine
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.stores import Membership, StoreError, open_store
 from groupspec.middleware.stores.memory import MemoryStore
@@ -382,7 +382,7 @@ TRAITS = parse_config({"contract": {"attach_group_traits": ["status"], "group_tr
 
 
 def forwarded(store, order: list[int]) -> list[bytes]:
-    pipeline = Pipeline(TRAITS, store)
+    pipeline = Engine(TRAITS, store)
     return [orjson.dumps(msg.body) for i in order
             for msg in pipeline.run({**STREAM[i][1], "messageId": STREAM[i][0]})]
 
@@ -405,7 +405,7 @@ def test_a_message_not_seen_before_sees_every_fact_known(tmp_path):
     store = SQLiteStore(str(tmp_path / "groupspec.db"))
     first = forwarded(store, [0, 1])  # the event, then its group's late join with the status
     again = forwarded(store, [0])
-    new = Pipeline(TRAITS, store).run({**STREAM[0][1], "messageId": "e1-new"})[0].body
+    new = Engine(TRAITS, store).run({**STREAM[0][1], "messageId": "e1-new"})[0].body
     store.close()
     assert again == first[:1] and b"hh_a" not in again[0]  # replayed: as the first time
     assert new["context"]["groupId"] == "hh_a" and new["context"]["groupspec"]["group_traits"] == {"status": "active"}
@@ -510,7 +510,7 @@ def test_a_redis_store_that_cannot_connect_raises_store_error_without_the_passwo
 
 def test_the_pipeline_quarantines_a_message_when_redis_is_down():
     store = RedisStore(f"redis://127.0.0.1:{closed_port()}/0")
-    msg, = Pipeline(parse_config({}), store).run(b'{"type":"track","userId":"u1","event":"Order Placed"}')
+    msg, = Engine(parse_config({}), store).run(b'{"type":"track","userId":"u1","event":"Order Placed"}')
     store.close()
     assert msg.quarantined and [v["code"] for v in msg.violations] == ["store_unavailable"]
     assert "unavailable" in msg.violations[0]["message"]

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from .base import Activity, Membership, Store, StoreError
+from .urls import EXPECTED, SCHEMES
 
 
 def open_store(url: str) -> Store:
-    """Open the store a `[store] url` names."""
-    if url.startswith("memory://"):
-        from .memory import MemoryStore
-
-        return MemoryStore()
-    if url.startswith("sqlite:///"):
-        from .sqlite import SQLiteStore
-
-        return SQLiteStore(url.removeprefix("sqlite:///"))
-    if url.startswith("redis://"):
-        from .redis import RedisStore
-
-        return RedisStore(url)
-    raise ValueError(f"unknown store url {url!r}: expected memory://, sqlite:///path or redis://host:port/db")
+    """Open the store a URL names (its backend is imported only then)."""
+    for scheme, (module, name) in SCHEMES.items():
+        if url.startswith(scheme):
+            store = getattr(import_module(f".{module}", __name__), name)
+            if module == "memory":
+                return store()
+            return store(url.removeprefix(scheme) if module == "sqlite" else url)
+    raise ValueError(f"unknown store url {url!r}: expected {EXPECTED}")
 
 
 __all__ = ["Activity", "Membership", "Store", "StoreError", "open_store"]

@@ -14,6 +14,10 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, NamedTuple, Protocol
 
+from ..errors import StoreError
+
+__all__ = ["Activity", "Membership", "Store", "StoreError"]
+
 
 class Membership(NamedTuple):
     object_type_id: str
@@ -28,10 +32,6 @@ class Activity(NamedTuple):
     seq: int  # order of recording within the group
     message_id: str
     values: dict[str, Any]  # rollup name -> the value this event contributes
-
-
-class StoreError(Exception):
-    """The store cannot answer (e.g. a Redis outage); the message must not be silently unresolved."""
 
 
 class Store(Protocol):

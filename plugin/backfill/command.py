@@ -16,7 +16,7 @@ from groupspec.middleware.message import parse_time
 
 from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
 from .checkpoint import Checkpoint, Position
-from .inputs import InputError, count
+from .inputs import InputError, check, count
 from .progress import progress_bar
 from .run import Backfill
 from .sinks import Files, Live
@@ -42,6 +42,10 @@ def _check(args: argparse.Namespace) -> None:
     for path in args.inputs:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such input file")
+        try:
+            check(path)  # a header that repeats a column, a file that is not gzip: refused before anything is sent
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def _start(args: argparse.Namespace, checkpoint: Checkpoint | None) -> tuple[Position, float]:
@@ -89,9 +93,9 @@ def run(args: argparse.Namespace) -> int:
             except DeliveryFailed as exc:
                 _stopped(str(exc), backfill, checkpoint)
                 return 1
-            except InputError as exc:
+            except InputError as exc:  # an input that cannot be read on (a bad row is quarantined instead)
                 _stopped(str(exc), backfill, checkpoint)
-                return 1
+                return 2
             except KeyboardInterrupt:
                 _stopped("interrupted", backfill, checkpoint)
                 return 130

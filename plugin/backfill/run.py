@@ -7,20 +7,23 @@ store and the rollups are rebuilt exactly, but nothing of theirs is sent or writ
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
-from groupspec.middleware import Config, Message, Pipeline, open_store
-from groupspec.middleware.quarantine import record
+from groupspec.middleware import Config, Engine, Outcome, open_store
+from groupspec.middleware.counts import Counts as MessageCounts
 
 from ..customerio.delivery import DeliveryFailed
-from ..customerio.mapping import to_customerio
-from ..customerio.rollups import RollupUpdates
+from ..customerio.mapping import CUSTOMERIO
 from .checkpoint import Checkpoint, Position
 from .inputs import Record, records
+
+
+CHUNK = 1000  # records a store transaction
 
 
 class Sink(Protocol):
@@ -44,17 +47,17 @@ class _Mark:
 
 @dataclass
 class Counts:
-    received: int = 0
-    forwarded: int = 0
-    quarantined: int = 0
+    """The messages of this run (the engine's counting model), its operations, and the records skipped."""
+
+    messages: MessageCounts = field(default_factory=MessageCounts)
     operations: int = 0
     skipped: int = 0  # records delivered by an earlier run
-    violations: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"received": self.received, "forwarded": self.forwarded, "quarantined": self.quarantined,
-                "operations": self.operations, "skipped": self.skipped,
-                "violations": dict(sorted(self.violations.items()))}
+        summary = self.messages.summary()
+        return {"received": summary["received"], "forwarded": summary["forwarded"],
+                "quarantined": summary["quarantined"], "operations": self.operations, "skipped": self.skipped,
+                "violations": summary["violations"]}
 
 
 class Backfill:
@@ -66,9 +69,8 @@ class Backfill:
         self.config, self.inputs, self.sink, self.at, self.source = config, inputs, sink, at, source
         self.checkpoint, self.every, self.progress = checkpoint, every, progress
         self.batch_size = config.customerio.batch_size
-        self.store = open_store(store_url or config.store_url("memory://"))
-        self.rollups = RollupUpdates(self.store)
-        self.pipeline = Pipeline(config, self.store, extra=[to_customerio, self.rollups], clock=lambda: at)
+        self.engine = Engine(config, open_store(config.store_url("offline", store_url)), destination=CUSTOMERIO,
+                             clock=lambda: at)
         self.counts = Counts()
         self.position = Position()
         self._pending: list[dict[str, Any]] = []
@@ -80,48 +82,44 @@ class Backfill:
         self.position = start
         try:
             delivered_before = start.ops
-            for here, messages, ops in self._outcomes():
+            for here, outcome in self._outcomes():
                 if here <= start:
                     self.counts.skipped += here.file < len(self.inputs)
                     continue
-                self._count(messages)
-                ops = ops[delivered_before:]
+                self.counts.messages.merge(outcome.counts)
+                ops = outcome.ops[delivered_before:]
                 self.counts.operations += len(ops)
-                self._queue(here, ops, [record(m) for m in messages if m.quarantined], delivered_before)
+                self._queue(here, ops, outcome.quarantined, delivered_before)
                 delivered_before = 0
                 if len(self._pending) >= self.batch_size or self._unsaved >= self.every:
                     self._send(everything=self._unsaved >= self.every)
             self._send(everything=True)
         finally:
             self._save()
-            self.store.close()
+            self.engine.store.close()
         return self.counts
 
-    def _outcomes(self) -> Iterator[tuple[Position, list[Message], list[dict[str, Any]]]]:
-        """(position, messages, operations) of every record, then the final flush of pending rollup updates."""
+    def _outcomes(self) -> Iterator[tuple[Position, Outcome]]:
+        """(position, outcome) of every record, a chunk (one store transaction) at a time, then the final
+        flush of pending rollup updates."""
         contract = self.config.contract_for(self.source)
         for index, path in enumerate(self.inputs):
-            for rec in records(path, contract):
-                messages = self._messages(path, rec)
-                self.progress(1)
-                yield Position(index, rec.number), messages, [op for m in messages if not m.quarantined for op in m.ops]
-        yield Position(len(self.inputs), 1), [], self.rollups.flush(self.config.contract)
+            pending = records(path, contract)
+            while chunk := list(islice(pending, CHUNK)):
+                with self.engine.transaction():
+                    done = [(Position(index, rec.number), self._outcome(path, rec)) for rec in chunk]
+                for here, outcome in done:
+                    self.progress(1)
+                    yield here, outcome
+        with self.engine.transaction():
+            flushed = self.engine.flush()
+        yield Position(len(self.inputs), 1), flushed
 
-    def _messages(self, path: str, rec: Record) -> list[Message]:
+    def _outcome(self, path: str, rec: Record) -> Outcome:
         if rec.problem is None:
-            return self.pipeline.run(rec.payload, self.source)
-        msg = Message(rec.row, None, self.source, self.at)
-        return [msg.drop("malformed", rec.problem[0], f"{Path(path).name}:{rec.number}: {rec.problem[1]}")]
-
-    def _count(self, messages: list[Message]) -> None:
-        counts = self.counts
-        for msg in messages:
-            counts.received += 1
-            if msg.quarantined:
-                counts.quarantined += 1
-            else:
-                counts.forwarded += 1
-            counts.violations.update(v["code"] for v in msg.violations)
+            return self.engine.process(rec.payload, self.source)
+        field_name, reason = rec.problem
+        return self.engine.reject(rec.row, self.source, field_name, f"{Path(path).name}:{rec.number}: {reason}")
 
     def _queue(self, here: Position, ops: list[dict[str, Any]], quarantined: list[dict[str, Any]],
                delivered_before: int) -> None:

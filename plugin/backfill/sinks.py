@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from groupspec.middleware.quarantine import JsonlFile
+from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery, DeliveryFailed, DeliveryReport
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from groupspec.middleware.quarantine import JsonlFile, iso
+from groupspec.middleware.jsonl import JsonlFile
+from groupspec.middleware.quarantine import iso
 
 
 def record(op: dict[str, Any], error: dict[str, Any], failed_at: float) -> dict[str, Any]:

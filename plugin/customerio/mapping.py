@@ -1,13 +1,16 @@
-"""Spec messages -> Customer.io Track API v2 operations, one small function per row of SPEC.md's table."""
+"""Spec messages -> Customer.io Track API v2 operations: a routing table (`ROUTES`), a field-path table
+(`FIELDS`) and one small builder per operation."""
 
 from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from groupspec.middleware.contract import object_attributes
 from groupspec.middleware.message import Message, parse_time
+from groupspec.middleware.rollups import Update
 
 from . import identifiers, limits
 
@@ -66,9 +69,25 @@ def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> li
              "id": event_id(msg.body["messageId"], msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
 
 
-def track(msg: Message) -> list[dict[str, Any]]:
-    if msg.object_event:
-        return object_event(msg)
+def first(msg: Message, paths: tuple[str, ...]) -> Any:
+    """The first non-empty value found at `paths` (dotted paths into the message body)."""
+    for path in paths:
+        value: Any = msg.body
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value not in (None, ""):
+            return value
+    return None
+
+
+#: where each mapped field comes from, in order of preference (Segment's field defaults, as data)
+FIELDS: dict[str, tuple[str, ...]] = {
+    "page.name": ("properties.url", "context.page.url", "name"),
+    "screen.name": ("name", "properties.name"),
+}
+
+
+def event(msg: Message) -> list[dict[str, Any]]:
     extra: dict[str, Any] = {}
     if msg.group_id is not None:
         extra["group_id"] = msg.group_id
@@ -78,20 +97,18 @@ def track(msg: Message) -> list[dict[str, Any]]:
 
 
 def page(msg: Message) -> list[dict[str, Any]]:
-    page_context = (msg.body.get("context") or {}).get("page") or {}
-    name = msg.props.get("url") or page_context.get("url") or msg.body.get("name") or ""
-    return _activity(msg, "page", str(name), {})
+    return _activity(msg, "page", str(first(msg, FIELDS["page.name"]) or ""), {})
 
 
 def screen(msg: Message) -> list[dict[str, Any]]:
-    return _activity(msg, "screen", str(msg.body.get("name") or msg.props.get("name") or ""), {})
+    return _activity(msg, "screen", str(first(msg, FIELDS["screen.name"]) or ""), {})
 
 
 def _object_ids(msg: Message) -> dict[str, str]:
     return {"object_type_id": msg.object_type, "object_id": msg.group_id}
 
 
-def group(msg: Message) -> list[dict[str, Any]]:
+def identify_object(msg: Message) -> list[dict[str, Any]]:
     traits = msg.traits
     values = object_attributes(traits)
     values.pop("anonymous_id", None)  # a person's identifier never becomes an object attribute
@@ -109,27 +126,53 @@ def group(msg: Message) -> list[dict[str, Any]]:
     return [op]
 
 
-def object_event(msg: Message) -> list[dict[str, Any]]:
-    if msg.body["event"] == "Object Deleted":
-        return [{"type": "object", "action": "delete", "identifiers": _object_ids(msg)}]
+def delete_relationships(msg: Message) -> list[dict[str, Any]]:
     return [{"type": "object", "action": "delete_relationships", "identifiers": _object_ids(msg),
              "cio_relationships": [{"identifiers": _person_ids(msg)}]}]
 
 
-def alias(msg: Message) -> list[dict[str, Any]]:
+def delete_object(msg: Message) -> list[dict[str, Any]]:
+    return [{"type": "object", "action": "delete", "identifiers": _object_ids(msg)}]
+
+
+def merge(msg: Message) -> list[dict[str, Any]]:
     return [{"type": "person", "action": "merge", "primary": identifiers.of_id(msg.user_id),
              "secondary": identifiers.of_id(msg.body["previousId"])}]
 
 
-#: message type -> operations (SPEC.md, "Customer.io mapping")
-MAPPING = {"identify": identify, "track": track, "page": page, "screen": screen, "group": group, "alias": alias}
+#: which message becomes which Track API v2 operation: (type, event name or None for any) -> builder.
+#: The most specific row wins, like the presets of Segment's Customer.io (Actions) destination.
+ROUTES: dict[tuple[str, str | None], Callable[[Message], list[dict[str, Any]]]] = {
+    ("identify", None): identify,
+    ("track", None): event,
+    ("track", "Relationship Deleted"): delete_relationships,
+    ("track", "Object Deleted"): delete_object,
+    ("page", None): page,
+    ("screen", None): screen,
+    ("group", None): identify_object,
+    ("alias", None): merge,
+}
 
 
-def to_customerio(msg: Message) -> Message:
-    """Chain step: attach the Track API v2 operations to `msg`, or quarantine it if one breaks a limit."""
-    msg.ops = MAPPING[msg.type](msg)
-    for op in msg.ops:
-        problem = limits.problem(op)
-        if problem is not None:
-            return msg.drop("customerio_limit", problem[0], problem[1])
-    return msg
+def operations(msg: Message) -> list[dict[str, Any]]:
+    """The Track API v2 operations of a forwarded message, by the first matching row of `ROUTES`."""
+    build = ROUTES.get((msg.type, msg.body.get("event"))) if msg.type == "track" else None
+    return (build or ROUTES[msg.type, None])(msg)
+
+
+def object_update(update: Update) -> dict[str, Any]:
+    """An object `identify` carrying a group's rollup attributes."""
+    type_id, group_id, values = update
+    return {"type": "object", "action": "identify",
+            "identifiers": {"object_type_id": type_id, "object_id": group_id}, "attributes": attributes(values)}
+
+
+class CustomerIO:
+    """The Customer.io destination the engine maps forwarded messages with (`groupspec.middleware.engine`)."""
+
+    operations = staticmethod(operations)
+    object_update = staticmethod(object_update)
+    problem = staticmethod(limits.problem)
+
+
+CUSTOMERIO = CustomerIO()

@@ -6,21 +6,21 @@ Times are relative to the latest message time in the data, never the wall clock,
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
 from groupspec.middleware.config import Config, ConfigError, Contract, duration_seconds
-from groupspec.middleware.message import OBJECT_EVENTS, TIME_KEYS, parse_time
+from groupspec.middleware.counts import RESOLUTIONS, Counts
+from groupspec.middleware.events import STORE_EVENTS
+from groupspec.middleware.jsonl import read_lines
+from groupspec.middleware.message import TIME_KEYS, parse_time
 from groupspec.middleware.quarantine import iso
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..replay import RESOLUTIONS, read_lines
-
 #: how many people without a group and stale groups a report lists by name (the counts are always whole)
 EXAMPLES = 50
-NO_SOURCE = "-"
 
 
 class ReportError(Exception):
@@ -129,17 +129,23 @@ def message_time(body: dict[str, Any]) -> float | None:
     return None
 
 
+def _activity(kind: Any, event: Any) -> str | None:
+    """The event name a track message counts under (None: not a person's activity)."""
+    if str(kind).lower() == "track" and isinstance(event, str) and event.strip() and event not in STORE_EVENTS:
+        return event
+    return None
+
+
 class _Collector:
+    """Messages and quarantine records in, the counts (`Counts`, as every door counts) plus people and groups."""
+
     def __init__(self, config: Config | None) -> None:
         self.config = config
-        self.events: dict[str, dict[str, Any]] = {}
-        self.violations: Counter[tuple[str, str, str]] = Counter()
+        self.counts = Counts(max_events=1_000_000)  # a report lists every event name it reads
         self.identities = _Identities()
         self.groups: dict[tuple[str, str], float | None] = {}
         self.deleted: dict[tuple[str, str], float] = {}  # group -> when an `Object Deleted` ended it
-        self.latest: float | None = None
         self.versions: Counter[str] = Counter()
-        self.counts: Counter[str] = Counter()
 
     def _source(self, body: dict[str, Any]) -> str | None:
         key = body.get("writeKey")
@@ -150,27 +156,15 @@ class _Collector:
     def _contract(self, source: str | None) -> Contract:
         return self.config.contract_for(source) if self.config is not None else Contract()
 
-    def _seen(self, ts: float | None) -> None:
-        if ts is not None and (self.latest is None or ts > self.latest):
-            self.latest = ts
-
-    def _event(self, name: str) -> dict[str, Any]:
-        row = self.events.get(name)
-        if row is None:
-            row = self.events[name] = {"event": name, "received": 0, "forwarded": 0, "quarantined": 0,
-                                       "resolution": dict.fromkeys(RESOLUTIONS, 0)}
-        return row
-
     def forwarded(self, body: dict[str, Any]) -> None:
-        self.counts["forwarded"] += 1
         ts = message_time(body)
-        self._seen(ts)
         source = self._source(body)
         context = body.get("context") or {}
         info = context.get("groupspec") or {}
         self.versions[str(info.get("contract"))] += 1
-        for v in info.get("violations") or ():
-            self.violations[v.get("code", "?"), source or NO_SOURCE, "forwarded"] += 1
+        self.counts.add(quarantined=False, violations=_violations(info), source=source,
+                        resolution=info.get("resolution", "unresolved"),
+                        event=_activity(body.get("type"), body.get("event")), ts=ts)
         kind, user, anon = body.get("type"), body.get("userId"), body.get("anonymousId")
         keys = [key for key in (f"u:{user}" if user else None, f"a:{anon}" if anon else None) if key]
         for key in keys:
@@ -193,41 +187,25 @@ class _Collector:
             type_id = props.get("objectTypeId") or self._contract(source).default_object_type_id
             key = (str(type_id), str(props.get("objectId")))
             self.deleted[key] = max(ts or 0.0, self.deleted.get(key, 0.0))
-        elif kind == "track" and isinstance(body.get("event"), str) and body["event"] not in OBJECT_EVENTS:
-            row = self._event(body["event"])
-            row["received"] += 1
-            row["forwarded"] += 1
-            resolution = info.get("resolution", "unresolved")
-            row["resolution"][resolution] = row["resolution"].get(resolution, 0) + 1
 
     def quarantined(self, record: dict[str, Any]) -> None:
-        self.counts["quarantined"] += 1
-        self._seen(parse_time(record.get("received_at")))
-        source = record.get("source") or NO_SOURCE
-        for v in record.get("violations") or ():
-            self.violations[v.get("code", "?"), source, "quarantined"] += 1
         message = record.get("message")
-        if isinstance(message, dict) and str(message.get("type", "")).lower() == "track":
-            event = message.get("event")
-            if isinstance(event, str) and event.strip() and event not in OBJECT_EVENTS:
-                row = self._event(event)
-                row["received"] += 1
-                row["quarantined"] += 1
+        event = _activity(message.get("type", ""), message.get("event")) if isinstance(message, dict) else None
+        self.counts.add(quarantined=True, violations=_violations(record), source=record.get("source"),
+                        event=event, ts=parse_time(record.get("received_at")))
 
     def coverage(self, origin: str) -> Coverage:
-        rows: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-        for (code, source, where), n in self.violations.items():
-            rows[code, source].update({"code": code, "source": source, where: n})
+        counts = self.counts
+        summary = counts.summary()
         return Coverage(
             origin=origin,
             contract=self._version(),
-            as_of=iso(self.latest) if self.latest is not None else None,
-            received=self.counts["forwarded"] + self.counts["quarantined"],
-            forwarded=self.counts["forwarded"],
-            quarantined=self.counts["quarantined"],
-            events=sorted((EventRow(**row) for row in self.events.values()), key=lambda r: (-r.received, r.event)),
-            violations=sorted((ViolationRow(**row) for row in rows.values()),
-                              key=lambda r: (-(r.forwarded + r.quarantined), r.code, r.source)),
+            as_of=iso(counts.latest) if counts.latest is not None else None,
+            received=summary["received"],
+            forwarded=summary["forwarded"],
+            quarantined=summary["quarantined"],
+            events=[EventRow(**row) for row in counts.event_rows()],
+            violations=[ViolationRow(**row) for row in counts.violation_rows()],
             people=self.identities.people(),
             groups=self._groups(),
         )
@@ -241,13 +219,17 @@ class _Collector:
         live = {key: ts for key, ts in self.groups.items()  # a group created again after its deletion lives
                 if key not in self.deleted or (ts is not None and ts > self.deleted[key])}
         freshness = self.config.contract.freshness if self.config else None
-        if freshness is None or self.latest is None:
+        if freshness is None or self.counts.latest is None:
             return Groups(total=len(live), freshness=freshness)
-        window, now = duration_seconds(freshness), self.latest
+        window, now = duration_seconds(freshness), self.counts.latest
         stale = sorted((ts, key) for key, ts in live.items() if ts is not None and now - ts > window)
         return Groups(total=len(live), freshness=freshness, stale_count=len(stale), stale=[
             StaleGroup(object_type_id=type_id, group_id=group_id, last_update=iso(ts), age_seconds=int(now - ts))
             for ts, (type_id, group_id) in stale[:EXAMPLES]])
+
+
+def _violations(holder: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"code": v.get("code", "?")} for v in holder.get("violations") or () if isinstance(v, dict)]
 
 
 def _records(path: Path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from ..replay import RESOLUTIONS
+from groupspec.middleware.counts import RESOLUTIONS
 from .collect import Coverage
 from .terminal import age, percent
 

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..replay import RESOLUTIONS
+from groupspec.middleware.counts import RESOLUTIONS
 from .collect import Coverage
 
 

@@ -14,21 +14,18 @@ import signal
 import sys
 import threading
 
-from groupspec.middleware import Config, Pipeline, open_store
-from groupspec.middleware.config import LIVE_STORE_URL
-from groupspec.middleware.quarantine import QuarantineFile
+from groupspec.middleware import Config, Engine, open_store
+from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.dead_letter import DeadLetterFile
 from ..customerio.delivery import Delivery
-from ..customerio.mapping import to_customerio
-from ..customerio.rollups import RollupUpdates
+from ..customerio.mapping import CUSTOMERIO
 from . import logs
-from .metrics import Metrics
 from .serve import customerio_configured
 from .spool import SpoolQueue
 from .supervisor import QUIT
 from .upstream import Upstream
-from .worker import SpoolClock, Worker
+from .worker import Worker
 
 PARENT_GONE = 3  # exit status when the service died under the process
 
@@ -72,13 +69,10 @@ def main() -> int:
                                         sleep=stopping.wait)
     if config.upstream.url is not None:
         upstream = Upstream(config, sleep=stopping.wait)
-    store = open_store(config.store_url(LIVE_STORE_URL))
+    store = open_store(config.store_url("live"))
     spool = SpoolQueue(config.service.spool, config.service.sync)
-    clock = SpoolClock()
-    rollups = RollupUpdates(store)
-    pipeline = Pipeline(config, store, extra=[to_customerio, rollups], clock=clock)
-    worker = Worker(spool, pipeline, clock, rollups, Metrics(config.contract.version),
-                    QuarantineFile(config.quarantine.path), delivery, upstream, stopping=stopping)
+    engine = Engine(config, store, destination=CUSTOMERIO)
+    worker = Worker(spool, engine, JsonlFile(config.quarantine.path), delivery, upstream, stopping=stopping)
     signal.signal(signal.SIGTERM, lambda *_: (stopping.set(), worker.wake.set()))
     threading.Thread(target=listen, args=(sys.stdin.fileno(), worker.wake, stopping), daemon=True).start()
     try:

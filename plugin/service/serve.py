@@ -17,7 +17,6 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from groupspec.middleware import Config, ConfigError, load_config, open_store
-from groupspec.middleware.config import LIVE_STORE_URL
 
 from . import logs
 from .app import App
@@ -49,7 +48,7 @@ def check_delivery(config: Config) -> None:
     for key in config.missing_env:  # the service's own secrets: set when asked for
         if key == "service.operator_token" or key.endswith(".webhook_secret"):
             config.require(key, None)
-    open_store(config.store_url(LIVE_STORE_URL)).close()
+    open_store(config.store_url("live")).close()
 
 
 class Service:
@@ -75,7 +74,7 @@ class Service:
 
     def refresh(self) -> None:
         """Take over the counters the delivery process last recorded."""
-        self.metrics.restore(self.spool.worker_state().get("metrics", {}))
+        self.metrics.restore(self.spool.worker_state())
 
     def problems(self) -> list[str]:
         """Why the service is unhealthy (empty: healthy)."""

@@ -2,8 +2,9 @@
 after its row is committed; the worker removes rows once everything they held has been delivered.
 
 `Spool` is the service's side (append, depth, the lock, WAL checkpoints in a thread of their own); `SpoolQueue` is
-the delivery process's side (take, done). The worker's state (counters, problem) is a row of the same file,
-written in the transaction that removes delivered rows, so the spool depth and the counters always agree.
+the delivery process's side (take, done). The worker's state (counters, problem, the quarantine file's committed
+size) is a row of the same file, written in the transaction that removes delivered rows, so the spool depth and
+the counters always agree; it outlives restarts of the service.
 """
 
 from __future__ import annotations
@@ -54,8 +55,13 @@ class Spool:
         self._reader = _connect(self.path, sync)
         try:
             self._intake.executescript(_SCHEMA)
-            self._intake.execute("DELETE FROM worker_state")  # counters start afresh with each service
-            self._waiting = self._intake.execute("SELECT COALESCE(SUM(messages), 0) FROM spool").fetchone()[0]
+            waiting = self._intake.execute("SELECT COALESCE(SUM(messages), 0) FROM spool").fetchone()[0]
+            row = self._intake.execute("SELECT state FROM worker_state WHERE id = 1").fetchone()
+            state = orjson.loads(row[0]) if row else {}
+            if state.get("problem"):  # the problem of a delivery process that is gone is not this one's
+                self._intake.execute("UPDATE worker_state SET state = ? WHERE id = 1",
+                                     (orjson.dumps({**state, "problem": None}),))
+            self._waiting = waiting + state.get("done", 0)  # the counts carry on across restarts
         except sqlite3.Error as exc:
             os.close(self.lock_fd)
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None

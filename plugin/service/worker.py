@@ -1,24 +1,28 @@
-"""The delivery worker: takes spooled requests in order, runs them through the chain, writes quarantine
-records, delivers the Customer.io operations and forwards the enriched messages upstream, and only then removes
-them from the spool. After a crash the spool still holds whatever was not done: at-least-once, in order.
-It runs in the delivery process (`child.py`); its counters and problem reach the service through the spool."""
+"""The delivery worker: feeds spooled requests to the engine a chunk at a time, delivers the outcome (Customer.io
+operations, then the enriched messages upstream), and only then commits the chunk's effects together: its
+quarantine records, its counts and the removal of its requests from the spool. After a crash the spool still
+holds whatever was not committed: at-least-once delivery, in order, and every effect counted once.
+
+The quarantine file is appended before that commit, and the commit records the file's size; a restart cuts off
+what an uncommitted chunk appended, so a chunk re-run after a crash cannot leave its records twice.
+It runs in the delivery process (`child.py`); its state reaches the service through the spool.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-from groupspec.middleware import Pipeline
-from groupspec.middleware.quarantine import QuarantineFile
+from groupspec.middleware import Engine, Outcome
+from groupspec.middleware.counts import Counts
+from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery, DeliveryFailed, Unauthorized
-from ..customerio.rollups import RollupUpdates, object_update
-from .metrics import Metrics
+from .metrics import DeliveryStats
 from .spool import Entry, SpoolQueue
 from .upstream import Upstream, UpstreamFailed, UpstreamUnauthorized
 
@@ -27,37 +31,15 @@ log = logging.getLogger("groupspec.worker")
 MAX_PAUSE = 60.0  # seconds between attempts while Customer.io or the upstream keeps failing
 
 
-class SpoolClock:
-    """The chain's notion of 'now': the time the request being processed was accepted."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
-class Work:
-    """What a run of spooled entries still has to deliver."""
-
-    ops: list[dict[str, Any]] = field(default_factory=list)
-    bodies: list[dict[str, Any]] = field(default_factory=list)
-
-
 class Worker:
     """One ordered worker (per-person order needs no more). `problem` says why delivery is stalled, if it is.
     `run()` goes on until `stopping` is set; `wake` cuts an idle wait short when new entries arrive."""
 
-    def __init__(self, spool: SpoolQueue, pipeline: Pipeline, clock: SpoolClock, rollups: RollupUpdates | None,
-                 metrics: Metrics, quarantine: QuarantineFile, delivery: Delivery | None,
+    def __init__(self, spool: SpoolQueue, engine: Engine, quarantine: JsonlFile, delivery: Delivery | None,
                  upstream: Upstream | None, *, stopping: threading.Event | None = None, chunk: int = 2000,
                  wall: Callable[[], float] = time.time) -> None:
         self.spool = spool
-        self.pipeline = pipeline
-        self.clock = clock
-        self.rollups = rollups
-        self.metrics = metrics
+        self.engine = engine
         self.quarantine = quarantine
         self.delivery = delivery
         self.upstream = upstream
@@ -67,16 +49,20 @@ class Worker:
         self.stopping = stopping or threading.Event()
         self.problem: str | None = None
         self._after = 0
-        state = spool.state()  # a previous delivery process of this service counted so far
-        self.metrics.restore(state.get("metrics", {}))
+        state = spool.state()  # what a previous delivery process of this service committed
+        self.counts = Counts.from_dict(state.get("counts", {}))
+        self.stats = DeliveryStats.from_dict(state.get("delivery", {}))
         self._done = state.get("done", 0)
+        self._quarantine_size = _cut_to(self.quarantine.path, state.get("quarantine"))
 
     def state(self) -> dict[str, Any]:
-        """What the service shows of this worker: messages done, the problem, the counters."""
-        return {"done": self._done, "problem": self.problem, "metrics": self.metrics.snapshot()}
+        """What the service shows of this worker: messages done, the problem, the committed counts."""
+        return {"done": self._done, "problem": self.problem, "counts": self.counts.to_dict(),
+                "delivery": self.stats.to_dict(), "quarantine": self._quarantine_size,
+                "throttled": self._throttled()}
 
     def run(self) -> None:
-        self.spool.publish(self.state())  # a problem a previous process recorded is its own
+        self._publish()  # a problem a previous process recorded is its own
         while not self.stopping.is_set():
             try:
                 self.wake.clear()
@@ -85,19 +71,10 @@ class Worker:
                     self._idle()
                     self.wake.wait(1.0)
                     continue
-                work = self.process(entries)
-                if not self.deliver(work):
+                outcome = self.process(entries)
+                if not self.deliver(outcome):
                     return  # stopping: the entries stay in the spool for the next start
-                now = self.wall()
-                for entry in entries:
-                    self.metrics.latency.observe(now - entry.received_at)
-                count = sum(entry.messages for entry in entries)
-                self._done += count
-                try:
-                    self.spool.done(entries, self.state())
-                except Exception:
-                    self._done -= count
-                    raise
+                self._commit(entries, outcome)
                 self._after = entries[-1].seq
             except Exception:  # a bug or a broken spool: say so, keep the entries, try again shortly
                 log.exception("delivery worker failed; retrying")
@@ -105,97 +82,130 @@ class Worker:
                 self._publish()
                 self.stopping.wait(1.0)
 
-    def process(self, entries: list[Entry]) -> Work:
-        """Run the entries through the chain; quarantine what is dropped, collect ops and forwarded bodies."""
-        work = Work()
-        with self.pipeline.store.transaction():  # one store commit per chunk
-            self._run(entries, work)
-        if self.delivery is None:
-            work.ops = []
-        if self.upstream is None:
-            work.bodies = []
-        return work
+    def process(self, entries: list[Entry]) -> Outcome:
+        """Feed the entries to the engine, one store transaction for the chunk."""
+        outcome = Outcome()
+        with self.engine.transaction():
+            for entry in entries:
+                self.engine.process(entry.payload, entry.source, kind=entry.kind, received_at=entry.received_at,
+                                    into=outcome)
+        return outcome
 
-    def _run(self, entries: list[Entry], work: Work) -> None:
+    def _commit(self, entries: list[Entry], outcome: Outcome) -> None:
+        """The chunk's effects, once: quarantine records appended, then counts and spool removal committed with
+        the quarantine file's new size."""
+        size = self._quarantine_size
+        if outcome.quarantined:
+            self.quarantine.extend(outcome.quarantined)
+            size = _file_mark(self.quarantine.path)
+        now = self.wall()
+        counts, stats, done = self._copies()
+        counts.merge(outcome.counts)
         for entry in entries:
-            self.clock.now = entry.received_at
-            payload: Any = entry.payload
-            if entry.kind is not None:  # a single-type endpoint: the path gives the type the body lacks
-                payload = orjson.loads(payload)
-                if payload.get("type") is None:
-                    payload["type"] = entry.kind
-            for msg in self.pipeline.run(payload, entry.source):
-                self.metrics.processed(msg)
-                if msg.quarantined:
-                    self.quarantine.add(msg)
-                else:
-                    work.ops.extend(msg.ops)
-                    work.bodies.append(msg.body)
+            stats.observe(now - entry.received_at)
+        previous = self.counts, self.stats, self._done, self._quarantine_size
+        self.counts, self.stats, self._quarantine_size = counts, stats, size
+        self._done = done + sum(entry.messages for entry in entries)
+        try:
+            self.spool.done(entries, self.state())
+        except Exception:
+            self.counts, self.stats, self._done, self._quarantine_size = previous
+            raise
 
-    def deliver(self, work: Work) -> bool:
+    def _copies(self) -> tuple[Counts, DeliveryStats, int]:
+        return Counts.from_dict(self.counts.to_dict()), DeliveryStats.from_dict(self.stats.to_dict()), self._done
+
+    def deliver(self, outcome: Outcome) -> bool:
         """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
+        ops = outcome.ops if self.delivery is not None else []
+        bodies = outcome.forwarded if self.upstream is not None else []
         failures = 0
-        while work.ops or work.bodies:
+        while ops or bodies:
             if self.stopping.is_set():
                 return False
             try:
-                if work.ops:
-                    self._send_ops(work)
-                if work.bodies:
-                    self._forward(work)
+                if ops:
+                    ops = self._send_ops(ops)
+                if bodies:
+                    bodies = self._forward(bodies)
                 self.problem = None
             except (DeliveryFailed, UpstreamFailed) as exc:
                 failures += 1
+                ops, bodies = (exc.remaining, bodies) if isinstance(exc, DeliveryFailed) else ([], exc.remaining)
                 unauthorized = isinstance(exc, (Unauthorized, UpstreamUnauthorized))
                 self.problem = str(exc) if unauthorized else None
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
                 log.error("delivery stalled; retrying", extra={"error": str(exc), "pause": pause,
-                                                               "waiting": len(work.ops) + len(work.bodies)})
+                                                               "waiting": len(ops) + len(bodies)})
                 self._publish()
                 self.stopping.wait(pause)
         return True
 
     def _publish(self) -> None:
-        """Record the state between chunks; a spool that cannot take it only delays what the service shows."""
+        """Record the problem between chunks (with the committed counts only); a spool that cannot take it
+        only delays what the service shows."""
         try:
             self.spool.publish(self.state())
         except Exception as exc:
             log.error("cannot record the worker state", extra={"error": str(exc)})
 
-    def _send_ops(self, work: Work) -> None:
+    def _send_ops(self, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
-            report = self.delivery.send(work.ops)
+            report = self.delivery.send(ops)
         except DeliveryFailed as exc:
             self._count(exc.report)
-            work.ops = exc.remaining
             raise
         self._count(report)
-        work.ops = []
+        return []
 
     def _count(self, report: Any) -> None:
-        m = self.metrics
-        m.delivered += report.delivered
-        m.dead_lettered += report.dead_lettered
-        m.retries += report.retries
-        m.cio_requests += report.requests
+        s = self.stats
+        s.delivered += report.delivered
+        s.dead_lettered += report.dead_lettered
+        s.retries += report.retries
+        s.cio_requests += report.requests
 
-    def _forward(self, work: Work) -> None:
+    def _forward(self, bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
         try:
-            self.metrics.upstream_retries += self.upstream.send(work.bodies)
+            self.stats.upstream_retries += self.upstream.send(bodies)
         except UpstreamFailed as exc:
-            self.metrics.upstream_retries += exc.retries
-            self.metrics.upstream_forwarded += len(work.bodies) - len(exc.remaining)
-            work.bodies = exc.remaining
+            self.stats.upstream_retries += exc.retries
+            self.stats.upstream_forwarded += len(bodies) - len(exc.remaining)
             raise
-        self.metrics.upstream_forwarded += len(work.bodies)
-        work.bodies = []
+        self.stats.upstream_forwarded += len(bodies)
+        return []
+
+    def _throttled(self) -> bool:
+        until = getattr(self.delivery, "throttled_until", 0.0) or 0.0
+        return until > time.monotonic()
 
     def _idle(self) -> None:
         """With nothing spooled, send the rollup updates that fell due by the wall clock."""
-        contract = self.pipeline.config.contract
-        if self.rollups is None or not contract.rollups or self.delivery is None:
+        if self.delivery is None:
             return
-        ops = [object_update(update) for update in self.rollups.rollups.due(contract, self.wall())]
-        if ops:
-            self.deliver(Work(ops=ops))
+        with self.engine.transaction():
+            outcome = self.engine.due(self.wall())
+        if outcome.ops:
+            self.deliver(outcome)
             self._publish()
+
+
+def _file_mark(path: Any) -> list[int]:
+    """(inode, size) of a file: which file, and how much of it is committed."""
+    st = os.stat(path)
+    return [st.st_ino, st.st_size]
+
+
+def _cut_to(path: Any, mark: list[int] | None) -> list[int] | None:
+    """Cut what an uncommitted chunk appended to the quarantine file (the same file grown past the committed
+    size); a file rotated or truncated since is left as it is."""
+    if not mark:
+        return mark
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    inode, size = mark
+    if st.st_ino == inode and st.st_size > size:
+        os.truncate(path, size)
+    return mark if st.st_ino == inode and st.st_size >= size else None

@@ -1,0 +1,228 @@
+"""The engine: the one road every message takes, whichever door it came in by.
+
+    parse -> resolve -> check contract -> enrich -> map (the destination) -> rollups -> learn
+
+`Engine.process(payload)` returns an `Outcome`: the forwarded messages, the destination's operations, the
+quarantine records and the counts. A door (replay, backfill, the service, the SDK hook, `quarantine replay`)
+only feeds the engine and writes the outcome where it belongs; it holds no pipeline logic of its own.
+
+Each message is isolated: whatever a step raises for it (serialising it included) quarantines that message alone,
+as `store_unavailable` or `internal_error` with the reason, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from . import contract
+from .config import Config
+from .counts import Counts
+from .enrich import Attach, annotate
+from .learn import Learn
+from .message import Message, normalise, split
+from .quarantine import record
+from .resolve import Resolve
+from .rollups import Rollups, Update, contributions
+from .step import Step, chains, only
+from .stores import Store, StoreError
+
+log = logging.getLogger("groupspec")
+
+
+class Destination(Protocol):
+    """Where operations go: the Customer.io destination (plugin/customerio/mapping.py) is one."""
+
+    def operations(self, msg: Message) -> list[dict[str, Any]]:
+        """The operations of a forwarded message (empty when it has none)."""
+
+    def object_update(self, update: Update) -> dict[str, Any]:
+        """The operation that sets a group's rollup attributes."""
+
+    def problem(self, op: dict[str, Any]) -> tuple[str, str] | None:
+        """(field, reason) when `op` breaks one of the destination's limits."""
+
+
+@dataclass
+class Outcome:
+    """What a payload (or a flush) became. Lines are the serialised forms, made once, inside the guard."""
+
+    forwarded: list[dict[str, Any]] = field(default_factory=list)
+    forwarded_lines: list[bytes] = field(default_factory=list)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+    op_lines: list[bytes] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    counts: Counts = field(default_factory=Counts)
+    messages: list[Message] = field(default_factory=list)
+
+    def extend(self, other: Outcome) -> None:
+        self.forwarded += other.forwarded
+        self.forwarded_lines += other.forwarded_lines
+        self.ops += other.ops
+        self.op_lines += other.op_lines
+        self.quarantined += other.quarantined
+        self.counts.merge(other.counts)
+        self.messages += other.messages
+
+
+def encode(msg: Message) -> Message:
+    """Serialise the forwarded message and its operations once, before the store learns from it: a message
+    that cannot be written out is quarantined and teaches nothing."""
+    try:
+        msg.line = orjson.dumps(msg.body)
+        msg.op_lines = [orjson.dumps(op) for op in msg.ops]
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        msg.drop("malformed", "", f"cannot be serialised: {exc}")
+    return msg
+
+
+class Engine:
+    """One configured chain over a store. `destination` maps forwarded messages to operations; `steps` are
+    the door's own (e.g. the SDK user's `after` callables), run before the mapping. `clock` gives the time of
+    messages without one and of quarantine records; None means stream time, the latest message time seen so
+    far, so that an offline run reads no wall clock and repeats its outputs exactly."""
+
+    def __init__(self, config: Config, store: Store, *, destination: Destination | None = None,
+                 steps: Iterable[Step] = (), clock: Callable[[], float] | None = time.time) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.stream_time = 0.0
+        self.destination = destination
+        self.rollups = Rollups(store, config)
+        mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
+        self.steps: list[Step] = [Resolve(store), *contract.checks(store), Attach(store), annotate, *steps,
+                                  *mapping, encode, Learn(store)]
+        self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
+        self._failures: set[tuple[str, type]] = set()
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the store writes of many payloads into one commit (one per chunk, in every door)."""
+        return self.store.transaction()
+
+    def process(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
+                kind: str | None = None, received_at: float | None = None, into: Outcome | None = None) -> Outcome:
+        """Run every message `payload` holds through the chain; add what they became to `into` (a new
+        `Outcome` by default) and return it. `kind` is the type a single-type endpoint gives a message that
+        has none; `received_at` overrides the clock (the time a spooled request was accepted)."""
+        out = Outcome() if into is None else into
+        for msg in self.run(payload, source, kind=kind, received_at=received_at):
+            self._collect(msg, out)
+        return out
+
+    def run(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
+            kind: str | None = None, received_at: float | None = None) -> list[Message]:
+        """The messages of `payload`, each taken through the chain (forwarded or quarantined)."""
+        if received_at is None:
+            received_at = self.stream_time if self.clock is None else self.clock()
+        out = []
+        for original, body, error in split(payload):
+            msg = Message(original, dict(body) if body is not None else None, source, received_at)
+            if body is not None:
+                if kind is not None and body.get("type") is None:
+                    msg.body["type"] = kind
+                if isinstance(body.get("writeKey"), str):
+                    msg.source = self.config.source_for_key(body["writeKey"]) or source
+            msg.contract = self.config.contract_for(msg.source)
+            if error is not None:
+                msg.drop("malformed", "", error)
+            else:
+                self._through(msg)
+            if self.clock is None:  # stream time: this message's own time included
+                self.stream_time = max(self.stream_time, msg.ts)
+                if msg.quarantined:
+                    msg.received_at = self.stream_time
+            out.append(msg)
+        return out
+
+    def reject(self, original: Any, source: str | None, field: str, reason: str) -> Outcome:
+        """The outcome of something a door could not even make a payload of (e.g. an unreadable CSV row):
+        quarantined as `malformed` with the reason, and counted."""
+        msg = Message(original, None, source, self.stream_time if self.clock is None else self.clock())
+        msg.drop("malformed", field, reason)
+        out = Outcome()
+        self._collect(msg, out)
+        return out
+
+    def due(self, until: float) -> Outcome:
+        """The rollup updates due by `until` (a long-running door calls it with the wall clock when idle)."""
+        out = Outcome()
+        if self.destination is not None:
+            for update in self.rollups.due(until):
+                self._add_op(self.destination.object_update(update), out)
+        return out
+
+    def flush(self) -> Outcome:
+        """Every pending rollup update (the end of a replay or a backfill)."""
+        return self.due(float("inf"))
+
+    def _collect(self, msg: Message, out: Outcome) -> None:
+        if msg.quarantined:
+            out.quarantined.append(record(msg))
+        else:
+            out.forwarded.append(msg.body)
+            out.forwarded_lines.append(msg.line)
+            out.ops += msg.ops
+            out.op_lines += msg.op_lines
+        out.counts.count(msg)
+        out.messages.append(msg)
+
+    def _add_op(self, op: dict[str, Any], out: Outcome) -> None:
+        try:
+            line = orjson.dumps(op)
+        except (TypeError, orjson.JSONEncodeError) as exc:  # rollup values come from events already written
+            log.error("a rollup update cannot be serialised: %s", exc)
+            return
+        out.ops.append(op)
+        out.op_lines.append(line)
+
+    def _through(self, msg: Message) -> None:
+        step = normalise
+        try:
+            normalise(msg)
+            if msg.quarantined:
+                return
+            by_type = self._chains.get(id(msg.contract))
+            if by_type is None:
+                by_type = self._chains[id(msg.contract)] = chains(self.steps, msg.contract)
+            for step in by_type[msg.type]:
+                step(msg)
+                if msg.quarantined:
+                    return
+        except StoreError as exc:
+            msg.drop("store_unavailable", "", str(exc))
+        except Exception as exc:  # a bug must not lose the message: quarantine it with the reason
+            name = getattr(step, "__name__", type(step).__name__)
+            if (name, type(exc)) not in self._failures:  # the traceback once per kind; every record has the reason
+                self._failures.add((name, type(exc)))
+                log.exception("groupspec step %s failed; messages it fails on are quarantined", name)
+            msg.drop("internal_error", name, f"{type(exc).__name__}: {exc}")
+
+    def _map(self, msg: Message) -> Message:
+        """The destination's operations; a message whose operation breaks a limit is quarantined."""
+        msg.ops = self.destination.operations(msg)
+        for op in msg.ops:
+            problem = self.destination.problem(op)
+            if problem is not None:
+                return msg.drop("customerio_limit", problem[0], problem[1])
+        return msg
+
+    @only(when=lambda c: bool(c.rollups))
+    def _roll_up(self, msg: Message) -> Message:
+        """Record a member's event for its group's rollups; append the object updates due by its time."""
+        values = contributions(msg)
+        if values:
+            problem = self.destination.problem(self.destination.object_update((msg.group_type(), msg.group_id, values)))
+            if problem is not None:  # e.g. a `properties.NAME` value over 1000 bytes: the event's own fault
+                return msg.drop("customerio_limit", "rollups." + problem[0], problem[1])
+            self.rollups.record(msg, values)
+        updates = self.rollups.due(msg.ts)
+        if updates:
+            msg.ops = [*msg.ops, *map(self.destination.object_update, updates)]
+        return msg

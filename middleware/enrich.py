@@ -1,0 +1,45 @@
+"""What resolution writes onto a forwarded message: the group traits snapshot, then `context.groupId`,
+`context.groups` and `context.groupspec`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .message import Message
+from .step import only
+from .stores import Store
+
+
+@only("track", when=lambda c: bool(c.attach_group_traits))
+class Attach:
+    """Snapshot the `attach_group_traits` of the resolved group, as known at the event's time."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def __call__(self, msg: Message) -> Message:
+        names = msg.contract.attach_group_traits
+        if msg.group_id is not None and not msg.object_event:
+            msg.snapshot = self.store.traits_at(msg.group_type(), msg.group_id, names, msg.ts, before=msg.arrival)
+        return msg
+
+
+def annotate(msg: Message) -> Message:
+    """Write the resolution onto the forwarded message: `context.groupId`, `context.groups`, `context.groupspec`."""
+    context = msg.own("context")
+    groups: dict[str, str] = {}
+    for m in reversed(msg.memberships):  # latest joined wins per type
+        groups[m.object_type_id] = m.group_id
+    if msg.type != "group" and not msg.object_event:
+        if msg.group_id is not None:
+            if msg.resolution != "membership":  # an explicit id: under its group's type when the person is a member
+                groups[msg.group_type()] = msg.group_id
+            context["groupId"] = msg.group_id
+        if groups:
+            context["groups"] = groups
+    msg.groups = groups
+    info: dict[str, Any] = {"resolution": msg.resolution, "contract": msg.contract.version, "violations": msg.violations}
+    if msg.snapshot is not None:
+        info["group_traits"] = msg.snapshot
+    context["groupspec"] = info
+    return msg
