@@ -41,7 +41,8 @@ class _KeyedError(ValueError):
 
 
 #: keys whose `${VAR}` may be unset until the value is used (secrets a replay does not need)
-_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key)|upstream\.write_key|sources\.[^.]+\.write_key)$")
+_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key)|upstream\.write_key|sources\.[^.]+\.(write_key|webhook_secret)"
+                       r"|service\.operator_token)$")
 
 
 class _Model(BaseModel):
@@ -157,11 +158,20 @@ class Contract(_Model):
         return "*" in self.require_group or event in self.require_group
 
 
+def _not_empty(value: SecretStr | None) -> SecretStr | None:
+    if value is not None and not value.get_secret_value():
+        raise ValueError("expected a non-empty secret")
+    return value
+
+
 class Source(_Model):
     """A sender of messages: selected by its write key; may override parts of the contract."""
 
     write_key: SecretStr | None = None
+    webhook_secret: SecretStr | None = None  # the service: its requests must carry X-Signature (HMAC-SHA1 of the body)
     contract: dict[str, Any] = Field(default_factory=dict)
+
+    _secret = field_validator("webhook_secret")(_not_empty)
 
 
 class Sending(_Model):
@@ -217,6 +227,11 @@ class Service(_Model):
     spool: str = "groupspec-spool.db"
     sync: Literal["full", "normal"] = "full"  # full: fsync every commit (power loss); normal: process crash
     max_spool_depth: int = Field(100_000, ge=1)  # messages waiting beyond this: /health answers 503
+    read_timeout: float = Field(10.0, gt=0)  # seconds for a request's headers, and again for its body, to arrive
+    max_header_bytes: int = Field(16_384, ge=1024)  # request line and headers; more is refused (431)
+    operator_token: SecretStr | None = None  # Bearer token for /report.json and /metrics
+
+    _secret = field_validator("operator_token")(_not_empty)
 
 
 class Upstream(Sending):

@@ -18,10 +18,12 @@ from typing import Any
 import httpx
 import uvicorn
 from groupspec.middleware.config import load_config
-from groupspec.plugin.service.serve import Service
+from groupspec.plugin.service.serve import Service, server_config
 from prometheus_client.parser import text_string_to_metric_families
 
 WRITE_KEYS = {"web": "wk_web_secret_123", "billing": "wk_billing_secret_456"}
+OPERATOR_TOKEN = "operator-token-789"  # configure it as service.operator_token to read /report.json
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 
 def write_config(tmp_path: Path, cio: Any = None, *, customerio: dict[str, Any] | None = None,
@@ -57,7 +59,7 @@ def _pairs(values: dict[str, Any]) -> list[str]:
 def metrics(url: str) -> dict[str, float]:
     """The samples of `GET url/metrics`, keyed as Prometheus writes them: `name{label="value",...}`."""
     out = {}
-    for family in text_string_to_metric_families(httpx.get(url + "/metrics").text):
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", headers=OPERATOR).text):
         for sample in family.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
             out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
@@ -100,8 +102,7 @@ class ThreadService:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.server = uvicorn.Server(uvicorn.Config(self.service.app, lifespan="off", access_log=False,
-                                                    log_config=None))
+        self.server = uvicorn.Server(server_config(self.service, lifespan="off"))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadService:

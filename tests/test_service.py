@@ -15,7 +15,7 @@ import pytest
 from groupspec.middleware.message import parse_time
 from groupspec.plugin.customerio.mapping import event_id
 from groupspec.plugin.report.collect import Coverage
-from service_harness import WRITE_KEYS, ThreadService, metrics, wait_for, write_config
+from service_harness import OPERATOR, OPERATOR_TOKEN, WRITE_KEYS, ThreadService, metrics, wait_for, write_config
 
 WEB = (WRITE_KEYS["web"], "")
 
@@ -31,7 +31,7 @@ def ids(ops: list[dict]) -> set[str]:
 
 @pytest.fixture
 def service(tmp_path, cio):
-    with ThreadService(write_config(tmp_path, cio)) as svc:
+    with ThreadService(write_config(tmp_path, cio, service={"operator_token": OPERATOR_TOKEN})) as svc:
         yield svc
 
 
@@ -66,7 +66,7 @@ def test_write_key_in_the_body_selects_the_source(service, cio, tmp_path):
     body = {"batch": [{"type": "identify", "userId": "u1", "traits": {"plan": "pro"}}], "writeKey": WRITE_KEYS["billing"]}
     assert httpx.post(service.url + "/v1/batch", json=body).status_code == 200
     wait_for(lambda: cio.accepted)
-    report = httpx.get(service.url + "/report.json").json()
+    report = httpx.get(service.url + "/report.json", headers=OPERATOR).json()
     assert report["violations"] == [{"code": "group_trait_on_person", "source": "billing", "forwarded": 1,
                                      "quarantined": 0}]
 
@@ -153,14 +153,14 @@ def test_metrics_and_report(service, cio):
     assert httpx.post(service.url + "/v1/batch", json={"batch": batch}, auth=WEB).status_code == 200
     wait_for(lambda: len(cio.accepted) == 2)
     wait_for(lambda: metrics(service.url).get("groupspec_spool_depth") == 0)
-    assert httpx.get(service.url + "/metrics").headers["content-type"].startswith("text/plain")
+    assert httpx.get(service.url + "/metrics", headers=OPERATOR).headers["content-type"].startswith("text/plain")
     shown = metrics(service.url)
     for name, value in [("groupspec_received_total", 2), ("groupspec_forwarded_total", 2),
                         ("groupspec_delivered_total", 2), ("groupspec_delivery_requests_total", 1),
                         ("groupspec_delivery_latency_seconds_count", 1),
                         ('groupspec_delivery_latency_seconds_bucket{le="+Inf"}', 1), ("groupspec_healthy", 1)]:
         assert shown[name] == value, name
-    report = Coverage.model_validate_json(httpx.get(service.url + "/report.json").content)  # `groupspec report`
+    report = Coverage.model_validate_json(httpx.get(service.url + "/report.json", headers=OPERATOR).content)  # `groupspec report`
     assert (report.received, report.forwarded, report.quarantined) == (2, 2, 0)
     rows = {row.event: row for row in report.events}
     assert rows["Product Viewed"].resolution["property"] == 1

@@ -1,8 +1,9 @@
-"""`groupspec report OUTDIR | --service URL [--config FILE] [--html FILE]`."""
+"""`groupspec report OUTDIR | --service URL [--token TOKEN] [--config FILE] [--html FILE]`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("report: give either an output folder or --service URL")
     try:
         if args.service is not None:
-            report = fetch(args.service)
+            report = fetch(args.service, token=args.token or os.environ.get("GROUPSPEC_OPERATOR_TOKEN") or None)
         else:
             report = collect(args.outdir, load_config(args.config) if args.config else None)
     except ReportError as exc:
@@ -36,6 +37,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("report", help="group coverage of a replay output folder or a running service")
     parser.add_argument("outdir", nargs="?", metavar="OUTDIR", help="a replay output folder")
     parser.add_argument("--service", metavar="URL", help="read GET URL/report.json from a running service")
+    parser.add_argument("--token", help="the service's operator_token (default: $GROUPSPEC_OPERATOR_TOKEN)")
     parser.add_argument("--config", help="names sources by write key and sets the [contract] freshness window")
     parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     parser.set_defaults(run=run)

@@ -61,6 +61,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the service, which stops this process
     config = read_config(sys.stdin.fileno())
     logs.configure(config)
+    logs.capture_uncaught()
     stopping = threading.Event()
     delivery = upstream = None
     if customerio_configured(config):

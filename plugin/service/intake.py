@@ -1,4 +1,5 @@
-"""What the HTTP intake checks before a request is spooled: the write key, the JSON, the Segment size limits.
+"""What the HTTP intake checks before a request is spooled: the write key, the JSON, the Segment size limits,
+the gzip framing and a webhook source's signature.
 
 `admit(...)` returns the spool row of an acceptable request or raises `Rejected` with the status to answer.
 Everything deeper (spec shape of each message, the contract) is the worker's, and ends in the quarantine.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import zlib
 from typing import Any
 
@@ -20,6 +23,9 @@ ENDPOINTS: dict[str, str | None] = {
     "/v1/batch": None,
     "/v1/b": None,
 }
+
+
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class Rejected(Exception):
@@ -51,26 +57,50 @@ def basic_user(authorization: bytes | None) -> str | None:
 
 
 def decompress(body: bytes, encoding: bytes | None, limit: int) -> bytes:
-    """The body without its `Content-Encoding` (gzip or deflate, as the Segment and RudderStack SDKs send)."""
+    """The body without its `Content-Encoding` (gzip or deflate, as the Segment and RudderStack SDKs send).
+
+    gzip is a series of members (RFC 1952, 2.2): every member is inflated, in order. Anything after the last
+    member that is not another member is refused, and so is an output over `limit`: inflating stops at `limit + 1`
+    bytes, so a small body that would inflate to gigabytes costs no more than `limit`."""
     if not encoding or encoding.lower() == b"identity":
         return body
     if encoding.lower() not in (b"gzip", b"deflate"):
         raise Rejected(415, f"unsupported Content-Encoding {encoding.decode('latin-1')!r}")
-    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-    try:
-        out = inflater.decompress(body, limit + 1)
-    except zlib.error:
-        raise Rejected(400, "body is not valid gzip") from None
-    if len(out) > limit:
-        raise Rejected(413, f"request body is over the {limit // 1024} KB limit")
-    return out
+    out, rest, wbits = bytearray(), body, 47  # first: a gzip or a zlib header, detected
+    while True:
+        inflater = zlib.decompressobj(wbits=wbits)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error:
+            raise Rejected(400, "body is not valid gzip") from None
+        if len(out) > limit:
+            raise Rejected(413, f"request body is over the {limit // 1024} KB limit once decompressed")
+        if not inflater.eof:
+            raise Rejected(400, "body is not valid gzip: it ends inside a compressed stream")
+        rest = inflater.unused_data
+        if not rest:
+            return bytes(out)
+        if not rest.startswith(GZIP_MAGIC) or body[:2] != GZIP_MAGIC:
+            raise Rejected(400, "body is not valid gzip: data after the end of the compressed stream")
+        wbits = 31  # the next gzip member
+
+
+def signature_valid(body: bytes, secret: str, signature: bytes | None) -> bool:
+    """Whether `signature` (an `X-Signature` header) is the hex HMAC-SHA1 of `body` keyed with `secret`, as
+    Segment's Webhooks destinations sign what they send; compared in constant time."""
+    if not signature:
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, hashlib.sha1).hexdigest().encode("ascii")
+    return hmac.compare_digest(expected, signature.strip().lower())
 
 
 def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str | None,
-          received_at: float) -> tuple[str, str | None, float, int, bytes]:
+          received_at: float, source: str | None = None) -> tuple[str, str | None, float, int, bytes]:
     """Check a request to the endpoint of `kind`; its spool row `(source, kind, received_at, messages, body)`.
 
     `sources` maps write keys to source names; `write_key` comes from Basic auth, else the body's `writeKey`.
+    A `source` given (a webhook's, from its path) needs no write key, and its body may also be a JSON array of
+    messages (Segment's Webhooks (Actions) destination with batching on): it is spooled as a batch.
     """
     limit = limit_for(kind)
     if len(body) > limit:
@@ -80,16 +110,24 @@ def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise Rejected(400, "body is not valid JSON") from None
+    if source is not None and kind is None and isinstance(obj, list):
+        obj = {"batch": obj}
+        body = orjson.dumps(obj)
     if not isinstance(obj, dict):
         raise Rejected(400, f"expected a JSON object, got {type(obj).__name__}")
-    if write_key is None and isinstance(obj.get("writeKey"), str):
-        write_key = obj["writeKey"]
-    if write_key is None:
+    if source is None:
+        source = source_of(obj.get("writeKey") if write_key is None else write_key, sources)
+    return source, kind, received_at, _count(kind, obj, len(body)), body
+
+
+def source_of(write_key: Any, sources: dict[str, str]) -> str:
+    """The source a write key selects; `Rejected` (401) without a known one."""
+    if not isinstance(write_key, str):
         raise Rejected(401, "no write key: send it as the Basic auth username or as writeKey")
     source = sources.get(write_key)
     if source is None:
         raise Rejected(401, "unknown write key")
-    return source, kind, received_at, _count(kind, obj, len(body)), body
+    return source
 
 
 def _count(kind: str | None, obj: dict[str, Any], size: int) -> int:

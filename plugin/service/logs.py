@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterable
 
 import orjson
@@ -17,8 +18,9 @@ MASK = "***"
 def secrets_of(config: Config) -> list[str]:
     """The secret values the config holds (write keys, Customer.io credentials, the upstream write key) that are
     long enough to mask without mangling a log line."""
-    values = [src.write_key for src in config.sources.values()]
-    values += [config.customerio.site_id, config.customerio.api_key, config.upstream.write_key]
+    values = [secret for src in config.sources.values() for secret in (src.write_key, src.webhook_secret)]
+    values += [config.customerio.site_id, config.customerio.api_key, config.upstream.write_key,
+               config.service.operator_token]
     return [v.get_secret_value() for v in values if v is not None and len(v.get_secret_value()) >= 4]
 
 
@@ -53,3 +55,23 @@ def configure(config: Config, level: int = logging.INFO) -> None:
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def capture_uncaught(logger: str = "groupspec.service") -> None:
+    """Log an exception nobody caught (in the main thread or any other) as one JSON line of `logger`, with its
+    traceback in `error`, instead of the interpreter's raw traceback on stderr."""
+    log = logging.getLogger(logger)
+
+    def main_thread(kind: type[BaseException], exc: BaseException, tb: object) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            return sys.__excepthook__(kind, exc, tb)
+        log.critical("uncaught exception; the process stops", exc_info=(kind, exc, tb))
+
+    def other_thread(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        log.critical("uncaught exception in a thread", exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+                     extra={"thread_name": args.thread.name if args.thread is not None else None})
+
+    sys.excepthook = main_thread
+    threading.excepthook = other_thread
