@@ -35,7 +35,6 @@ class Message:
     quarantined = object_event = False  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
-    ops: list[dict[str, Any]] | tuple = ()
     line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
     op_lines: list[bytes] | tuple = ()
     _copied: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset()  # paths of `body` already copied
@@ -47,6 +46,7 @@ class Message:
         self.received_at = self.ts = received_at
         self.violations: list[dict[str, str]] = []
         self.groups: dict[str, str] = {}
+        self.ops: list[dict[str, Any]] = []
 
     @property
     def person_key(self) -> str | None:
