@@ -268,6 +268,12 @@ class Config(_Model):
                 return name
         return None
 
+    @property
+    def customerio_configured(self) -> bool:
+        """Customer.io delivery is on unless neither credential is set (nor asked for from the environment)."""
+        asked = any(key.startswith("customerio.") for key in self.missing_env)
+        return asked or self.customerio.site_id is not None or self.customerio.api_key is not None
+
     def store_url(self, door: str, override: str | None = None) -> str:
         """The store a door uses: `override` (a `--store`), else `[store] url`, else the door's default
         (`stores.DEFAULTS`)."""

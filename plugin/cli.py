@@ -1,69 +1,38 @@
-"""The `groupspec` command. Exit codes: 0 ok, 1 a difference or failure found, 2 usage or config error."""
+"""The `groupspec` command: every command's arguments, in one table of parsers. A command's code (and what it
+needs: the HTTP stack, rich, the service) is imported only when that command runs, so `groupspec replay`
+starts with the engine alone.
+
+Exit codes: 0 ok, 1 a difference or failure found, 2 usage or config error (`GroupspecError.exit_code`).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
+from importlib import import_module
 
-import orjson
-from groupspec.middleware.config import load_config
-from groupspec.middleware.errors import ConfigError, GroupspecError
-from groupspec.middleware.jsonl import read_lines
-from groupspec.middleware.quarantine import payloads as quarantined_payloads
-
-from . import backfill, contract_diff, quarantine_commands, report
-from . import replay as replaying
-from .service import serve as serving
+from groupspec.middleware.errors import GroupspecError
 
 
-def _replay(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if args.source is not None and args.source not in config.sources:
-        raise ConfigError(f"{args.config}: sources.{args.source}: no such source (have: {', '.join(config.sources) or 'none'})")
-    for path in args.inputs:
-        if not Path(path).is_file():
-            raise ConfigError(f"{path}: no such input file")
-    payloads = ((line, None) for path in args.inputs for line in read_lines(path))
-    summary = replaying.Replay(config, args.out, args.source, store_url=args.store).run(payloads)
-    print(orjson.dumps(summary).decode())
-    return _expect(args)
+def _lazy(target: str):
+    """`"module:function"` (relative to groupspec.plugin), imported when the command runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        module, function = target.split(":")
+        return getattr(import_module(module, __package__), function)(args)
+
+    return run
 
 
-def _expect(args: argparse.Namespace) -> int:
-    if not args.expect:
-        return 0
-    diff = replaying.compare(args.out, args.expect)
-    if diff:
-        print("\n".join(diff))
-        print(f"replay output in {args.out} differs from {args.expect}", file=sys.stderr)
-        return 1
-    print(f"replay output matches {args.expect}")
-    return 0
-
-
-def _quarantine_replay(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if not Path(args.file).is_file():
-        raise ConfigError(f"{args.file}: no such quarantine file")
-    store_url = config.store_url("live" if args.deliver else "offline", args.store)  # --deliver: the service's
-    summary = replaying.Replay(config, args.out, args.source, store_url=store_url).run(quarantined_payloads(args.file))
-    print(orjson.dumps(summary).decode())
-    if args.deliver and quarantine_commands.deliver_and_print(config, args.out):
-        return 1
-    return _expect(args)
-
-
-def _check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    sources = ", ".join(config.sources) or "none"
-    print(f"{args.config}: ok (contract {config.contract.version}; sources: {sources})")
-    return 0
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="groupspec", description=__doc__)
+    top = argparse.ArgumentParser(prog="groupspec", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
 
     replay = commands.add_parser("replay", help="run recorded JSONL streams through the contract, offline")
@@ -73,11 +42,11 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, help="folder for the outputs")
     replay.add_argument("--expect", help="folder of expected outputs; exit 1 on a difference")
     replay.add_argument("--store", help="store url, overriding [store] (default: memory://)")
-    replay.set_defaults(run=_replay)
+    replay.set_defaults(run=_lazy(".replay_command:replay"))
 
     check = commands.add_parser("check-config", help="validate a config file")
     check.add_argument("config")
-    check.set_defaults(run=_check_config)
+    check.set_defaults(run=_lazy(".replay_command:check_config"))
 
     quarantine = commands.add_parser("quarantine", help="work with quarantined messages")
     verbs = quarantine.add_subparsers(dest="verb", required=True)
@@ -88,12 +57,56 @@ def parser() -> argparse.ArgumentParser:
     q_replay.add_argument("--out", required=True)
     q_replay.add_argument("--expect")
     q_replay.add_argument("--store", help="store url, overriding [store]")
-    q_replay.set_defaults(run=_quarantine_replay)
-    quarantine_commands.register(verbs, q_replay)
-    contract_diff.register(commands)
-    report.register(commands)
-    backfill.register(commands)
-    serving.register(commands)
+    q_replay.add_argument("--deliver", action="store_true",
+                          help="also deliver the outputs to Customer.io (and the upstream), on the service's store")
+    q_replay.set_defaults(run=_lazy(".replay_command:quarantine_replay"))
+    for name, help_text in (("list", "one line per record: index, time, source, violation codes"),
+                            ("show", "one record in full")):
+        cmd = verbs.add_parser(name, help=help_text)
+        if name == "show":
+            cmd.add_argument("index", type=int, help="the record's number, as `list` prints it (1 is the first)")
+        cmd.add_argument("file", nargs="?", help="a quarantine or dead-letter JSONL (default: from --config)")
+        cmd.add_argument("--config", help="read the file's path from this config")
+        cmd.add_argument("--dead-letter", action="store_true",
+                         help="the dead letter ([customerio] dead_letter) instead of the quarantine")
+        cmd.set_defaults(run=_lazy(f".quarantine_commands:{name}_records"))
+
+    contract = commands.add_parser("contract", help="work with data contracts")
+    contract_verbs = contract.add_subparsers(dest="verb", required=True)
+    diff = contract_verbs.add_parser("diff", help="list contract changes; exit 1 when any is breaking")
+    diff.add_argument("old", metavar="OLD.toml")
+    diff.add_argument("new", metavar="NEW.toml")
+    diff.add_argument("--plain", action="store_true", help="one line per change, even on a terminal")
+    diff.set_defaults(run=_lazy(".contract_diff:run"))
+
+    report = commands.add_parser("report", help="group coverage of a replay output folder or a running service")
+    report.add_argument("outdir", nargs="?", metavar="OUTDIR", help="a replay output folder")
+    report.add_argument("--service", metavar="URL", help="read GET URL/report.json from a running service")
+    report.add_argument("--token", help="the service's operator_token (default: $GROUPSPEC_OPERATOR_TOKEN)")
+    report.add_argument("--config", help="names sources by write key and sets the [contract] freshness window")
+    report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    report.set_defaults(run=_lazy(".report.command:run"))
+
+    backfill = commands.add_parser("backfill", help="build the group objects and relationships of historical data")
+    backfill.add_argument("inputs", nargs="+", metavar="INPUT",
+                          help="spec messages (.jsonl, .jsonl.gz) or person->group rows (.csv, .csv.gz, .jsonl)")
+    backfill.add_argument("--config", required=True)
+    backfill.add_argument("--source", help="source of rows, and of messages without a known writeKey")
+    backfill.add_argument("--store", help="store url, overriding [store] (without either: memory://)")
+    backfill.add_argument("--dry-run", action="store_true", help="write the operations to --out DIR, send nothing")
+    backfill.add_argument("--out", metavar="DIR", help="dry run: customerio.jsonl, quarantine.jsonl, summary.json")
+    backfill.add_argument("--checkpoint", metavar="FILE", help="resume file: a rerun skips what was delivered")
+    backfill.add_argument("--checkpoint-every", type=_positive, default=1000, metavar="N",
+                          help="send what is pending and save the checkpoint at least every N records (1000)")
+    backfill.add_argument("--at", metavar="ISO", help="time of records without a timestamp (default: the start)")
+    backfill.add_argument("--quiet", action="store_true", help="no progress bar")
+    backfill.set_defaults(run=_lazy(".backfill.command:run"))
+
+    serve = commands.add_parser("serve", help="run the Segment-compatible HTTP service")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(run=_lazy(".service.serve:run"))
     return top
 
 

@@ -400,14 +400,3 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print_changes(changes, plain=args.plain or not sys.stdout.isatty())
     return 1 if any(change.breaking for change in changes) else 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add `contract diff` to the CLI."""
-    contract = commands.add_parser("contract", help="work with data contracts")
-    verbs = contract.add_subparsers(dest="verb", required=True)
-    parser = verbs.add_parser("diff", help="list contract changes; exit 1 when any is breaking")
-    parser.add_argument("old", metavar="OLD.toml")
-    parser.add_argument("new", metavar="NEW.toml")
-    parser.add_argument("--plain", action="store_true", help="one line per change, even on a terminal")
-    parser.set_defaults(run=run)

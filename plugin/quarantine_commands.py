@@ -13,7 +13,6 @@ from groupspec.middleware import Config, ConfigError, load_config
 from groupspec.middleware.jsonl import JsonlFile, read_lines
 
 from .customerio.delivery import Delivery
-from .service.serve import customerio_configured
 from .sender import DeadLetterFile, SendFailed
 from .service.upstream import Upstream
 
@@ -54,13 +53,13 @@ def summary_line(index: int, rec: dict[str, Any]) -> str:
     return f"{index}\t{rec.get('received_at', '?')}\t{rec.get('source') or '-'}\t{codes}"
 
 
-def _list(args: argparse.Namespace) -> int:
+def list_records(args: argparse.Namespace) -> int:
     for index, rec in enumerate(_records(_file(args)), 1):
         print(summary_line(index, rec))
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
+def show_records(args: argparse.Namespace) -> int:
     path = _file(args)
     records = _records(path)
     if not 1 <= args.index <= len(records):
@@ -73,7 +72,7 @@ def deliver(config: Config, out: str | Path) -> dict[str, int]:
     """Send a replay's `customerio.jsonl` to Customer.io and its `forwarded.jsonl` to the upstream, in order."""
     out = Path(out)
     done = {"delivered": 0, "dead_lettered": 0, "retries": 0, "upstream_forwarded": 0, "upstream_dead_lettered": 0}
-    if customerio_configured(config):
+    if config.customerio_configured:
         ops = [orjson.loads(line) for line in read_lines(out / "customerio.jsonl")]
         with Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add) as delivery:
             report = delivery.send(ops)
@@ -101,20 +100,3 @@ def deliver_and_print(config: Config, out: str | Path) -> int:
         return 1
     print(orjson.dumps(done).decode())
     return 0
-
-
-def register(verbs: argparse._SubParsersAction, replay: argparse.ArgumentParser) -> None:
-    """Add `list` and `show` to `groupspec quarantine`, and `--deliver` to its `replay`."""
-    for name, run, help_text in (("list", _list, "one line per record: index, time, source, violation codes"),
-                                 ("show", _show, "one record in full")):
-        cmd = verbs.add_parser(name, help=help_text)
-        if name == "show":
-            cmd.add_argument("index", type=int, help="the record's number, as `list` prints it (1 is the first)")
-        cmd.add_argument("file", nargs="?", help="a quarantine or dead-letter JSONL (default: from --config)")
-        cmd.add_argument("--config", help="read the file's path from this config")
-        cmd.add_argument("--dead-letter", action="store_true",
-                         help="the dead letter ([customerio] dead_letter) instead of the quarantine")
-        cmd.set_defaults(run=run)
-    replay.add_argument("--deliver", action="store_true",
-                        help="also deliver the outputs to Customer.io (and the upstream), on the service's store")
-

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -21,3 +23,14 @@ def test_every_package_folder_is_listed():
 def test_plugin_never_imported_by_middleware():
     offenders = [p for p in (ROOT / "middleware").rglob("*.py") if "groupspec.plugin" in p.read_text()]
     assert offenders == []
+
+
+def test_replay_starts_without_the_http_stack_or_rich(tmp_path):
+    """`groupspec replay` loads the engine alone: a door's dependencies load only when that door runs."""
+    code = ("import sys; from groupspec.plugin.cli import main; "
+            f"main(['replay', 'fixtures/households/stream.jsonl', '--config', 'fixtures/households/groupspec.toml', "
+            f"'--out', {str(tmp_path)!r}]); "
+            "print(sorted(m for m in ('httpx', 'rich', 'uvicorn', 'starlette', 'redis', 'prometheus_client') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"

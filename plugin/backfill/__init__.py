@@ -1,5 +1,1 @@
 """Backfill: historical spec messages or person->group rows through the contract, out to Customer.io."""
-
-from .command import register
-
-__all__ = ["register"]

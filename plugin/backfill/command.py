@@ -107,27 +107,3 @@ def run(args: argparse.Namespace) -> int:
         (Path(args.out) / "summary.json").write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2) + b"\n")
     print(orjson.dumps(summary).decode())
     return 0
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return int(text)
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add `backfill` to the CLI."""
-    parser = commands.add_parser("backfill", help="build the group objects and relationships of historical data")
-    parser.add_argument("inputs", nargs="+", metavar="INPUT",
-                        help="spec messages (.jsonl, .jsonl.gz) or person->group rows (.csv, .csv.gz, .jsonl)")
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--source", help="source of rows, and of messages without a known writeKey")
-    parser.add_argument("--store", help="store url, overriding [store] (without either: memory://)")
-    parser.add_argument("--dry-run", action="store_true", help="write the operations to --out DIR, send nothing")
-    parser.add_argument("--out", metavar="DIR", help="dry run: customerio.jsonl, quarantine.jsonl, summary.json")
-    parser.add_argument("--checkpoint", metavar="FILE", help="resume file: a rerun skips what was delivered")
-    parser.add_argument("--checkpoint-every", type=_positive, default=1000, metavar="N",
-                        help="send what is pending and save the checkpoint at least every N records (1000)")
-    parser.add_argument("--at", metavar="ISO", help="time of records without a timestamp (default: the start)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(run=run)

@@ -1,5 +1,1 @@
 """The coverage report: numbers (`collect`), a terminal view (`terminal`), an HTML page (`html`)."""
-
-from .command import register
-
-__all__ = ["register"]

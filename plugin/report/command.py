@@ -30,14 +30,3 @@ def run(args: argparse.Namespace) -> int:
         Path(args.html).write_text(html.render(report), encoding="utf-8")
         print(f"wrote {args.html}", file=sys.stderr)
     return 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add `report` to the CLI."""
-    parser = commands.add_parser("report", help="group coverage of a replay output folder or a running service")
-    parser.add_argument("outdir", nargs="?", metavar="OUTDIR", help="a replay output folder")
-    parser.add_argument("--service", metavar="URL", help="read GET URL/report.json from a running service")
-    parser.add_argument("--token", help="the service's operator_token (default: $GROUPSPEC_OPERATOR_TOKEN)")
-    parser.add_argument("--config", help="names sources by write key and sets the [contract] freshness window")
-    parser.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
-    parser.set_defaults(run=run)

@@ -21,7 +21,6 @@ from ..customerio.delivery import Delivery
 from ..customerio.mapping import CUSTOMERIO
 from ..sender import DeadLetterFile
 from . import logs
-from .serve import customerio_configured
 from .spool import SpoolQueue
 from .supervisor import QUIT
 from .upstream import Upstream
@@ -64,7 +63,7 @@ def main() -> int:
     logs.capture_uncaught()
     stopping = threading.Event()
     delivery = upstream = None
-    if customerio_configured(config):
+    if config.customerio_configured:
         delivery = Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add,
                                         sleep=stopping.wait)
     if config.upstream.url is not None:

@@ -28,19 +28,12 @@ from .supervisor import DeliveryProcess
 log = logging.getLogger("groupspec.service")
 
 
-def customerio_configured(config: Config) -> bool:
-    """Customer.io delivery is on unless neither credential is set (nor asked for from the environment)."""
-    settings = config.customerio
-    asked = any(key.startswith("customerio.") for key in config.missing_env)
-    return asked or settings.site_id is not None or settings.api_key is not None
-
-
 def check_delivery(config: Config) -> None:
     """Fail fast (ConfigError) on what would stop the delivery process at its start."""
-    if not customerio_configured(config) and config.upstream.url is None:
+    if not config.customerio_configured and config.upstream.url is None:
         raise ConfigError(f"{config.path}: nothing to deliver to: set [customerio] site_id and api_key, "
                           f"or [upstream] url and write_key")
-    if customerio_configured(config):
+    if config.customerio_configured:
         config.require("customerio.site_id", config.customerio.site_id)
         config.require("customerio.api_key", config.customerio.api_key)
     if config.upstream.url is not None:
@@ -183,7 +176,7 @@ def serve(config: Config, host: str, port: int, **uvicorn_options: Any) -> None:
     logs.capture_uncaught()
     service = Service(config).start()
     log.info("serving", extra={"host": host, "port": port, "spool": config.service.spool,
-                               "customerio": customerio_configured(config), "upstream": config.upstream.url is not None,
+                               "customerio": config.customerio_configured, "upstream": config.upstream.url is not None,
                                "spooled": service.spool.depth})
     server = uvicorn.Server(server_config(service, host=host, port=port, **uvicorn_options))
     try:
@@ -192,15 +185,6 @@ def serve(config: Config, host: str, port: int, **uvicorn_options: Any) -> None:
         service.close()
 
 
-def _serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     serve(load_config(args.config), args.host, args.port)
     return 0
-
-
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add `groupspec serve` to the CLI."""
-    cmd = commands.add_parser("serve", help="run the Segment-compatible HTTP service")
-    cmd.add_argument("--config", required=True)
-    cmd.add_argument("--host", default="127.0.0.1")
-    cmd.add_argument("--port", type=int, default=8080)
-    cmd.set_defaults(run=_serve)
