@@ -82,6 +82,14 @@ def encode(msg: Message) -> Message:
     return msg
 
 
+def _writable(value: Any) -> bool:
+    try:
+        orjson.dumps(value)
+        return True
+    except TypeError:  # orjson.JSONEncodeError
+        return False
+
+
 class Engine:
     """One configured chain over a store. `destination` maps forwarded messages to operations; `steps` are
     the door's own (e.g. the SDK user's `after` callables), run before the mapping. `clock` gives the time of
@@ -208,7 +216,12 @@ class Engine:
         """The destination's operations; a message whose operation breaks a limit is quarantined."""
         msg.ops = self.destination.operations(msg)
         for op in msg.ops:
-            problem = self.destination.problem(op)
+            try:
+                problem = self.destination.problem(op)
+            except TypeError as exc:  # measuring the operation writes it out: it may not be writable
+                if _writable(op):
+                    raise
+                return msg.drop("malformed", "", f"cannot be serialised: {exc}")
             if problem is not None:
                 return msg.drop("customerio_limit", problem[0], problem[1])
         return msg

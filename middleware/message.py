@@ -240,7 +240,10 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None) -> lis
         if not isinstance(members, list):
             return [(obj, None, "batch must be a list of messages")]
         if size is None:
-            size = len(orjson.dumps(obj))
+            try:
+                size = len(orjson.dumps(obj))
+            except TypeError:  # a member that cannot be written out: that member alone is malformed, below
+                size = 0
         too_big = f"batch of {size} bytes is over the 500 KB limit" if size > MAX_BATCH_BYTES else None
         out = []
         for member in members:
@@ -254,7 +257,10 @@ def _shape_error(obj: Any, size: int | None) -> str | None:
     if not isinstance(obj, dict):
         return f"expected a JSON object, got {type(obj).__name__}"
     if size is None:
-        size = len(orjson.dumps(obj))
+        try:
+            size = len(orjson.dumps(obj))
+        except TypeError as exc:  # orjson.JSONEncodeError: e.g. nested deeper than orjson writes (255 levels)
+            return f"cannot be serialised: {exc}"
     if size > MAX_MESSAGE_BYTES:
         return f"message of {size} bytes is over the 32 KB limit"
     return None

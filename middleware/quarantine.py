@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,11 +22,26 @@ def iso(ts: float) -> str:
 def record(msg: Message) -> dict[str, Any]:
     """The quarantine record of a dropped message."""
     return {
-        "message": msg.original,
+        "message": writable(msg.original),
         "source": msg.source,
         "violations": msg.violations,
         "received_at": iso(msg.received_at),
     }
+
+
+def writable(original: Any) -> Any:
+    """`original` if orjson can write it, else its JSON text (e.g. nested beyond orjson's 255 levels, which
+    `orjson.loads` accepts up to 1024): the record can always be written, and `quarantine replay` reads the text
+    back as a line. Only a quarantined message pays for the check."""
+    try:
+        orjson.dumps(original)
+        return original
+    except TypeError:  # orjson.JSONEncodeError
+        pass
+    try:
+        return json.dumps(original, ensure_ascii=False, default=repr)
+    except (RecursionError, ValueError, TypeError):
+        return repr(original)[:1000]
 
 
 def payloads(path: str | Path) -> Iterator[tuple[Any, str | None]]:

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from groupspec.middleware.config import parse_config
+from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.plugin.backfill.checkpoint import Checkpoint, Position
 from groupspec.plugin.backfill.inputs import count
 from groupspec.plugin.backfill.progress import progress_bar
@@ -382,7 +382,7 @@ def test_checkpoint_positions_order_and_completion(tmp_path):
     assert checkpoint.load() == (Position(0, 5, 2), 1_800_000_000.0)
     assert not checkpoint.complete(Position(0, 10**9)) and checkpoint.complete(Position(1, 1))
     (tmp_path / "c.json").write_text("{")
-    with pytest.raises(Exception, match="not a readable backfill checkpoint"):
+    with pytest.raises(ConfigError, match="not a readable backfill checkpoint"):
         checkpoint.load()
 
 

@@ -9,7 +9,7 @@ import pytest
 from groupspec.middleware.stores.redis import RedisStore
 from groupspec.plugin import replay as replaying
 from groupspec.plugin.cli import main
-from test_stores import REDIS_URL, RedisSandbox, needs_redis
+from redis_support import REDIS_URL, RedisSandbox, needs_redis
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 STREAMS = sorted(p.parent for p in FIXTURES.glob("*/stream.jsonl"))

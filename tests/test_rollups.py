@@ -16,7 +16,7 @@ from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_stores import RedisSandbox, needs_redis
+from redis_support import RedisSandbox, needs_redis
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "household-suppression"
 T0 = datetime(2026, 11, 20, 10, 0, tzinfo=timezone.utc)

@@ -7,11 +7,9 @@ import copy
 import logging
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from unittest.mock import Mock
 
 import customerio.analytics
-import orjson
 import pytest
 import rudderstack.analytics
 import segment.analytics
@@ -21,23 +19,7 @@ from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-SDKS = {"segment": segment.analytics, "rudderstack": rudderstack.analytics, "customerio": customerio.analytics}
-CONTRACT = {
-    "version": "2026-11",
-    "group_id_pattern": "^hh_[A-Za-z0-9]+$",
-    "require_group": ["Order Placed"],
-    "group_traits": {"plan_type": {"type": "string", "enum": ["basic", "family"]}},
-}
-
-
-def make_config(tmp_path: Path, **extra):
-    return parse_config({"contract": CONTRACT, "quarantine": {"path": str(tmp_path / "quarantine.jsonl")}, **extra})
-
-
-def quarantined(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "quarantine.jsonl"
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()] if path.exists() else []
+from sdk_support import CONTRACT, SDKS, make_config, quarantined
 
 
 @pytest.fixture(params=sorted(SDKS))

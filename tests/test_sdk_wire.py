@@ -8,7 +8,7 @@ import threading
 import pytest
 from batch_server import BatchServer
 from groupspec.middleware import install
-from test_sdk import SDKS, make_config, quarantined
+from sdk_support import SDKS, make_config, quarantined
 
 
 @pytest.fixture

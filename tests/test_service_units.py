@@ -156,13 +156,28 @@ def test_group_commit_answers_every_waiting_request_and_reports_spool_errors(tmp
     spool = Spool(tmp_path / "s.db")
     commits = []
     commit = GroupCommit(spool, on_commit=lambda: commits.append(1))
+    rows_per_commit = []
+    first_held = threading.Event()
+    append = spool.append
+
+    def held_append(rows):  # the first commit is slow: everything that arrives meanwhile waits for it
+        rows_per_commit.append(len(rows))
+        first_held.wait(5)
+        append(rows)
+
+    spool.append = held_append
 
     async def many():
-        await asyncio.gather(*(commit.write(("web", None, 1.0, 1, b"{}")) for _ in range(50)))
+        writes = [asyncio.ensure_future(commit.write(("web", None, 1.0, 1, b"{}"))) for _ in range(50)]
+        await asyncio.sleep(0)  # every write has queued its row
+        first_held.set()
+        await asyncio.gather(*writes)
 
     asyncio.run(many())
     assert spool.depth == 50
-    assert 1 <= len(commits) <= 50  # grouped: usually far fewer commits than requests
+    # grouped: what arrived during the first commit went in one more commit, not one each
+    assert sum(rows_per_commit) == 50 and len(rows_per_commit) <= 2
+    assert len(commits) == len(rows_per_commit)
     spool.close()
     with pytest.raises(SpoolError):
         asyncio.run(commit.write(("web", None, 1.0, 1, b"{}")))

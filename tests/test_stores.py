@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import uuid
 from collections.abc import Callable
 
 import orjson
 import pytest
-import redis
 from groupspec.middleware import Engine
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.stores import Membership, StoreError, open_store
@@ -19,35 +17,7 @@ from groupspec.middleware.stores.sqlite import SQLiteStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def _redis_answers() -> bool:
-    try:
-        return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping()
-    except redis.RedisError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not _redis_answers(), reason=f"no Redis answers at {REDIS_URL} (CI starts one)")
-
-
-class RedisSandbox:
-    """RedisStores under a unique key prefix, whose keys are all deleted at the end."""
-
-    def __init__(self) -> None:
-        self.prefix = f"gstest-{uuid.uuid4().hex[:12]}:"
-
-    def open(self) -> RedisStore:
-        return RedisStore(REDIS_URL, prefix=self.prefix)
-
-    def clean(self) -> None:
-        client = redis.Redis.from_url(REDIS_URL)
-        keys = list(client.scan_iter(match=self.prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-        client.close()
+from redis_support import RedisSandbox, needs_redis
 
 
 @pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
