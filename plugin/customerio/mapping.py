@@ -4,20 +4,15 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable
 from typing import Any
 
 from groupspec.middleware.contract import object_attributes
-from groupspec.middleware.message import Message, parse_time
+from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
 
-from . import identifiers, limits
+from . import dates, identifiers, limits
 
-_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-
-
-_NO_TRAITS: dict[str, Any] = {}
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
 _TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]  # 15 bits -> 3 characters
@@ -38,69 +33,168 @@ def event_id(message_id: str, ts: float) -> str:
 
 
 def attributes(values: dict[str, Any]) -> dict[str, Any]:
-    """Attribute values as Customer.io wants them: ISO-8601 times become unix seconds."""
-    out = {}
-    for key, value in values.items():
-        if value.__class__ is str and value[4:5] == "-" and _ISO_TIME.match(value):
-            ts = parse_time(value)
-            if ts is not None:
-                value = int(ts)
-        out[key] = value
-    return out
-
-
-def _person_ids(msg: Message) -> dict[str, str]:
-    return identifiers.person(msg.user_id, msg.anonymous_id, msg.traits if msg.user_id is None else _NO_TRAITS)
-
-
-def identify(msg: Message) -> list[dict[str, Any]]:
-    owned = msg.contract.group_traits
-    attrs = attributes({k: v for k, v in msg.traits.items() if k not in owned})
-    if msg.anonymous_id is not None and msg.user_id is not None:
-        attrs["anonymous_id"] = msg.anonymous_id
-    return [{"type": "person", "action": "identify", "identifiers": _person_ids(msg),
-             "attributes": attrs, "timestamp": int(msg.ts)}]
-
-
-def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
-    attrs = attributes(msg.props)
-    attrs.update(extra)
-    return [{"type": "person", "action": action, "identifiers": _person_ids(msg), "name": name,
-             "id": event_id(msg.body["messageId"], msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
+    """Attribute values as Segment's destination sends them: ISO-8601 strings become unix seconds, at any depth of
+    objects (`dates.segment`)."""
+    return dates.segment(values)
 
 
 def first(msg: Message, paths: tuple[str, ...]) -> Any:
-    """The first non-empty value found at `paths` (dotted paths into the message body)."""
+    """The first non-empty value found at `paths` (dotted paths into the message body; a number is a list index)."""
     for path in paths:
         value: Any = msg.body
         for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
+            if isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                value = None
         if value not in (None, ""):
             return value
     return None
 
 
-#: where each mapped field comes from, in order of preference (Segment's field defaults, as data)
+#: where each mapped field comes from, in order of preference (the reference destinations' field defaults, as
+#: data); `rudderstack.*` rows are read under `[customerio] compat = "rudderstack"`
 FIELDS: dict[str, tuple[str, ...]] = {
     "page.name": ("properties.url", "context.page.url", "name"),
     "screen.name": ("name", "properties.name"),
+    "device.token": ("context.device.token",),
+    "device.platform": ("context.device.type",),
+    "device.app_version": ("context.app.version",),
+    "rudderstack.user_id": ("userId", "traits.userId", "traits.id", "context.traits.userId", "context.traits.id"),
+    "rudderstack.email": ("traits.email", "context.traits.email", "properties.email", "context.externalId.0.id"),
+    "rudderstack.created_at": ("traits.createdAt", "context.traits.createdAt"),
+    "rudderstack.page.name": ("name", "properties.url"),
+    "rudderstack.screen.name": ("event", "properties.name"),
 }
 
+#: Segment's relationship keys on identify (`createUpdatePerson`): they configure `cio_relationships`
+_RELATIONSHIP_KEYS = ("createdAt", "created_at", "object_type_id", "objectTypeId", "relationshipAttributes")
 
-def event(msg: Message) -> list[dict[str, Any]]:
+
+def _person_id(msg: Message, email_fallback: bool) -> str | None:
+    """Segment's person id: `userId`, else (identify, delete, unsuppress) `traits.email`."""
+    if msg.user_id is not None or not email_fallback:
+        return msg.user_id
+    email = msg.traits.get("email")
+    return email if isinstance(email, str) and email else None
+
+
+def _person_ids(msg: Message, email_fallback: bool = False) -> dict[str, str]:
+    return identifiers.person(_person_id(msg, email_fallback), msg.anonymous_id)
+
+
+def _with_anonymous_id(msg: Message, ids: dict[str, str], attrs: dict[str, Any]) -> dict[str, Any]:
+    """Segment's `buildPayload`: the anonymousId rides along as an attribute unless it is the identifier."""
+    if msg.anonymous_id is not None and "anonymous_id" not in ids:
+        attrs["anonymous_id"] = msg.anonymous_id
+    return attrs
+
+
+def _object_type(msg: Message, traits: dict[str, Any]) -> str:
+    """Segment's `object_type_id` on identify: `traits.object_type_id`, else `traits.objectTypeId`, else the default."""
+    for key in ("object_type_id", "objectTypeId"):
+        if traits.get(key) is not None:
+            return str(traits[key])
+    return msg.contract.default_object_type_id
+
+
+def identify(msg: Message) -> list[dict[str, Any]]:
+    """Segment `createUpdatePerson`: traits as attributes (relationship keys out, `created_at` from
+    `created_at`/`createdAt`), dates converted; `traits.objectId` relates the person to that object."""
+    traits, owned = msg.traits, msg.contract.group_traits
+    values = {k: v for k, v in traits.items() if k not in owned and k not in _RELATIONSHIP_KEYS}
+    created = traits.get("created_at") if traits.get("created_at") is not None else traits.get("createdAt")
+    if created:
+        values["created_at"] = created
+    ids = _person_ids(msg, email_fallback=True)
+    op: dict[str, Any] = {"type": "person", "action": "identify", "identifiers": ids,
+                          "attributes": _with_anonymous_id(msg, ids, attributes(values))}
+    object_id = traits.get("objectId")
+    if object_id:
+        link: dict[str, Any] = {"identifiers": {"object_type_id": _object_type(msg, traits), "object_id": str(object_id)}}
+        if traits.get("relationshipAttributes"):  # as sent: Segment's conversion does not enter the list
+            link["relationship_attributes"] = traits["relationshipAttributes"]
+        op["cio_relationships"] = [link]
+    op["timestamp"] = int(msg.ts)
+    return [op]
+
+
+def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    ids = _person_ids(msg)
+    attrs = _with_anonymous_id(msg, ids, attributes(msg.props))
+    attrs.update(extra)
+    return [{"type": "person", "action": action, "identifiers": ids, "name": name,
+             "id": event_id(msg.body["messageId"], msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
+
+
+def group_extra(msg: Message) -> dict[str, Any]:
+    """What groupspec adds to an event's attributes: the resolved `group_id` and the group traits snapshot."""
     extra: dict[str, Any] = {}
     if msg.group_id is not None:
         extra["group_id"] = msg.group_id
     if msg.snapshot is not None:
         extra["group_traits"] = msg.snapshot
-    return _activity(msg, "event", msg.body["event"], extra)
+    return extra
+
+
+def event(msg: Message) -> list[dict[str, Any]]:
+    """Segment `trackEvent`."""
+    return _activity(msg, "event", msg.body["event"], group_extra(msg))
+
+
+def add_device(msg: Message) -> list[dict[str, Any]]:
+    """Segment `createUpdateDevice` (userId, token and platform required, else only the event), then the event:
+    Segment fires both actions."""
+    token, platform = first(msg, FIELDS["device.token"]), first(msg, FIELDS["device.platform"])
+    ops = []
+    if msg.user_id is not None and isinstance(token, str) and platform is not None:
+        extra = {}
+        version = first(msg, FIELDS["device.app_version"])
+        if version:
+            extra["app_version"] = version
+        device = {"token": token, "platform": platform, "last_used": int(msg.ts),
+                  "attributes": {**attributes(msg.props), **extra}}
+        ops.append({"type": "person", "action": "add_device", "identifiers": identifiers.of_id(msg.user_id),
+                    "device": device})
+    return ops + event(msg)
+
+
+def delete_device(msg: Message) -> list[dict[str, Any]]:
+    """Segment `deleteDevice` (userId and token required), then the event (Track Event does not exclude it)."""
+    token = first(msg, FIELDS["device.token"])
+    ops = []
+    if msg.user_id is not None and isinstance(token, str):
+        ops.append({"type": "person", "action": "delete_device", "identifiers": identifiers.of_id(msg.user_id),
+                    "device": {"token": token}})
+    return ops + event(msg)
+
+
+def _lifecycle(action: str, email_fallback: bool) -> Callable[[Message], list[dict[str, Any]]]:
+    def build(msg: Message) -> list[dict[str, Any]]:
+        person_id = _person_id(msg, email_fallback)
+        if person_id is None:  # Segment's action requires the person id: nothing goes out
+            return []
+        return [{"type": "person", "action": action, "identifiers": identifiers.person(person_id)}]
+
+    build.__name__ = action
+    build.__doc__ = f"Segment's person `{action}` (person id: userId{', else traits.email' if email_fallback else ''})."
+    return build
+
+
+delete_person = _lifecycle("delete", email_fallback=True)
+suppress = _lifecycle("suppress", email_fallback=False)
+unsuppress = _lifecycle("unsuppress", email_fallback=True)
 
 
 def page(msg: Message) -> list[dict[str, Any]]:
+    """Segment `trackPageView` (groupspec: without `properties.url`, the context URL, then the name)."""
     return _activity(msg, "page", str(first(msg, FIELDS["page.name"]) or ""), {})
 
 
 def screen(msg: Message) -> list[dict[str, Any]]:
+    """Segment `trackScreenView`."""
     return _activity(msg, "screen", str(first(msg, FIELDS["screen.name"]) or ""), {})
 
 
@@ -109,6 +203,7 @@ def _object_ids(msg: Message) -> dict[str, str]:
 
 
 def identify_object(msg: Message) -> list[dict[str, Any]]:
+    """Segment `createUpdateObject` (groupspec: attributes from all group traits, no anonymous_id on objects)."""
     traits = msg.traits
     values = object_attributes(traits)
     values.pop("anonymous_id", None)  # a person's identifier never becomes an object attribute
@@ -116,7 +211,7 @@ def identify_object(msg: Message) -> list[dict[str, Any]]:
                           "attributes": attributes(values)}
     if msg.person_key is None:  # a person-less group call updates the object alone
         return [op]
-    link: dict[str, Any] = {"identifiers": identifiers.person(msg.user_id, msg.anonymous_id, {})}  # traits: the group's
+    link: dict[str, Any] = {"identifiers": identifiers.person(msg.user_id, msg.anonymous_id)}
     relationship = traits.get("relationshipAttributes")
     if isinstance(relationship, dict) and relationship:
         link["relationship_attributes"] = attributes(relationship)
@@ -127,24 +222,37 @@ def identify_object(msg: Message) -> list[dict[str, Any]]:
 
 
 def delete_relationships(msg: Message) -> list[dict[str, Any]]:
+    """Segment `deleteRelationship`; an anonymous one was resolved to its userId or quarantined before (contract)."""
     return [{"type": "object", "action": "delete_relationships", "identifiers": _object_ids(msg),
              "cio_relationships": [{"identifiers": _person_ids(msg)}]}]
 
 
 def delete_object(msg: Message) -> list[dict[str, Any]]:
+    """Segment `deleteObject`."""
     return [{"type": "object", "action": "delete", "identifiers": _object_ids(msg)}]
 
 
 def merge(msg: Message) -> list[dict[str, Any]]:
+    """Segment `mergePeople`."""
     return [{"type": "person", "action": "merge", "primary": identifiers.of_id(msg.user_id),
              "secondary": identifiers.of_id(msg.body["previousId"])}]
 
 
+Builder = Callable[[Message], list[dict[str, Any]]]
+
 #: which message becomes which Track API v2 operation: (type, event name or None for any) -> builder.
-#: The most specific row wins, like the presets of Segment's Customer.io (Actions) destination.
-ROUTES: dict[tuple[str, str | None], Callable[[Message], list[dict[str, Any]]]] = {
+#: The most specific row wins. Together the rows are every preset and every action's default subscription of
+#: Segment's Customer.io (Actions) destination (`compat = "segment"`, the default); README has the table.
+ROUTES: dict[tuple[str, str | None], Builder] = {
     ("identify", None): identify,
     ("track", None): event,
+    ("track", "Application Installed"): add_device,
+    ("track", "Application Opened"): add_device,
+    ("track", "Application Uninstalled"): delete_device,
+    ("track", "Device Deleted"): delete_device,
+    ("track", "User Deleted"): delete_person,
+    ("track", "User Suppressed"): suppress,
+    ("track", "User Unsuppressed"): unsuppress,
     ("track", "Relationship Deleted"): delete_relationships,
     ("track", "Object Deleted"): delete_object,
     ("page", None): page,
@@ -153,11 +261,23 @@ ROUTES: dict[tuple[str, str | None], Callable[[Message], list[dict[str, Any]]]] 
     ("alias", None): merge,
 }
 
+from . import rudderstack  # noqa: E402  (its builders use the helpers above)
+
+#: `[customerio] compat` -> its routing table
+PROFILES: dict[str, dict[tuple[str, str | None], Builder]] = {
+    "segment": ROUTES,
+    "rudderstack": rudderstack.ROUTES,
+}
+
 
 def operations(msg: Message) -> list[dict[str, Any]]:
-    """The Track API v2 operations of a forwarded message, by the first matching row of `ROUTES`."""
-    build = ROUTES.get((msg.type, msg.body.get("event"))) if msg.type == "track" else None
-    return (build or ROUTES[msg.type, None])(msg)
+    """The Track API v2 operations of a forwarded message, by the most specific row of its profile's table."""
+    routes = PROFILES[msg.contract.compat]
+    if msg.type == "track":
+        build = routes.get(("track", msg.body["event"])) or rudderstack.device_route(msg, routes)
+        if build is not None:
+            return build(msg)
+    return routes[msg.type, None](msg)
 
 
 def object_update(update: Update) -> dict[str, Any]:
