@@ -1,35 +1,19 @@
-"""Spec messages -> Customer.io Track API v2 operations: a routing table (`ROUTES`), a field-path table
-(`FIELDS`) and one small builder per operation."""
+"""Spec messages -> Customer.io Track API v2 operations: a routing table per `[customerio] compat` profile
+(`ROUTES`, Segment's destination, the default; `rudderstack.ROUTES`), a field-path table (`common.FIELDS`) and one
+small builder per operation, each naming the reference action it reproduces (docs/parity-reference.md)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
 from typing import Any
 
 from groupspec.middleware.contract import object_attributes
 from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
 
-from . import dates, identifiers, limits
+from . import dates, identifiers, limits, rudderstack
+from .common import FIELDS, Builder, event_id, first, group_extra
 
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
-_TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]  # 15 bits -> 3 characters
-
-
-def event_id(message_id: str, ts: float) -> str:
-    """A ULID whose time part is the event's time and whose rest derives from `messageId`: retries dedupe.
-
-    The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
-    (tests check it against python-ulid).
-    """
-    millis = max(0, min(int(ts * 1000), (1 << 48) - 1))
-    v = (millis << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
-    t = _TRIPLES
-    return (_PAIRS[v >> 120] + t[(v >> 105) & 32767] + t[(v >> 90) & 32767] + t[(v >> 75) & 32767]
-            + t[(v >> 60) & 32767] + t[(v >> 45) & 32767] + t[(v >> 30) & 32767] + t[(v >> 15) & 32767]
-            + t[v & 32767])
+__all__ = ["CUSTOMERIO", "FIELDS", "PROFILES", "ROUTES", "attributes", "event_id", "first", "operations"]
 
 
 def attributes(values: dict[str, Any]) -> dict[str, Any]:
@@ -37,37 +21,6 @@ def attributes(values: dict[str, Any]) -> dict[str, Any]:
     objects (`dates.segment`)."""
     return dates.segment(values)
 
-
-def first(msg: Message, paths: tuple[str, ...]) -> Any:
-    """The first non-empty value found at `paths` (dotted paths into the message body; a number is a list index)."""
-    for path in paths:
-        value: Any = msg.body
-        for key in path.split("."):
-            if isinstance(value, dict):
-                value = value.get(key)
-            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
-                value = value[int(key)]
-            else:
-                value = None
-        if value not in (None, ""):
-            return value
-    return None
-
-
-#: where each mapped field comes from, in order of preference (the reference destinations' field defaults, as
-#: data); `rudderstack.*` rows are read under `[customerio] compat = "rudderstack"`
-FIELDS: dict[str, tuple[str, ...]] = {
-    "page.name": ("properties.url", "context.page.url", "name"),
-    "screen.name": ("name", "properties.name"),
-    "device.token": ("context.device.token",),
-    "device.platform": ("context.device.type",),
-    "device.app_version": ("context.app.version",),
-    "rudderstack.user_id": ("userId", "traits.userId", "traits.id", "context.traits.userId", "context.traits.id"),
-    "rudderstack.email": ("traits.email", "context.traits.email", "properties.email", "context.externalId.0.id"),
-    "rudderstack.created_at": ("traits.createdAt", "context.traits.createdAt"),
-    "rudderstack.page.name": ("name", "properties.url"),
-    "rudderstack.screen.name": ("event", "properties.name"),
-}
 
 #: Segment's relationship keys on identify (`createUpdatePerson`): they configure `cio_relationships`
 _RELATIONSHIP_KEYS = ("createdAt", "created_at", "object_type_id", "objectTypeId", "relationshipAttributes")
@@ -129,16 +82,6 @@ def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> li
              "id": event_id(msg.body["messageId"], msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
 
 
-def group_extra(msg: Message) -> dict[str, Any]:
-    """What groupspec adds to an event's attributes: the resolved `group_id` and the group traits snapshot."""
-    extra: dict[str, Any] = {}
-    if msg.group_id is not None:
-        extra["group_id"] = msg.group_id
-    if msg.snapshot is not None:
-        extra["group_traits"] = msg.snapshot
-    return extra
-
-
 def event(msg: Message) -> list[dict[str, Any]]:
     """Segment `trackEvent`."""
     return _activity(msg, "event", msg.body["event"], group_extra(msg))
@@ -171,7 +114,7 @@ def delete_device(msg: Message) -> list[dict[str, Any]]:
     return ops + event(msg)
 
 
-def _lifecycle(action: str, email_fallback: bool) -> Callable[[Message], list[dict[str, Any]]]:
+def _lifecycle(action: str, email_fallback: bool) -> Builder:
     def build(msg: Message) -> list[dict[str, Any]]:
         person_id = _person_id(msg, email_fallback)
         if person_id is None:  # Segment's action requires the person id: nothing goes out
@@ -238,8 +181,6 @@ def merge(msg: Message) -> list[dict[str, Any]]:
              "secondary": identifiers.of_id(msg.body["previousId"])}]
 
 
-Builder = Callable[[Message], list[dict[str, Any]]]
-
 #: which message becomes which Track API v2 operation: (type, event name or None for any) -> builder.
 #: The most specific row wins. Together the rows are every preset and every action's default subscription of
 #: Segment's Customer.io (Actions) destination (`compat = "segment"`, the default); README has the table.
@@ -260,8 +201,6 @@ ROUTES: dict[tuple[str, str | None], Builder] = {
     ("group", None): identify_object,
     ("alias", None): merge,
 }
-
-from . import rudderstack  # noqa: E402  (its builders use the helpers above)
 
 #: `[customerio] compat` -> its routing table
 PROFILES: dict[str, dict[tuple[str, str | None], Builder]] = {

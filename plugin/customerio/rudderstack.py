@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from groupspec.middleware.events import group_action
+from groupspec.middleware.events import STORE_EVENTS, group_action
 from groupspec.middleware.message import Message
 
 from . import dates, identifiers
-from .mapping import FIELDS, Builder, event_id, first, group_extra
+from .common import FIELDS, Builder, event_id, first, group_extra
 
 #: RudderStack's device events (`v2/config.ts` `DEVICE_EVENT_NAMES`; the configured `device_token_event` too)
 DEVICE_EVENTS = ("Application Installed", "Application Opened")
@@ -168,20 +168,17 @@ def merge(msg: Message) -> list[dict[str, Any]]:
              "secondary": identifiers.email_or_id(msg.body["previousId"])}]
 
 
-#: the rows of the rudderstack profile (see `mapping.ROUTES`); `User Deleted/Suppressed/Unsuppressed` are plain
-#: events, as RudderStack sends them
+_OBJECT_EVENTS: dict[str, Builder] = {"leave": delete_relationships, "delete_object": delete_object}
+
+#: the rows of the rudderstack profile (see `mapping.ROUTES`): one builder per message type, RudderStack's device
+#: events (`DEVICE_EVENTS`, `DEVICE_DELETE_EVENT`) and groupspec's object events; `User Deleted`, `User
+#: Suppressed` and `User Unsuppressed` have no row: plain events, as RudderStack sends them
 ROUTES: dict[tuple[str, str | None], Builder] = {
-    ("identify", None): identify,
-    ("track", None): event,
-    ("track", "Application Installed"): add_device,
-    ("track", "Application Opened"): add_device,
-    ("track", "Application Uninstalled"): delete_device,
-    ("track", "Relationship Deleted"): delete_relationships,
-    ("track", "Object Deleted"): delete_object,
-    ("page", None): page,
-    ("screen", None): screen,
-    ("group", None): object_op,
-    ("alias", None): merge,
+    **{(kind, None): build for kind, build in (("identify", identify), ("track", event), ("page", page),
+                                               ("screen", screen), ("group", object_op), ("alias", merge))},
+    **{("track", name): add_device for name in DEVICE_EVENTS},
+    ("track", DEVICE_DELETE_EVENT): delete_device,
+    **{("track", name): _OBJECT_EVENTS[effect] for name, effect in STORE_EVENTS.items()},
 }
 
 
