@@ -53,6 +53,15 @@ def object_type_source(msg: Any) -> tuple[Any, str]:
     return None, prefix + keys[-1]
 
 
+def relationship_type(traits: dict[str, Any], contract: Any) -> str:
+    """The object type of an identify's `traits.objectId` (Segment's `createUpdatePerson`): read like a group
+    call's, else the contract's default."""
+    for key in OBJECT_TYPE_KEYS["segment", "group"]:
+        if traits.get(key) is not None:
+            return str(traits[key])
+    return contract.default_object_type_id
+
+
 def group_action(msg: Any) -> str:
     """The object action of a group call: `traits.action` / `properties.action` under compat "rudderstack" when
     it is one of `GROUP_ACTIONS`, else "identify"."""

@@ -4,7 +4,7 @@ traits). It runs after every step that may still drop the message, so a dropped 
 from __future__ import annotations
 
 from . import contract
-from .events import GROUP_ACTIONS, group_action, object_type_source, person_effect
+from .events import GROUP_ACTIONS, group_action, person_effect, relationship_type
 from .message import Message
 from .stores import Store
 
@@ -55,8 +55,7 @@ class Learn:
         object_id = msg.traits.get("objectId")
         if not object_id or not isinstance(object_id, (str, int)) or isinstance(object_id, bool):
             return
-        raw, _ = object_type_source(_AsGroup(msg))
-        type_id = msg.contract.default_object_type_id if raw is None else str(raw)
+        type_id = relationship_type(msg.traits, msg.contract)
         if type_id.isdigit() and not type_id.startswith("0"):
             self.store.record_membership(msg.person_key, type_id, str(object_id), msg.ts, True, arrived=msg.arrival)
 
@@ -68,11 +67,3 @@ class Learn:
             for person in persons:
                 store.record_membership(person, m.object_type_id, m.group_id, msg.ts, False, arrived=msg.arrival)
 
-
-class _AsGroup:
-    """An identify read as a group call, to find the object type of its `traits.objectId` the way the mapping does."""
-
-    type = "group"
-
-    def __init__(self, msg: Message) -> None:
-        self.traits, self.contract = msg.traits, msg.contract

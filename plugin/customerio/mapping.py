@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from groupspec.middleware.contract import object_attributes
+from groupspec.middleware.events import relationship_type
 from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
 
@@ -45,14 +46,6 @@ def _with_anonymous_id(msg: Message, ids: dict[str, str], attrs: dict[str, Any])
     return attrs
 
 
-def _object_type(msg: Message, traits: dict[str, Any]) -> str:
-    """Segment's `object_type_id` on identify: `traits.object_type_id`, else `traits.objectTypeId`, else the default."""
-    for key in ("object_type_id", "objectTypeId"):
-        if traits.get(key) is not None:
-            return str(traits[key])
-    return msg.contract.default_object_type_id
-
-
 def identify(msg: Message) -> list[dict[str, Any]]:
     """Segment `createUpdatePerson`: traits as attributes (relationship keys out, `created_at` from
     `created_at`/`createdAt`), dates converted; `traits.objectId` relates the person to that object."""
@@ -66,7 +59,8 @@ def identify(msg: Message) -> list[dict[str, Any]]:
                           "attributes": _with_anonymous_id(msg, ids, attributes(values))}
     object_id = traits.get("objectId")
     if object_id:
-        link: dict[str, Any] = {"identifiers": {"object_type_id": _object_type(msg, traits), "object_id": str(object_id)}}
+        target = {"object_type_id": relationship_type(traits, msg.contract), "object_id": str(object_id)}
+        link: dict[str, Any] = {"identifiers": target}
         if traits.get("relationshipAttributes"):  # as sent: Segment's conversion does not enter the list
             link["relationship_attributes"] = traits["relationshipAttributes"]
         op["cio_relationships"] = [link]
