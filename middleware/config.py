@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -111,6 +112,18 @@ class Contract(_Model):
     rollups: dict[str, Rollup] = Field(default_factory=dict)
     rollup_interval: str = "5m"  # at most one rollup update per group per interval of event time
     freshness: str | None = None  # coverage report: a group not updated for this long is stale
+    _customerio: Any = PrivateAttr(default=None)  # the config's [customerio], set by `Config`
+
+    @property
+    def compat(self) -> str:
+        """`[customerio] compat`: whose conventions messages follow ("segment" | "rudderstack"). Every step
+        (resolution, contract, learning, the mapping) reads it here, so all of them agree on a message."""
+        return self._customerio.compat if self._customerio is not None else "segment"
+
+    @property
+    def device_token_event(self) -> str | None:
+        """`[customerio] device_token_event` (RudderStack's `deviceTokenEventName`)."""
+        return self._customerio.device_token_event if self._customerio is not None else None
 
     @field_validator("rollup_interval", "freshness")
     @classmethod
@@ -193,6 +206,23 @@ class CustomerIO(Sending):
     batch_size: int = Field(100, ge=1, le=1000)
     rate_limit: float = Field(100.0, gt=0)
     dead_letter: str = "groupspec-dead-letter.jsonl"
+    compat: Literal["segment", "rudderstack"] = "segment"  # whose Customer.io mapping to reproduce (README)
+    device_token_event: str | None = None  # rudderstack: one more event that registers a device token
+
+    @field_validator("device_token_event")
+    @classmethod
+    def _event_name(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("an event name, got an empty string")
+        return value
+
+    @model_validator(mode="after")
+    def _profile(self) -> CustomerIO:
+        if self.device_token_event is not None and self.compat != "rudderstack":
+            raise _KeyedError("device_token_event",
+                              f"only with compat = \"rudderstack\" (RudderStack's deviceTokenEventName), "
+                              f"got compat = {self.compat!r}")
+        return self
 
     @field_validator("url")
     @classmethod
@@ -256,6 +286,11 @@ class Config(_Model):
     path: str = "<config>"
     missing_env: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _contracts_know_the_profile(self) -> Config:
+        self.contract._customerio = self.customerio
+        return self
+
     def contract_for(self, source: str | None) -> Contract:
         """The contract of `source`: its `[sources.NAME.contract]` merged over `[contract]`."""
         if source is None or source not in self.sources or not self.sources[source].contract:
@@ -289,6 +324,8 @@ class Config(_Model):
         cache = self.__dict__.get("_merged_cache")
         if cache is None:
             cache = {name: _merge_contract(self.contract, src.contract) for name, src in self.sources.items()}
+            for merged in cache.values():
+                merged._customerio = self.customerio
             object.__setattr__(self, "_merged_cache", cache)  # frozen model: computed once
         return cache
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from .events import object_type_source
 from .message import Message, parse_time
 from .resolve import use_membership
 from .step import only
@@ -36,15 +37,11 @@ def _trait_paths(name: str) -> tuple[tuple[str, ...], ...]:
 @only("group", "track")
 def check_object_target(msg: Message) -> Message:
     """Group calls and object events name an object: a positive integer type id and an object id."""
-    if msg.type == "group":
-        traits = msg.traits
-        raw, field = traits.get("objectTypeId", traits.get("object_type_id")), "traits.objectTypeId"
-    elif msg.object_event:
-        if msg.group_id in (None, ""):
-            return msg.drop("malformed", "properties.objectId", f"{msg.body['event']} without properties.objectId")
-        raw, field = msg.props.get("objectTypeId"), "properties.objectTypeId"
-    else:
+    if msg.type == "track" and not msg.object_event:
         return msg
+    if msg.object_event and msg.group_id in (None, ""):
+        return msg.drop("malformed", "properties.objectId", f"{msg.body['event']} without properties.objectId")
+    raw, field = object_type_source(msg)  # the compat profile's keys, the same the mapping reads
     if raw is None:
         msg.object_type = msg.contract.default_object_type_id
     elif isinstance(raw, (str, int)) and not isinstance(raw, bool) and _OBJECT_TYPE.fullmatch(str(raw)):
@@ -53,6 +50,22 @@ def check_object_target(msg: Message) -> Message:
         msg.object_type = str(raw)
         msg.violate("invalid_object_type", field, f"object type id must be a positive integer, got {raw!r}")
     return msg
+
+
+def check_anonymous_relationship_delete(msg: Message, store: Store) -> Message:
+    """Customer.io's `delete_relationships` takes `id`, `email` or `cio_id`, never `anonymous_id`: an anonymous
+    `Relationship Deleted` goes out for the one userId its anonymousId is linked to, else it is quarantined
+    (`anonymous_relationship_delete`)."""
+    if msg.effect != "leave" or msg.user_id is not None:
+        return msg
+    users = sorted(k[2:] for k in store.identities("a:" + msg.anonymous_id, before=msg.arrival) if k[:2] == "u:")
+    if len(users) == 1:
+        msg.user_id = users[0]  # the person it resolves to (the forwarded body stays as sent)
+        return msg
+    linked = f"linked to several userIds ({', '.join(users)})" if users else "linked to no userId"
+    return msg.drop("anonymous_relationship_delete", "anonymousId",
+                    f"Relationship Deleted from anonymousId {msg.anonymous_id!r}, which is {linked}: "
+                    f"delete_relationships takes id, email or cio_id")
 
 
 def _id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
@@ -208,6 +221,7 @@ def check_stale(msg: Message, store: Store) -> Message:
 def checks(store: Store) -> list:
     """The contract's steps, in order."""
     return [
+        only("track")(lambda msg: check_anonymous_relationship_delete(msg, store)),
         check_object_target,
         check_group_id,
         check_conflict,

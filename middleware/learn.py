@@ -4,6 +4,7 @@ traits). It runs after every step that may still drop the message, so a dropped 
 from __future__ import annotations
 
 from . import contract
+from .events import GROUP_ACTIONS, group_action, person_effect, relationship_type
 from .message import Message
 from .stores import Store
 
@@ -22,16 +23,47 @@ class Learn:
             for key in ("u:", "a:"):
                 store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
         elif msg.type == "group":
+            action = group_action(msg)
+            effect = GROUP_ACTIONS[action]
+            if effect == "delete_object":
+                store.record_object_deleted(msg.object_type, msg.group_id, msg.ts, arrived=msg.arrival)
+                return msg
             if msg.person_key is not None:
-                store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, True,
+                store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, effect == "join",
                                         arrived=msg.arrival)
             attributes = contract.object_attributes(msg.traits)
-            if attributes:
+            if msg.contract.compat == "rudderstack":  # RudderStack's object action, not an attribute
+                attributes.pop("action", None)
+            if attributes and action == "identify":
                 store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, body["messageId"],
                                    arrived=msg.arrival)
+        elif msg.type == "identify":
+            self._relate(msg)
+        elif person_effect(msg) == "delete_person":
+            self._forget(msg)
         elif msg.effect == "delete_object":
             store.record_object_deleted(msg.object_type, msg.group_id, msg.ts, arrived=msg.arrival)
         elif msg.effect == "leave":
             store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, False,
                                     arrived=msg.arrival)
         return msg
+
+    def _relate(self, msg: Message) -> None:
+        """Segment's identify with `traits.objectId` relates the person to that object (`cio_relationships`)."""
+        if msg.contract.compat != "segment":
+            return
+        object_id = msg.traits.get("objectId")
+        if not object_id or not isinstance(object_id, (str, int)) or isinstance(object_id, bool):
+            return
+        type_id = relationship_type(msg.traits, msg.contract)
+        if type_id.isdigit() and not type_id.startswith("0"):
+            self.store.record_membership(msg.person_key, type_id, str(object_id), msg.ts, True, arrived=msg.arrival)
+
+    def _forget(self, msg: Message) -> None:
+        """A deleted person's memberships end (under every key linked to the person) at the event's time."""
+        store = self.store
+        persons = store.identities(msg.person_key, before=msg.arrival)
+        for m in store.memberships_at(persons, msg.ts, before=msg.arrival):
+            for person in persons:
+                store.record_membership(person, m.object_type_id, m.group_id, msg.ts, False, arrived=msg.arrival)
+

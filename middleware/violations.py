@@ -16,6 +16,7 @@ Code = Literal[
     "invalid_object_type",
     "not_attribute_owner",
     "customerio_limit",
+    "anonymous_relationship_delete",
     "store_unavailable",
     "internal_error",
 ]
@@ -32,6 +33,7 @@ _TABLE: dict[str, tuple[Action, tuple[Action, ...]]] = {
     "invalid_object_type": ("drop", ("flag", "drop")),
     "not_attribute_owner": ("strip", ("flag", "strip", "drop")),
     "customerio_limit": ("drop", ("drop",)),
+    "anonymous_relationship_delete": ("drop", ("drop",)),
     "store_unavailable": ("drop", ("drop",)),
     "internal_error": ("drop", ("drop",)),
 }

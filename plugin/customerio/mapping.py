@@ -1,106 +1,137 @@
-"""Spec messages -> Customer.io Track API v2 operations: a routing table (`ROUTES`), a field-path table
-(`FIELDS`) and one small builder per operation."""
+"""Spec messages -> Customer.io Track API v2 operations: a routing table per `[customerio] compat` profile
+(`ROUTES`, Segment's destination, the default; `rudderstack.ROUTES`), a field-path table (`common.FIELDS`) and one
+small builder per operation, each naming the reference action it reproduces (docs/parity-reference.md)."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections.abc import Callable
 from typing import Any
 
 from groupspec.middleware.contract import object_attributes
-from groupspec.middleware.message import Message, parse_time
+from groupspec.middleware.events import relationship_type
+from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
 
-from . import identifiers, limits
+from . import dates, identifiers, limits, rudderstack
+from .common import FIELDS, Builder, event_id, first, group_extra
 
-_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
-
-
-_NO_TRAITS: dict[str, Any] = {}
-_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
-_TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]  # 15 bits -> 3 characters
-
-
-def event_id(message_id: str, ts: float) -> str:
-    """A ULID whose time part is the event's time and whose rest derives from `messageId`: retries dedupe.
-
-    The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
-    (tests check it against python-ulid).
-    """
-    millis = max(0, min(int(ts * 1000), (1 << 48) - 1))
-    v = (millis << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
-    t = _TRIPLES
-    return (_PAIRS[v >> 120] + t[(v >> 105) & 32767] + t[(v >> 90) & 32767] + t[(v >> 75) & 32767]
-            + t[(v >> 60) & 32767] + t[(v >> 45) & 32767] + t[(v >> 30) & 32767] + t[(v >> 15) & 32767]
-            + t[v & 32767])
+__all__ = ["CUSTOMERIO", "FIELDS", "PROFILES", "ROUTES", "attributes", "event_id", "first", "operations"]
 
 
 def attributes(values: dict[str, Any]) -> dict[str, Any]:
-    """Attribute values as Customer.io wants them: ISO-8601 times become unix seconds."""
-    out = {}
-    for key, value in values.items():
-        if value.__class__ is str and value[4:5] == "-" and _ISO_TIME.match(value):
-            ts = parse_time(value)
-            if ts is not None:
-                value = int(ts)
-        out[key] = value
-    return out
+    """Attribute values as Segment's destination sends them: ISO-8601 strings become unix seconds, at any depth of
+    objects (`dates.segment`)."""
+    return dates.segment(values)
 
 
-def _person_ids(msg: Message) -> dict[str, str]:
-    return identifiers.person(msg.user_id, msg.anonymous_id, msg.traits if msg.user_id is None else _NO_TRAITS)
+#: Segment's relationship keys on identify (`createUpdatePerson`): they configure `cio_relationships`
+_RELATIONSHIP_KEYS = ("createdAt", "created_at", "object_type_id", "objectTypeId", "relationshipAttributes")
+
+
+def _person_id(msg: Message, email_fallback: bool) -> str | None:
+    """Segment's person id: `userId`, else (identify, delete, unsuppress) `traits.email`."""
+    if msg.user_id is not None or not email_fallback:
+        return msg.user_id
+    email = msg.traits.get("email")
+    return email if isinstance(email, str) and email else None
+
+
+def _person_ids(msg: Message, email_fallback: bool = False) -> dict[str, str]:
+    return identifiers.person(_person_id(msg, email_fallback), msg.anonymous_id)
+
+
+def _with_anonymous_id(msg: Message, ids: dict[str, str], attrs: dict[str, Any]) -> dict[str, Any]:
+    """Segment's `buildPayload`: the anonymousId rides along as an attribute unless it is the identifier."""
+    if msg.anonymous_id is not None and "anonymous_id" not in ids:
+        attrs["anonymous_id"] = msg.anonymous_id
+    return attrs
 
 
 def identify(msg: Message) -> list[dict[str, Any]]:
-    owned = msg.contract.group_traits
-    attrs = attributes({k: v for k, v in msg.traits.items() if k not in owned})
-    if msg.anonymous_id is not None and msg.user_id is not None:
-        attrs["anonymous_id"] = msg.anonymous_id
-    return [{"type": "person", "action": "identify", "identifiers": _person_ids(msg),
-             "attributes": attrs, "timestamp": int(msg.ts)}]
+    """Segment `createUpdatePerson`: traits as attributes (relationship keys out, `created_at` from
+    `created_at`/`createdAt`), dates converted; `traits.objectId` relates the person to that object."""
+    traits, owned = msg.traits, msg.contract.group_traits
+    values = {k: v for k, v in traits.items() if k not in owned and k not in _RELATIONSHIP_KEYS}
+    created = traits.get("created_at") if traits.get("created_at") is not None else traits.get("createdAt")
+    if created:
+        values["created_at"] = created
+    ids = _person_ids(msg, email_fallback=True)
+    op: dict[str, Any] = {"type": "person", "action": "identify", "identifiers": ids,
+                          "attributes": _with_anonymous_id(msg, ids, attributes(values))}
+    object_id = traits.get("objectId")
+    if object_id:
+        target = {"object_type_id": relationship_type(traits, msg.contract), "object_id": str(object_id)}
+        link: dict[str, Any] = {"identifiers": target}
+        if traits.get("relationshipAttributes"):  # as sent: Segment's conversion does not enter the list
+            link["relationship_attributes"] = traits["relationshipAttributes"]
+        op["cio_relationships"] = [link]
+    op["timestamp"] = int(msg.ts)
+    return [op]
 
 
 def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
-    attrs = attributes(msg.props)
+    ids = _person_ids(msg)
+    attrs = _with_anonymous_id(msg, ids, attributes(msg.props))
     attrs.update(extra)
-    return [{"type": "person", "action": action, "identifiers": _person_ids(msg), "name": name,
+    return [{"type": "person", "action": action, "identifiers": ids, "name": name,
              "id": event_id(msg.body["messageId"], msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
 
 
-def first(msg: Message, paths: tuple[str, ...]) -> Any:
-    """The first non-empty value found at `paths` (dotted paths into the message body)."""
-    for path in paths:
-        value: Any = msg.body
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
-        if value not in (None, ""):
-            return value
-    return None
-
-
-#: where each mapped field comes from, in order of preference (Segment's field defaults, as data)
-FIELDS: dict[str, tuple[str, ...]] = {
-    "page.name": ("properties.url", "context.page.url", "name"),
-    "screen.name": ("name", "properties.name"),
-}
-
-
 def event(msg: Message) -> list[dict[str, Any]]:
-    extra: dict[str, Any] = {}
-    if msg.group_id is not None:
-        extra["group_id"] = msg.group_id
-    if msg.snapshot is not None:
-        extra["group_traits"] = msg.snapshot
-    return _activity(msg, "event", msg.body["event"], extra)
+    """Segment `trackEvent`."""
+    return _activity(msg, "event", msg.body["event"], group_extra(msg))
+
+
+def add_device(msg: Message) -> list[dict[str, Any]]:
+    """Segment `createUpdateDevice` (userId, token and platform required, else only the event), then the event:
+    Segment fires both actions."""
+    token, platform = first(msg, FIELDS["device.token"]), first(msg, FIELDS["device.platform"])
+    ops = []
+    if msg.user_id is not None and isinstance(token, str) and platform is not None:
+        extra = {}
+        version = first(msg, FIELDS["device.app_version"])
+        if version:
+            extra["app_version"] = version
+        device = {"token": token, "platform": platform, "last_used": int(msg.ts),
+                  "attributes": {**attributes(msg.props), **extra}}
+        ops.append({"type": "person", "action": "add_device", "identifiers": identifiers.of_id(msg.user_id),
+                    "device": device})
+    return ops + event(msg)
+
+
+def delete_device(msg: Message) -> list[dict[str, Any]]:
+    """Segment `deleteDevice` (userId and token required), then the event (Track Event does not exclude it)."""
+    token = first(msg, FIELDS["device.token"])
+    ops = []
+    if msg.user_id is not None and isinstance(token, str):
+        ops.append({"type": "person", "action": "delete_device", "identifiers": identifiers.of_id(msg.user_id),
+                    "device": {"token": token}})
+    return ops + event(msg)
+
+
+def _lifecycle(action: str, email_fallback: bool) -> Builder:
+    def build(msg: Message) -> list[dict[str, Any]]:
+        person_id = _person_id(msg, email_fallback)
+        if person_id is None:  # Segment's action requires the person id: nothing goes out
+            return []
+        return [{"type": "person", "action": action, "identifiers": identifiers.person(person_id)}]
+
+    build.__name__ = action
+    build.__doc__ = f"Segment's person `{action}` (person id: userId{', else traits.email' if email_fallback else ''})."
+    return build
+
+
+delete_person = _lifecycle("delete", email_fallback=True)
+suppress = _lifecycle("suppress", email_fallback=False)
+unsuppress = _lifecycle("unsuppress", email_fallback=True)
 
 
 def page(msg: Message) -> list[dict[str, Any]]:
+    """Segment `trackPageView` (groupspec: without `properties.url`, the context URL, then the name)."""
     return _activity(msg, "page", str(first(msg, FIELDS["page.name"]) or ""), {})
 
 
 def screen(msg: Message) -> list[dict[str, Any]]:
+    """Segment `trackScreenView`."""
     return _activity(msg, "screen", str(first(msg, FIELDS["screen.name"]) or ""), {})
 
 
@@ -109,6 +140,7 @@ def _object_ids(msg: Message) -> dict[str, str]:
 
 
 def identify_object(msg: Message) -> list[dict[str, Any]]:
+    """Segment `createUpdateObject` (groupspec: attributes from all group traits, no anonymous_id on objects)."""
     traits = msg.traits
     values = object_attributes(traits)
     values.pop("anonymous_id", None)  # a person's identifier never becomes an object attribute
@@ -116,7 +148,7 @@ def identify_object(msg: Message) -> list[dict[str, Any]]:
                           "attributes": attributes(values)}
     if msg.person_key is None:  # a person-less group call updates the object alone
         return [op]
-    link: dict[str, Any] = {"identifiers": identifiers.person(msg.user_id, msg.anonymous_id, {})}  # traits: the group's
+    link: dict[str, Any] = {"identifiers": identifiers.person(msg.user_id, msg.anonymous_id)}
     relationship = traits.get("relationshipAttributes")
     if isinstance(relationship, dict) and relationship:
         link["relationship_attributes"] = attributes(relationship)
@@ -127,24 +159,35 @@ def identify_object(msg: Message) -> list[dict[str, Any]]:
 
 
 def delete_relationships(msg: Message) -> list[dict[str, Any]]:
+    """Segment `deleteRelationship`; an anonymous one was resolved to its userId or quarantined before (contract)."""
     return [{"type": "object", "action": "delete_relationships", "identifiers": _object_ids(msg),
              "cio_relationships": [{"identifiers": _person_ids(msg)}]}]
 
 
 def delete_object(msg: Message) -> list[dict[str, Any]]:
+    """Segment `deleteObject`."""
     return [{"type": "object", "action": "delete", "identifiers": _object_ids(msg)}]
 
 
 def merge(msg: Message) -> list[dict[str, Any]]:
+    """Segment `mergePeople`."""
     return [{"type": "person", "action": "merge", "primary": identifiers.of_id(msg.user_id),
              "secondary": identifiers.of_id(msg.body["previousId"])}]
 
 
 #: which message becomes which Track API v2 operation: (type, event name or None for any) -> builder.
-#: The most specific row wins, like the presets of Segment's Customer.io (Actions) destination.
-ROUTES: dict[tuple[str, str | None], Callable[[Message], list[dict[str, Any]]]] = {
+#: The most specific row wins. Together the rows are every preset and every action's default subscription of
+#: Segment's Customer.io (Actions) destination (`compat = "segment"`, the default); README has the table.
+ROUTES: dict[tuple[str, str | None], Builder] = {
     ("identify", None): identify,
     ("track", None): event,
+    ("track", "Application Installed"): add_device,
+    ("track", "Application Opened"): add_device,
+    ("track", "Application Uninstalled"): delete_device,
+    ("track", "Device Deleted"): delete_device,
+    ("track", "User Deleted"): delete_person,
+    ("track", "User Suppressed"): suppress,
+    ("track", "User Unsuppressed"): unsuppress,
     ("track", "Relationship Deleted"): delete_relationships,
     ("track", "Object Deleted"): delete_object,
     ("page", None): page,
@@ -153,11 +196,21 @@ ROUTES: dict[tuple[str, str | None], Callable[[Message], list[dict[str, Any]]]] 
     ("alias", None): merge,
 }
 
+#: `[customerio] compat` -> its routing table
+PROFILES: dict[str, dict[tuple[str, str | None], Builder]] = {
+    "segment": ROUTES,
+    "rudderstack": rudderstack.ROUTES,
+}
+
 
 def operations(msg: Message) -> list[dict[str, Any]]:
-    """The Track API v2 operations of a forwarded message, by the first matching row of `ROUTES`."""
-    build = ROUTES.get((msg.type, msg.body.get("event"))) if msg.type == "track" else None
-    return (build or ROUTES[msg.type, None])(msg)
+    """The Track API v2 operations of a forwarded message, by the most specific row of its profile's table."""
+    routes = PROFILES[msg.contract.compat]
+    if msg.type == "track":
+        build = routes.get(("track", msg.body["event"])) or rudderstack.device_route(msg, routes)
+        if build is not None:
+            return build(msg)
+    return routes[msg.type, None](msg)
 
 
 def object_update(update: Update) -> dict[str, Any]:

@@ -1,0 +1,71 @@
+"""What both mapping profiles share: the event ULID, the field-path table and its reader, groupspec's event
+additions."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from groupspec.middleware.message import Message
+
+Builder = Callable[[Message], list[dict[str, Any]]]
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+_TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]  # 15 bits -> 3 characters
+
+
+def event_id(message_id: str, ts: float) -> str:
+    """A ULID whose time part is the event's time and whose rest derives from `messageId`: retries dedupe.
+
+    The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
+    (tests check it against python-ulid).
+    """
+    millis = max(0, min(int(ts * 1000), (1 << 48) - 1))
+    v = (millis << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
+    t = _TRIPLES
+    return (_PAIRS[v >> 120] + t[(v >> 105) & 32767] + t[(v >> 90) & 32767] + t[(v >> 75) & 32767]
+            + t[(v >> 60) & 32767] + t[(v >> 45) & 32767] + t[(v >> 30) & 32767] + t[(v >> 15) & 32767]
+            + t[v & 32767])
+
+
+def first(msg: Message, paths: tuple[str, ...]) -> Any:
+    """The first non-empty value found at `paths` (dotted paths into the message body; a number is a list index)."""
+    for path in paths:
+        value: Any = msg.body
+        for key in path.split("."):
+            if isinstance(value, dict):
+                value = value.get(key)
+            elif isinstance(value, list) and key.isdigit() and int(key) < len(value):
+                value = value[int(key)]
+            else:
+                value = None
+        if value not in (None, ""):
+            return value
+    return None
+
+
+#: where each mapped field comes from, in order of preference (the reference destinations' field defaults, as
+#: data); `rudderstack.*` rows are read under `[customerio] compat = "rudderstack"`
+FIELDS: dict[str, tuple[str, ...]] = {
+    "page.name": ("properties.url", "context.page.url", "name"),
+    "screen.name": ("name", "properties.name"),
+    "device.token": ("context.device.token",),
+    "device.platform": ("context.device.type",),
+    "device.app_version": ("context.app.version",),
+    "rudderstack.user_id": ("userId", "traits.userId", "traits.id", "context.traits.userId", "context.traits.id"),
+    "rudderstack.email": ("traits.email", "context.traits.email", "properties.email", "context.externalId.0.id"),
+    "rudderstack.created_at": ("traits.createdAt", "context.traits.createdAt"),
+    "rudderstack.page.name": ("name", "properties.url"),
+    "rudderstack.screen.name": ("event", "properties.name"),
+}
+
+def group_extra(msg: Message) -> dict[str, Any]:
+    """What groupspec adds to an event's attributes: the resolved `group_id` and the group traits snapshot."""
+    extra: dict[str, Any] = {}
+    if msg.group_id is not None:
+        extra["group_id"] = msg.group_id
+    if msg.snapshot is not None:
+        extra["group_traits"] = msg.snapshot
+    return extra

@@ -1,0 +1,58 @@
+"""Dates as the reference destinations send them: Segment's `convertAttributeTimestamps` (`isIsoDate` strings at
+any depth of plain objects become unix seconds) and RudderStack's `toUnixSeconds`."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from groupspec.middleware.message import parse_time
+
+#: Segment's `isIsoDate` (from segmentio/isostring): a date, optionally a `T` time, fraction and zone
+_ISO = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2}))?(?:\.(\d{1,9}))?"
+                  r"(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def iso_seconds(value: str) -> int | None:
+    """Unix seconds (floored) of an `isIsoDate` string; None for anything else. No zone means UTC (Segment's
+    runtime), a date alone its midnight."""
+    found = _ISO.match(value)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone = found.groups()
+    try:
+        moment = datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                          tzinfo=timezone.utc)
+    except ValueError:  # e.g. month 13: Date.parse fails, the string stays
+        return None
+    if zone and zone != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        moment -= sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    return int(moment.timestamp())  # the fraction never changes the floored second
+
+
+def segment(values: dict[str, Any]) -> dict[str, Any]:
+    """Segment's `convertAttributeTimestamps`: ISO-8601 strings -> unix seconds, recursively into objects but not
+    into lists; other strings (`"2026-11-18 10:00:00"`), numbers and numeric strings stay."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value.__class__ is str:
+            seconds = iso_seconds(value) if value[4:5] == "-" else None
+            out[key] = value if seconds is None else seconds
+        elif value.__class__ is dict:
+            out[key] = segment(value)
+        else:
+            out[key] = value
+    return out
+
+
+def unix_seconds(value: Any) -> Any:
+    """RudderStack's `toUnixSeconds` (floored) for a time string (`createdAt`); any other value stays as it is."""
+    if isinstance(value, str):
+        ts = parse_time(value)
+        if ts is not None:
+            return math.floor(ts)
+    return value
