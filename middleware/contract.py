@@ -209,7 +209,7 @@ def check_stale(msg: Message, store: Store) -> Message:
     names = list(object_attributes(msg.traits))
     if not names:
         return msg
-    stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.body["messageId"], before=msg.arrival)
+    stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.key, before=msg.arrival)
     for name in sorted(stale):
         msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
                     strip=_trait_paths(name))

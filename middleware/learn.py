@@ -35,7 +35,7 @@ class Learn:
             if msg.contract.compat == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":
-                store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, body["messageId"],
+                store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, msg.key,
                                    arrived=msg.arrival)
         elif msg.type == "identify":
             self._relate(msg)

@@ -31,7 +31,7 @@ class Message:
     the steps decided about it."""
 
     # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
-    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = None
+    type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
     quarantined = object_event = False  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
@@ -124,6 +124,12 @@ class Message:
         if self.type == "identify":
             return (self.body.get("context") or {}).get("traits") or {}
         return {}
+
+
+def message_key(source: str | None, person: str | None, kind: str, message_id: str) -> str:
+    """What identifies a message (`Message.key`): its source, person key, type and `messageId`. Another source's
+    or person's message with the same `messageId` is another message; a re-send of a message is the same one."""
+    return "\x1f".join((source or "", person or "", kind, message_id))
 
 
 def parse_time(value: Any) -> float | None:

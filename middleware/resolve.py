@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .message import Message
+from .message import Message, message_key
 from .stores import Store
 
 
@@ -14,8 +14,9 @@ class Resolve:
 
     def __call__(self, msg: Message) -> Message:
         store = self.store
-        msg.arrival = store.admit(msg.body["messageId"])  # reads see the facts known when it first arrived
         person = msg.person_key
+        msg.key = message_key(msg.source, person, msg.type, msg.body["messageId"])
+        msg.arrival = store.admit(msg.key)  # reads see the facts known when it first arrived
         if person is not None:
             persons = store.identities(person, before=msg.arrival)
             if msg.user_id is not None and msg.anonymous_id is not None:

@@ -18,6 +18,8 @@ from typing import Any
 import httpx
 import uvicorn
 from groupspec.middleware.config import load_config
+from groupspec.middleware.message import message_key, parse_time
+from groupspec.plugin.customerio.mapping import event_id
 from groupspec.plugin.service.serve import Service, server_config
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -54,6 +56,11 @@ def write_config(tmp_path: Path, cio: Any = None, *, customerio: dict[str, Any] 
 
 def _pairs(values: dict[str, Any]) -> list[str]:
     return [f"{k} = {v!r}".replace("'", '"') if isinstance(v, str) else f"{k} = {v}" for k, v in values.items()]
+
+
+def track_id(user: str, message_id: str, ts: str, source: str = "web") -> str:
+    """The Customer.io event `id` of a track call of `user` (a userId) from `source`."""
+    return event_id(message_key(source, f"u:{user}", "track", message_id), parse_time(ts))
 
 
 def metrics(url: str) -> dict[str, float]:

@@ -9,7 +9,7 @@ import orjson
 import pytest
 import ulid
 from core_support import Chain, at, codes, deleted, group, identify, left, track, unix
-from groupspec.middleware.message import parse_time
+from groupspec.middleware.message import message_key, parse_time
 from groupspec.plugin.customerio.mapping import event_id
 
 OWNED = '[contract.group_traits]\nplan = {}\n'
@@ -42,7 +42,7 @@ def test_track_is_a_person_event_with_properties_group_id_and_the_group_trait_sn
     msg = chain.one({**track("u1", "Order Placed", 3, properties={"total": 12.5, "at": at(2)}), "messageId": "m-1"})
     (op,) = msg.ops
     assert op == {"type": "person", "action": "event", "identifiers": {"id": "u1"}, "name": "Order Placed",
-                  "id": event_id("m-1", unix(3)), "timestamp": unix(3),
+                  "id": event_id(message_key(None, "u:u1", "track", "m-1"), unix(3)), "timestamp": unix(3),
                   "attributes": {"total": 12.5, "at": unix(2), "group_id": "hh_1",
                                  "group_traits": {"status": "active"}}}  # as known at day 3, not day 5
 
@@ -219,7 +219,7 @@ def test_event_id_agrees_with_python_ulid(message_id, ts):
 
 def test_page_and_screen_ids_are_ulids_of_their_message_too():
     op = op_of({"type": "page", "userId": "u1", "name": "Home", "timestamp": at(2), "messageId": "p-1"})
-    assert op["id"] == event_id("p-1", unix(2))
+    assert op["id"] == event_id(message_key(None, "u:u1", "page", "p-1"), unix(2))
 
 
 # --- limits ---------------------------------------------------------------------------------------------------------

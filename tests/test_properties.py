@@ -16,7 +16,7 @@ from groupspec.middleware import Engine, open_store
 from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from groupspec.plugin.replay import Replay
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 BASE = """
@@ -320,6 +320,17 @@ def message_ids(line: bytes) -> list:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(lines, max_size=12))
+@example(batch=[  # a track and a group call sharing messageId m1 (issue 9, item 4)
+    b'{"type":"track","userId":"u1","event":"Order Placed","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}',
+    b'{"type":"group","userId":"u1","groupId":"hh_1","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}',
+])
+@example(batch=[  # the same messageId from two sources; an event of the person in between
+    b'{"type":"track","anonymousId":"u1","timestamp":"2026-01-01T00:00:00Z","messageId":"m1","writeKey":"wk_billing",'
+    b'"properties":{"group_id":"hh_1"},"event":"Order Placed"}',
+    b'{"type":"track","anonymousId":"u1","userId":"u1","timestamp":"2026-01-01T00:00:00Z","messageId":"e3",'
+    b'"event":"Order Placed"}',
+    b'{"type":"group","anonymousId":"u1","timestamp":"2026-01-01T00:00:00Z","messageId":"m1","groupId":"hh_1"}',
+])
 def test_replaying_twice_on_sqlite_repeats_its_outputs(batch):
     with tempfile.TemporaryDirectory() as tmp:
         store = f"sqlite:///{tmp}/gs.db"

@@ -236,3 +236,37 @@ def test_unlinked_people_do_not_share_groups():
     chain = Chain()
     chain.run(group(None, "hh_1", 1, anon="a1"), identify("u2", 2, anon="a2"))
     assert resolved(chain.one(track("u2", days=3))) == ("unresolved", None)
+
+
+# --- messageId collisions (issue 9, item 4) -----------------------------------------------------------------------
+
+COLLIDING = """
+[sources.web]
+write_key = "wk_web"
+[sources.app]
+write_key = "wk_app"
+"""
+
+
+def test_another_sources_message_with_the_same_message_id_is_another_message():
+    chain = Chain(COLLIDING, store_url="sqlite:///:memory:")
+    chain.run({**group("ann", "hh_1", 1), "messageId": "m1", "writeKey": "wk_web"})
+    web = chain.one({**track("bob", "Order Placed", 2), "messageId": "m7", "writeKey": "wk_web"})
+    app = chain.one({**track("cat", "Order Placed", 2), "messageId": "m7", "writeKey": "wk_app"})
+    (web_op,), (app_op,) = web.ops, app.ops
+    assert web_op["id"] != app_op["id"]  # Customer.io would drop the second as a duplicate of the first
+    assert (web.arrival, app.arrival) == (2, 3)  # neither reads the store as of the other's arrival
+
+
+def test_a_true_resend_is_the_same_message():
+    chain = Chain(COLLIDING, store_url="sqlite:///:memory:")
+    first = chain.one({**track("bob", "Order Placed", 2), "messageId": "m7", "writeKey": "wk_web"})
+    again = chain.one({**track("bob", "Order Placed", 2), "messageId": "m7", "writeKey": "wk_web"})
+    assert first.ops[0]["id"] == again.ops[0]["id"] and first.arrival == again.arrival
+
+
+def test_two_people_of_one_source_with_the_same_message_id_get_two_event_ids():
+    chain = Chain()
+    ann = chain.one({**track("ann", "Order Placed", 2), "messageId": "m7"})
+    bob = chain.one({**track("bob", "Order Placed", 2), "messageId": "m7"})
+    assert ann.ops[0]["id"] != bob.ops[0]["id"]

@@ -12,10 +12,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import orjson
 import pytest
-from groupspec.middleware.message import parse_time
-from groupspec.plugin.customerio.mapping import event_id
 from groupspec.plugin.report.collect import Coverage
-from service_harness import OPERATOR, OPERATOR_TOKEN, WRITE_KEYS, ThreadService, metrics, wait_for, write_config
+from service_harness import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    WRITE_KEYS,
+    ThreadService,
+    metrics,
+    track_id,
+    wait_for,
+    write_config,
+)
 
 WEB = (WRITE_KEYS["web"], "")
 
@@ -58,7 +65,7 @@ def test_batch_with_basic_auth_delivers_every_message_in_order(service, cio, pat
     batch = [track(i) for i in range(30)]
     assert httpx.post(service.url + path, json={"batch": batch}, auth=WEB).status_code == 200
     wait_for(lambda: len(cio.accepted) == 30)
-    assert [op["id"] for op in cio.accepted] == [event_id(f"m{i}", parse_time("2026-11-01T10:00:00Z"))
+    assert [op["id"] for op in cio.accepted] == [track_id(f"user_{i}", f"m{i}", "2026-11-01T10:00:00Z")
                                                  for i in range(30)]
 
 
@@ -172,7 +179,7 @@ def test_an_operation_over_customerio_limits_is_quarantined_not_sent(service, ci
     batch = [track(1), {"type": "identify", "userId": "u" * 200}, track(3)]  # ids are at most 150 bytes
     assert httpx.post(service.url + "/v1/batch", json={"batch": batch}, auth=WEB).status_code == 200
     wait_for(lambda: metrics(service.url).get("groupspec_spool_depth") == 0)
-    assert ids(cio.accepted) == {event_id(f"m{i}", parse_time("2026-11-01T10:00:00Z")) for i in (1, 3)}
+    assert ids(cio.accepted) == {track_id(f"user_{i}", f"m{i}", "2026-11-01T10:00:00Z") for i in (1, 3)}
     assert len(cio.accepted) == 2
     (record,) = [orjson.loads(line) for line in (tmp_path / "quarantine.jsonl").read_bytes().splitlines()]
     assert record["violations"][-1]["code"] == "customerio_limit"
@@ -184,7 +191,7 @@ def test_a_scripted_207_goes_to_the_dead_letter(service, cio, tmp_path):
     assert httpx.post(service.url + "/v1/batch", json={"batch": [track(1), track(2)]}, auth=WEB).status_code == 200
     wait_for(lambda: (tmp_path / "dead-letter.jsonl").exists())
     dead = [orjson.loads(line) for line in (tmp_path / "dead-letter.jsonl").read_bytes().splitlines()]
-    assert [d["operation"]["id"] for d in dead] == [event_id(f"m{i}", parse_time("2026-11-01T10:00:00Z"))
+    assert [d["operation"]["id"] for d in dead] == [track_id(f"user_{i}", f"m{i}", "2026-11-01T10:00:00Z")
                                                     for i in (1, 2)]
     wait_for(lambda: metrics(service.url).get("groupspec_dead_lettered_total") == 2)
 
@@ -212,7 +219,7 @@ def test_401_from_customerio_makes_health_unhealthy_and_loses_nothing(tmp_path, 
     with ThreadService(write_config(tmp_path, cio)) as svc:  # fixed credentials, same spool
         wait_for(lambda: len(cio.accepted) == 4)
         assert httpx.get(svc.url + "/health").status_code == 200
-    assert ids(cio.accepted) == {event_id(f"m{i}", parse_time("2026-11-01T10:00:00Z")) for i in range(4)}
+    assert ids(cio.accepted) == {track_id(f"user_{i}", f"m{i}", "2026-11-01T10:00:00Z") for i in range(4)}
 
 
 def test_a_spool_over_its_limit_makes_health_unhealthy(tmp_path, cio):

@@ -9,8 +9,6 @@ import signal
 
 import httpx
 import orjson
-from groupspec.middleware.message import parse_time
-from groupspec.plugin.customerio.mapping import event_id
 from service_harness import (
     OPERATOR,
     OPERATOR_TOKEN,
@@ -18,6 +16,7 @@ from service_harness import (
     ServiceProcess,
     ThreadService,
     metrics,
+    track_id,
     wait_for,
     write_config,
 )
@@ -36,7 +35,7 @@ def malformed(n: int) -> dict:
 
 
 def ids(*numbers: int) -> set[str]:
-    return {event_id(f"m{n}", parse_time(TS)) for n in numbers}
+    return {track_id(f"user_{n}", f"m{n}", TS) for n in numbers}
 
 
 def delivered(cio) -> set[str]:

@@ -9,8 +9,6 @@ from collections import Counter
 
 import httpx
 import orjson
-from groupspec.middleware.message import parse_time
-from groupspec.plugin.customerio.mapping import event_id
 from service_harness import (
     metrics,
     WRITE_KEYS,
@@ -18,6 +16,7 @@ from service_harness import (
     ThreadService,
     alive,
     children,
+    track_id,
     wait_for,
     write_config,
 )
@@ -58,11 +57,11 @@ def test_kill_9_while_customerio_fails_then_restart_delivers_every_event_once_by
         assert service.stop() in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown
     assert not alive(worker)  # SIGTERM stopped the delivery process too
     sent = [op["id"] for op in before + cio.accepted]
-    expected = {event_id(f"m{i}", parse_time(TS)) for i in range(200)}
+    expected = {track_id(f"user_{i % 7}", f"m{i}", TS) for i in range(200)}
     assert set(sent) == expected  # every accepted event delivered ...
     duplicates = Counter(sent) - Counter(set(sent))
     # ... and the only re-sends are the 20 delivered before the crash (at-least-once; the ULID id dedupes them)
-    assert sorted(duplicates.elements()) == sorted(event_id(f"m{i}", parse_time(TS)) for i in range(20))
+    assert sorted(duplicates.elements()) == sorted(track_id(f"user_{i % 7}", f"m{i}", TS) for i in range(20))
     # per-person order holds across the crash: each user's events arrive in message order after the restart
     after = [op for op in cio.accepted]
     for user in range(7):
@@ -85,7 +84,7 @@ def test_kill_9_of_the_delivery_process_restarts_it_and_loses_nothing(tmp_path, 
         assert children(os.getpid()) == [svc.service.delivery.pid]
         assert httpx.get(svc.url + "/health").status_code == 200
         assert metrics(svc.url).get("groupspec_delivered_total") == 40
-    assert {op["id"] for op in cio.accepted} == {event_id(f"m{i}", parse_time(TS)) for i in range(40)}
+    assert {op["id"] for op in cio.accepted} == {track_id(f"user_{i % 7}", f"m{i}", TS) for i in range(40)}
     assert not alive(first)
 
 

@@ -16,14 +16,16 @@ _PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 charact
 _TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFORD]  # 15 bits -> 3 characters
 
 
-def event_id(message_id: str, ts: float) -> str:
-    """A ULID whose time part is the event's time and whose rest derives from `messageId`: retries dedupe.
+def event_id(key: str, ts: float) -> str:
+    """A ULID whose time part is the event's time and whose rest derives from the message's key (source, person,
+    type and `messageId`, see `Message.key`): re-sends dedupe in Customer.io, another source's or person's message
+    with the same `messageId` does not.
 
     The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
     (tests check it against python-ulid).
     """
     millis = max(0, min(int(ts * 1000), (1 << 48) - 1))
-    v = (millis << 80) | int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:10], "big")
+    v = (millis << 80) | int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")
     t = _TRIPLES
     return (_PAIRS[v >> 120] + t[(v >> 105) & 32767] + t[(v >> 90) & 32767] + t[(v >> 75) & 32767]
             + t[(v >> 60) & 32767] + t[(v >> 45) & 32767] + t[(v >> 30) & 32767] + t[(v >> 15) & 32767]
