@@ -112,6 +112,7 @@ class Contract(_Model):
     rollups: dict[str, Rollup] = Field(default_factory=dict)
     rollup_interval: str = "5m"  # at most one rollup update per group per interval of event time
     freshness: str | None = None  # coverage report: a group not updated for this long is stale
+    future_tolerance: str = "1d"  # a message dated further ahead of its receipt is `future_timestamp`
     _customerio: Any = PrivateAttr(default=None)  # the config's [customerio], set by `Config`
 
     @property
@@ -125,7 +126,7 @@ class Contract(_Model):
         """`[customerio] device_token_event` (RudderStack's `deviceTokenEventName`)."""
         return self._customerio.device_token_event if self._customerio is not None else None
 
-    @field_validator("rollup_interval", "freshness")
+    @field_validator("rollup_interval", "freshness", "future_tolerance")
     @classmethod
     def _interval(cls, value: str | None) -> str | None:
         if value is not None:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from .events import object_type_source
+from .config import duration_seconds
 from .message import Message, parse_time
 from .resolve import use_membership
 from .step import only
@@ -32,6 +33,23 @@ def object_attributes(traits: dict[str, Any]) -> dict[str, Any]:
 def _trait_paths(name: str) -> tuple[tuple[str, ...], ...]:
     """Where a group call may carry trait `name`: directly, or in Segment's nested `objectAttributes`."""
     return ("traits", name), ("traits", "objectAttributes", name)
+
+
+def check_time(msg: Message) -> Message:
+    """A message dated more than `future_tolerance` after it was received (`future_timestamp`) is a broken
+    clock, never the newest truth: flagged, it takes the time it was received. The receipt is the `receivedAt`
+    field, else the clock of a live door; an offline replay on stream time has none to compare with."""
+    reference = parse_time(msg.body.get("receivedAt"))
+    if reference is None:
+        if not msg.live:
+            return msg
+        reference = msg.received_at
+    ahead = msg.ts - reference
+    if ahead > duration_seconds(msg.contract.future_tolerance):
+        msg.violate("future_timestamp", "timestamp", f"dated {ahead / 86400:.1f} days after it was received "
+                    f"(more than future_tolerance = {msg.contract.future_tolerance})")
+        msg.ts = reference
+    return msg
 
 
 @only("group", "track")

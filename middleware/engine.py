@@ -26,7 +26,7 @@ from .config import Config
 from .counts import Counts
 from .enrich import Attach, annotate
 from .learn import Learn
-from .message import Message, normalise, split
+from .message import TIME_KEYS, Message, normalise, split
 from .quarantine import record
 from .resolve import Resolve
 from .rollups import Rollups, Update, contributions
@@ -71,6 +71,12 @@ class Outcome:
         self.messages += other.messages
 
 
+def _misdated(msg: Message) -> bool:
+    """A message whose own time cannot move stream time (dated in the future, or an unreadable time)."""
+    return any(v["code"] == "future_timestamp" or (v["code"] == "malformed" and v["field"] in TIME_KEYS)
+               for v in msg.violations)
+
+
 def encode(msg: Message) -> Message:
     """Serialise the forwarded message and its operations once, before the store learns from it: a message
     that cannot be written out is quarantined and teaches nothing."""
@@ -105,7 +111,7 @@ class Engine:
         self.destination = destination
         self.rollups = Rollups(store, config)
         mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
-        self.steps: list[Step] = [Resolve(store), *contract.checks(store), Attach(store), annotate, *steps,
+        self.steps: list[Step] = [contract.check_time, Resolve(store), *contract.checks(store), Attach(store), annotate, *steps,
                                   *mapping, encode, Learn(store)]
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
         self._failures: set[tuple[str, type]] = set()
@@ -127,6 +133,7 @@ class Engine:
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
             kind: str | None = None, received_at: float | None = None) -> list[Message]:
         """The messages of `payload`, each taken through the chain (forwarded or quarantined)."""
+        received = received_at is not None  # a collector's receipt time: clock skew can be corrected
         if received_at is None:
             received_at = self.stream_time if self.clock is None else self.clock()
         out = []
@@ -138,11 +145,12 @@ class Engine:
                 if isinstance(body.get("writeKey"), str):
                     msg.source = self.config.source_for_key(body["writeKey"]) or source
             msg.contract = self.config.contract_for(msg.source)
+            msg.live = self.clock is not None or received
             if error is not None:
                 msg.drop("malformed", "", error)
             else:
-                self._through(msg)
-            if self.clock is None:  # stream time: this message's own time included
+                self._through(msg, received)
+            if self.clock is None and not _misdated(msg):  # stream time: this message's own time included
                 self.stream_time = max(self.stream_time, msg.ts)
                 if msg.quarantined:
                     msg.received_at = self.stream_time
@@ -190,10 +198,10 @@ class Engine:
         out.ops.append(op)
         out.op_lines.append(line)
 
-    def _through(self, msg: Message) -> None:
+    def _through(self, msg: Message, received: bool = False) -> None:
         step = normalise
         try:
-            normalise(msg)
+            normalise(msg, received)
             if msg.quarantined:
                 return
             by_type = self._chains.get(id(msg.contract))

@@ -7,6 +7,8 @@ chain enriches; the copy shares nothing mutable with the original except nested 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -18,6 +20,11 @@ from .violations import violation
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+MAX_DEPTH = 64  # levels of objects and arrays a message may nest (orjson writes at most 255)
+MAX_BATCH_MESSAGES = 2_500  # members of one batch: a 500 KB batch of valid messages holds far fewer
+MIN_TIME = 0.0  # 1970-01-01T00:00:00Z: a message time before it is malformed
+MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time ISO-8601 (and every reader of it) can write
+_BIG_INT = re.compile(rb"[0-9]{20}")  # 2**64 has 20 digits: orjson reads larger integers as floats
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 TIME_KEYS = (  # where a message may carry its time, in order of preference
     "timestamp", "originalTimestamp", "sentAt", "receivedAt")
@@ -32,7 +39,7 @@ class Message:
 
     # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
     type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
-    quarantined = object_event = False  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
+    quarantined = object_event = live = False  # live: `received_at` is a real receipt time (not stream time)  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
     line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
@@ -133,13 +140,16 @@ def message_key(source: str | None, person: str | None, kind: str, message_id: s
 
 
 def parse_time(value: Any) -> float | None:
-    """ISO-8601 -> unix seconds (float); None when it is not an ISO-8601 string."""
+    """ISO-8601 (RFC 3339 with a lowercase `t`/`z` too) -> unix seconds (float); None when it is not one."""
     if not isinstance(value, str) or len(value) < 10:
         return None
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        return None
+        try:  # RFC 3339 allows "t" and "z"; Python reads only "T" and "Z"
+            moment = datetime.fromisoformat(value[:10] + value[10:].upper())
+        except ValueError:
+            return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
@@ -161,8 +171,23 @@ def _message_id(obj: dict[str, Any]) -> str:
     return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
-def normalise(msg: Message) -> Message:
-    """Check the spec shape of `msg.body` and normalise it in place (ids as strings, timestamp parsed)."""
+def _event_time(times: dict[str, float], received: float | None) -> float:
+    """When the message happened, corrected for the sender's clock the way Segment does: a time taken on the
+    device (`originalTimestamp`, else `timestamp`) moves by `receivedAt - sentAt` when both are known (the
+    `receivedAt` field, else the moment the service received it)."""
+    device = times.get("originalTimestamp", times.get("timestamp"))
+    received = times.get("receivedAt", received)
+    if device is None or received is None or "sentAt" not in times:
+        return next(iter(times.values()))
+    if "originalTimestamp" not in times and "receivedAt" in times:
+        return device  # a recorded stream: the collector already corrected `timestamp`
+    return device + (received - times["sentAt"])
+
+
+def normalise(msg: Message, received: bool = False) -> Message:
+    """Check the spec shape of `msg.body` and normalise it in place (ids as strings, timestamp parsed).
+    `received`: `msg.received_at` is when a collector received it (the wall clock), so clock skew can be
+    corrected."""
     body = msg.body
     kind = body.get("type")
     if not isinstance(kind, str) or kind.lower() not in TYPES:
@@ -199,13 +224,16 @@ def normalise(msg: Message) -> Message:
         return msg.drop("malformed", "groupId", "group call without a groupId")
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):
         return msg.drop("malformed", "previousId", "alias call needs previousId and userId")
+    times = {}
     for key in TIME_KEYS:
         if body.get(key) is not None:
-            ts = parse_time(body[key])
+            ts = times[key] = parse_time(body[key])
             if ts is None:
                 return msg.drop("malformed", key, f"{key} is not an ISO-8601 time: {body[key]!r}")
-            msg.ts = ts
-            break
+            if not MIN_TIME <= ts <= MAX_TIME:
+                return msg.drop("malformed", key, f"{key} {body[key]!r} is outside 1970-01-01 to 9999-12-31 (UTC)")
+    if times:
+        msg.ts = _event_time(times, msg.received_at if received else None)
     if not isinstance(body.get("messageId"), str) or not body["messageId"]:
         body["messageId"] = _message_id(msg.original if isinstance(msg.original, dict) else body)
     return msg
@@ -231,32 +259,91 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None) -> lis
     A batch envelope yields one entry per member with the envelope's `context`/`integrations` merged in.
     """
     if isinstance(payload, (bytes, str)):
-        size = len(payload) if isinstance(payload, bytes) else len(payload.encode())
+        raw = payload if isinstance(payload, bytes) else payload.encode()
+        size = len(raw)
         try:
-            obj = orjson.loads(payload)
+            obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raw = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
-            return [(raw, None, "not valid JSON")]
+            return [(raw.decode("utf-8", "replace"), None, "not valid JSON")]
+        problem = input_problem(obj, raw)
     else:
         obj = payload
+        problem = input_problem(obj)
+    if problem is not None:
+        return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem)]
     if not isinstance(obj, dict):
         return [(obj, None, f"expected a JSON object, got {type(obj).__name__}")]
     if "batch" in obj and "type" not in obj:
         members = obj["batch"]
         if not isinstance(members, list):
             return [(obj, None, "batch must be a list of messages")]
+        if len(members) > MAX_BATCH_MESSAGES:  # one bad request must not cost more than a good one
+            return [(obj, None, f"batch of {len(members)} members is over the limit of {MAX_BATCH_MESSAGES}")]
         if size is None:
             try:
                 size = len(orjson.dumps(obj))
             except TypeError:  # a member that cannot be written out: that member alone is malformed, below
                 size = 0
         too_big = f"batch of {size} bytes is over the 500 KB limit" if size > MAX_BATCH_BYTES else None
-        out = []
+        out: list[tuple[Any, dict | None, str | None]] = []
+        strays, at = [], 0  # members that are not objects: together one malformed message (where the first was)
         for member in members:
+            if not isinstance(member, dict):
+                at = at if strays else len(out)
+                strays.append(member)
+                continue
             merged = _merge_envelope(member, obj)
-            out.append((member, merged if isinstance(merged, dict) else None, too_big or _shape_error(merged, None)))
+            out.append((member, merged, too_big or _shape_error(merged, None)))
+        if strays:
+            what = type(strays[0]).__name__ if len(strays) == 1 else f"{len(strays)} members that are not objects"
+            out.insert(at, (strays[0] if len(strays) == 1 else strays, None, f"expected a JSON object, got {what}"))
         return out
     return [(obj, obj, _shape_error(obj, size))]
+
+
+def input_problem(obj: Any, raw: bytes | None = None) -> str | None:
+    """Why a parsed payload cannot be taken as it is, or None: nested deeper than `MAX_DEPTH`, or an integer
+    beyond 64 bits (orjson reads it as a float: the value would change silently). With the `raw` bytes, both
+    are looked for only when a cheap scan of the bytes says they may be there."""
+    if raw is None or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+        if _deeper_than(obj, MAX_DEPTH):
+            return f"nested deeper than {MAX_DEPTH} levels"
+    if raw is not None and _BIG_INT.search(raw):
+        big = _big_int(json.loads(raw))
+        if big is not None:
+            return f"integer {big} is beyond 64 bits and would lose its value; send it as a string"
+    return None
+
+
+def payload_text(payload: bytes | str) -> str:
+    """A payload that cannot be kept as JSON, as text for its quarantine record."""
+    return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
+
+
+def _deeper_than(obj: Any, limit: int) -> bool:
+    stack = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _big_int(obj: Any) -> int | None:
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, int) and not -(2**63) <= value < 2**64:
+            return value
+    return None
 
 
 def _shape_error(obj: Any, size: int | None) -> str | None:

@@ -62,6 +62,7 @@ MAY_BE = {
     "invalid_object_type": {"flag", "drop"},
     "not_attribute_owner": {"flag", "strip", "drop"},
     "customerio_limit": {"drop"},
+    "future_timestamp": {"flag", "drop"},
     "anonymous_relationship_delete": {"drop"},
     "store_unavailable": {"drop"},
     "internal_error": {"drop"},
@@ -70,7 +71,7 @@ MAY_BE = {
 DEFAULTS = {
     "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "flag",
     "group_trait_on_person": "strip", "invalid_group_trait": "flag", "stale_group_update": "strip",
-    "invalid_object_type": "drop", "not_attribute_owner": "strip", "customerio_limit": "drop",
+    "invalid_object_type": "drop", "not_attribute_owner": "strip", "customerio_limit": "drop", "future_timestamp": "drop",
     "anonymous_relationship_delete": "drop", "store_unavailable": "drop", "internal_error": "drop",
 }
 

@@ -36,7 +36,7 @@ class Chain:
     def __init__(self, store=None, contract=CONTRACT) -> None:
         self.config = parse_config({"contract": contract})
         self.store = store or MemoryStore()
-        self.pipeline = Engine(self.config, self.store, destination=CUSTOMERIO)
+        self.pipeline = Engine(self.config, self.store, destination=CUSTOMERIO, clock=None)  # stream time
 
     def send(self, message: dict) -> list[dict]:
         """The rollup updates that come out after `message`."""

@@ -1,0 +1,1 @@
+"""The Customer.io destination: the mapping (a table), identifiers, dates, limits and delivery."""
