@@ -15,7 +15,7 @@ import zlib
 from typing import Any
 
 import orjson
-from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, TYPES
+from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, TYPES, input_problem
 
 #: path -> the message type it sets (None: a batch envelope). `/v1/b` is analytics.js' short form.
 ENDPOINTS: dict[str, str | None] = {
@@ -110,6 +110,9 @@ def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str
         obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         raise Rejected(400, "body is not valid JSON") from None
+    problem = input_problem(obj, body)
+    if problem is not None:  # the same limits the engine applies, refused before anything is spooled
+        raise Rejected(400, problem)
     if source is not None and kind is None and isinstance(obj, list):
         obj = {"batch": obj}
         body = orjson.dumps(obj)
@@ -137,6 +140,10 @@ def _count(kind: str | None, obj: dict[str, Any], size: int) -> int:
     if kind is None and "type" not in obj:
         if not isinstance(members, list):
             raise Rejected(400, 'expected {"batch": [message, ...]} or one message with a type')
+        if len(members) > MAX_BATCH_MESSAGES:  # one bad request must not cost more than a good one
+            raise Rejected(400, f"batch of {len(members)} members is over the limit of {MAX_BATCH_MESSAGES}")
+        if not all(isinstance(member, dict) for member in members):
+            raise Rejected(400, "every batch member must be a message object")
         if size > MAX_MESSAGE_BYTES:  # only then can one member be over the 32 KB message limit
             for index, member in enumerate(members):
                 member_size = len(orjson.dumps(member))
