@@ -57,6 +57,7 @@ MODES = ("consumer", "inline")
 #: the SDK's envelope: its ids, type and times are sent in the SDK's own form, never groupspec's normalised one
 ENVELOPE = frozenset({"type", "userId", "anonymousId", "groupId", "previousId", "messageId", "timestamp"})
 _ABSENT = object()
+YIELD_EVERY = 20  # messages a consumer decides on between two offers of the GIL to the app's threads
 _local = threading.local()  # .call: the Hook of the `_enqueue` running on this thread; .result; .deferred
 
 
@@ -215,6 +216,7 @@ class Hook:
         self.mode = mode
         self.on_drop = on_drop
         self.counts = Counts()
+        self.contract = engine.config.contract_for(source)
         self.failures = 0  # messages groupspec could not judge (passed through, or quarantined if fail_closed)
         self._lock = threading.Lock()
         self._logged: set[tuple[str, str]] = set()
@@ -290,7 +292,9 @@ class Hook:
         decided: list[tuple[dict[str, Any], Any]] = []  # (msg, Message | Failed | dict to send)
         try:
             with self.engine.transaction():
-                for msg in batch:
+                for i, msg in enumerate(batch):
+                    if not defer and i % YIELD_EVERY == YIELD_EVERY - 1:  # the consumer thread: let a waiting
+                        time.sleep(0)  # caller thread have the GIL rather than wait out the switch interval
                     try:
                         decided.append((msg, self._one(msg)))
                     except Failed as failure:
@@ -370,7 +374,7 @@ class Hook:
         """The engine's chain on one message. Not `engine.run`: its parsing enforces Segment's 32 KB, and the
         SDK hook keeps the SDK's own limits (the SDK checked them already)."""
         msg = Message(original, dict(body), self.source, time.time())
-        msg.contract = self.engine.config.contract_for(msg.source)
+        msg.contract = self.contract
         self.engine._through(msg)
         return msg
 
@@ -488,21 +492,26 @@ def _apply(original: dict[str, Any], seen: dict[str, Any], decided: dict[str, An
     `decided` (what it forwards): added and changed values taken from `decided`, removed keys removed, every
     value it left alone kept as the original object. At the top, the SDK's envelope is never rewritten."""
     out = dict(original)
-    keys = None if all(k.__class__ is str for k in original) else {_json_key(k): k for k in original}
     for key, value in decided.items():
-        if top and key in ENVELOPE:
-            continue
         before = seen.get(key, _ABSENT)
-        if value is before:
+        if value is before or (top and key in ENVELOPE):
             continue
-        own = keys.get(key, key) if keys else key
+        own = key if key in original else _own_key(original, key)
         was = original.get(own, _ABSENT)
-        if isinstance(value, dict) and isinstance(before, dict) and isinstance(was, dict):
+        if value.__class__ is dict and before.__class__ is dict and isinstance(was, dict):
             out[own] = _apply(was, before, value, top=False)
         elif before is _ABSENT or value != before or type(value) is not type(before):
             out[own] = value
-    for key in seen.keys() - decided.keys():
-        if top and (key in ENVELOPE or seen[key] is None):  # the engine drops null ids; the SDK sends them
-            continue
-        out.pop(keys.get(key, key) if keys else key, None)
+    for key in seen:
+        if key in decided or (top and (key in ENVELOPE or seen[key] is None)):  # the engine drops null ids;
+            continue  # the SDK sends them
+        out.pop(key if key in original else _own_key(original, key), None)
     return out
+
+
+def _own_key(original: dict[Any, Any], key: str) -> Any:
+    """The key of `original` that the JSON copy spells `key` (an int key 7 is "7"), else `key`."""
+    for own in original:
+        if own.__class__ is not str and _json_key(own) == key:
+            return own
+    return key
