@@ -1,60 +1,43 @@
-"""Support for the tests that hold the hooked SDKs to the bare SDKs' behaviour: an endpoint that answers with a
-chosen status, a store that records which thread touches it, a value's shape (types included), and the worker
+"""Support for the tests that hold the hooked SDKs to the bare SDKs' behaviour: an endpoint that refuses every
+upload, a store that records which thread touches it, a value's shape (types included), and the worker
 process of the many-processes test."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from groupspec.middleware.stores.memory import MemoryStore
 
 
-class StatusServer:
-    """`POST /v1/batch` on 127.0.0.1 answering every request with `status`; `messages` keeps what arrived."""
+class FailingServer:
+    """`POST /v1/batch` on 127.0.0.1 that refuses every request with `status` (a 400 is not retried)."""
 
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.messages: list[dict[str, Any]] = []
-        self.posts = 0
-        owner = self
-
+    def __init__(self, status: int = 400) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                data = self.rfile.read(int(self.headers["Content-Length"]))
-                if self.headers.get("Content-Encoding") == "gzip":
-                    data = gzip.decompress(data)
-                owner.posts += 1
-                if owner.status == 200:
-                    owner.messages.extend(json.loads(data)["batch"])
-                body = b"{}"
-                self.send_response(owner.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_error(status)
 
             def log_message(self, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def __enter__(self) -> StatusServer:
-        self._thread.start()
+    def __enter__(self) -> FailingServer:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._server.shutdown()
         self._server.server_close()
-        self._thread.join()
 
 
 class ThreadRecordingStore(MemoryStore):
@@ -91,8 +74,8 @@ def shape(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-def web_worker(sdk: str, host: str, workdir: str, config_path: str, process: int, threads: int, per_thread: int,
-               results: Any) -> None:
+def web_worker(sdk: str, host: str, workdir: str, config_path: str, process: int, threads: int,
+               per_thread: int) -> dict[str, Any]:
     """One web-server worker process: a hooked client on the default store (`sqlite:///groupspec.db` in
     `workdir`), `threads` request threads each joining a household then tracking `per_thread` events."""
     import importlib
@@ -122,15 +105,19 @@ def web_worker(sdk: str, host: str, workdir: str, config_path: str, process: int
         except Exception as exc:  # reported to the parent
             errors.append(f"{type(exc).__name__}: {exc}")
 
-    workers = [threading.Thread(target=request_thread, args=(t,)) for t in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(request_thread, range(threads)))
     client.flush()
     client.join()
     hook = hook_of(client)
     counts = getattr(hook, "counts", None)
-    results.put({"process": process, "errors": errors, "failures": getattr(hook, "failures", 0),
+    return {"process": process, "errors": errors, "failures": getattr(hook, "failures", 0),
                  "forwarded": counts.forwarded if counts else None,
-                 "quarantined": dict(counts.quarantined) if counts else None})
+                 "quarantined": dict(counts.quarantined) if counts else None}
+
+
+if __name__ == "__main__":  # one worker process: python sdk_bare_support.py SDK HOST WORKDIR CONFIG P THREADS N
+    import sys
+
+    sdk_, host_, workdir_, config_, *numbers = sys.argv[1:]
+    print(json.dumps(web_worker(sdk_, host_, workdir_, config_, *map(int, numbers))))

@@ -5,23 +5,28 @@ worker processes share the default SQLite store. Every expectation comes from ru
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import subprocess
+import sys
 import threading
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import customerio.analytics
 import pytest
 import rudderstack.analytics
 import segment.analytics
+from batch_server import BatchServer
 from groupspec.middleware import install
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.sdk import hook_of
 from groupspec.middleware.stores.memory import MemoryStore
-from sdk_bare_support import StatusServer, ThreadRecordingStore, shape, web_worker
+from sdk_bare_support import FailingServer, ThreadRecordingStore, shape
 
 SDKS = {"segment": segment.analytics, "rudderstack": rudderstack.analytics, "customerio": customerio.analytics}
 CONTRACT = {"version": "bare", "group_id_pattern": "^hh_[A-Za-z0-9]+$"}
 AT = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+SUPPORT = str(Path(__file__).resolve().parent / "sdk_bare_support.py")  # run as the worker processes
 
 
 def config(tmp_path, **contract):
@@ -35,13 +40,13 @@ def name(request):
 
 @pytest.fixture
 def ok_server():
-    with StatusServer(200) as server:
+    with BatchServer() as server:
         yield server
 
 
 @pytest.fixture
 def bad_server():
-    with StatusServer(400) as server:
+    with FailingServer(400) as server:
         yield server
 
 
@@ -262,16 +267,14 @@ def test_worker_processes_share_the_default_store(ok_server, tmp_path):
     path.write_text(f'[contract]\nversion = "procs"\ngroup_id_pattern = "^hh_[0-9x]+$"\n'
                     f'[quarantine]\npath = "{tmp_path / "quarantine.jsonl"}"\n')
     processes, threads, per_thread = 4, 8, 50
-    spawn = multiprocessing.get_context("spawn")
-    results = spawn.Queue()
-    workers = [spawn.Process(target=web_worker, args=("segment", ok_server.url, str(tmp_path), str(path), p,
-                                                      threads, per_thread, results)) for p in range(processes)]
+    workers = [subprocess.Popen([sys.executable, SUPPORT, "segment", ok_server.url, str(tmp_path), str(path), str(p),
+                                 str(threads), str(per_thread)], stdout=subprocess.PIPE, text=True)
+               for p in range(processes)]
+    reports = []
     for worker in workers:
-        worker.start()
-    reports = [results.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
-        assert worker.exitcode == 0
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        reports.append(json.loads(out.strip().splitlines()[-1]))
     assert [r["errors"] for r in reports] == [[]] * processes
     assert [r["failures"] for r in reports] == [0] * processes
     assert (tmp_path / "groupspec.db").exists() and not (tmp_path / "quarantine.jsonl").exists()
