@@ -98,12 +98,14 @@ def _writable(value: Any) -> bool:
 
 class Engine:
     """One configured chain over a store. `destination` maps forwarded messages to operations; `steps` are
-    the door's own (e.g. the SDK user's `after` callables), run before the mapping. `clock` gives the time of
+    the door's own (e.g. the SDK user's `after` callables), run before the mapping; `learn` replaces the last
+    step (the SDK hook learns only once the SDK has taken the message). `clock` gives the time of
     messages without one and of quarantine records; None means stream time, the latest message time seen so
     far, so that an offline run reads no wall clock and repeats its outputs exactly."""
 
     def __init__(self, config: Config, store: Store, *, destination: Destination | None = None,
-                 steps: Iterable[Step] = (), clock: Callable[[], float] | None = time.time) -> None:
+                 steps: Iterable[Step] = (), learn: Step | None = None,
+                 clock: Callable[[], float] | None = time.time) -> None:
         self.config = config
         self.store = store
         self.clock = clock
@@ -112,7 +114,7 @@ class Engine:
         self.rollups = Rollups(store, config)
         mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
         self.steps: list[Step] = [contract.check_time, Resolve(store), *contract.checks(store), Attach(store), annotate, *steps,
-                                  *mapping, encode, Learn(store)]
+                                  *mapping, encode, learn or Learn(store)]
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
         self._failures: set[tuple[str, type]] = set()
 
@@ -149,7 +151,7 @@ class Engine:
             if error is not None:
                 msg.drop("malformed", "", error)
             else:
-                self._through(msg, received)
+                self.through(msg, received)
             if self.clock is None and not _misdated(msg):  # stream time: this message's own time included
                 self.stream_time = max(self.stream_time, msg.ts)
                 if msg.quarantined:
@@ -198,7 +200,9 @@ class Engine:
         out.ops.append(op)
         out.op_lines.append(line)
 
-    def _through(self, msg: Message, received: bool = False) -> None:
+    def through(self, msg: Message, received: bool = False) -> None:
+        """Take one `Message` (not yet normalised) through the chain. `run` does this for every message of a
+        payload after the input limits; a door with limits of its own (the SDK hook) calls it directly."""
         step = normalise
         try:
             normalise(msg, received)

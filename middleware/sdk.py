@@ -100,9 +100,8 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
         config = load_config(config)
     if store is None or isinstance(store, str):
         store = open_store(config.store_url("live", store))
-    engine = Engine(config, store, steps=[After(step) for step in after])
-    hook = Hook(engine, QuarantineFile(config.quarantine.path), source, before=before, fail_closed=fail_closed,
-                mode=mode, on_drop=on_drop)
+    hook = Hook(config, store, QuarantineFile(config.quarantine.path), source, before=before, after=after,
+                fail_closed=fail_closed, mode=mode, on_drop=on_drop)
     (_hook_module if is_module else _hook_client)(target, hook)
     return target
 
@@ -205,10 +204,11 @@ class Hook:
     """groupspec's decision on the SDK's messages: forward each enriched, quarantine it, or let it pass on a
     failure. Shared by the threads of a client (and by the clients of one `install` on a module)."""
 
-    def __init__(self, engine: Engine, quarantine: QuarantineFile, source: str | None, *,
-                 before: Iterable[UserStep] = (), fail_closed: bool = False, mode: str = "consumer",
-                 on_drop: OnDrop | None = None) -> None:
-        self.engine = engine
+    def __init__(self, config: Config, store: Store, quarantine: QuarantineFile, source: str | None, *,
+                 before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), fail_closed: bool = False,
+                 mode: str = "consumer", on_drop: OnDrop | None = None) -> None:
+        self.learn = Learn(store)
+        engine = self.engine = Engine(config, store, steps=[After(step) for step in after], learn=self._learn)
         self.quarantine = quarantine
         self.source = source
         self.before = list(before)
@@ -220,9 +220,6 @@ class Hook:
         self.failures = 0  # messages groupspec could not judge (passed through, or quarantined if fail_closed)
         self._lock = threading.Lock()
         self._logged: set[tuple[str, str]] = set()
-        learn = next(s for s in engine.steps if isinstance(s, Learn))
-        self.learn = learn
-        engine.steps[engine.steps.index(learn)] = self._learn
 
     # the SDK's seams
 
@@ -375,7 +372,7 @@ class Hook:
         SDK hook keeps the SDK's own limits (the SDK checked them already)."""
         msg = Message(original, dict(body), self.source, time.time())
         msg.contract = self.contract
-        self.engine._through(msg)
+        self.engine.through(msg)
         return msg
 
     def _learn(self, msg: Message) -> Message:
