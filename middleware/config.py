@@ -115,13 +115,13 @@ class Contract(_Model):
     future_tolerance: str = "1d"  # a message dated further ahead of its receipt is `future_timestamp`
     _customerio: Any = PrivateAttr(default=None)  # the config's [customerio], set by `Config`
 
-    @property
+    @cached_property  # read for every message: once, not through pydantic's private-attribute lookup
     def compat(self) -> str:
         """`[customerio] compat`: whose conventions messages follow ("segment" | "rudderstack"). Every step
         (resolution, contract, learning, the mapping) reads it here, so all of them agree on a message."""
         return self._customerio.compat if self._customerio is not None else "segment"
 
-    @property
+    @cached_property
     def device_token_event(self) -> str | None:
         """`[customerio] device_token_event` (RudderStack's `deviceTokenEventName`)."""
         return self._customerio.device_token_event if self._customerio is not None else None

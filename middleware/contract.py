@@ -39,7 +39,10 @@ def check_time(msg: Message) -> Message:
     """A message dated more than `future_tolerance` after it was received (`future_timestamp`) is a broken
     clock, never the newest truth: flagged, it takes the time it was received. The receipt is the `receivedAt`
     field, else the clock of a live door; an offline replay on stream time has none to compare with."""
-    reference = parse_time(msg.body.get("receivedAt"))
+    stamp = msg.body.get("receivedAt")
+    if stamp is None and not msg.live:
+        return msg
+    reference = parse_time(stamp)
     if reference is None:
         if not msg.live:
             return msg

@@ -224,19 +224,37 @@ def normalise(msg: Message, received: bool = False) -> Message:
         return msg.drop("malformed", "groupId", "group call without a groupId")
     elif kind == "alias" and ("previousId" not in body or msg.user_id is None):
         return msg.drop("malformed", "previousId", "alias call needs previousId and userId")
+    stamp = body.get("timestamp")
+    if stamp.__class__ is str and "sentAt" not in body and "originalTimestamp" not in body \
+            and "receivedAt" not in body:  # the common case: one time, nothing to correct
+        ts = parse_time(stamp)
+        if ts is None or not MIN_TIME <= ts <= MAX_TIME:
+            _times(msg, body, received)  # says what is wrong
+            return msg
+        msg.ts = ts
+    else:
+        _times(msg, body, received)
+        if msg.quarantined:
+            return msg
+    if not isinstance(body.get("messageId"), str) or not body["messageId"]:
+        body["messageId"] = _message_id(msg.original if isinstance(msg.original, dict) else body)
+    return msg
+
+
+def _times(msg: Message, body: dict[str, Any], received: bool) -> None:
+    """Every time the message carries must be ISO-8601 from 1970 to 9999; `msg.ts` is its event time."""
     times = {}
     for key in TIME_KEYS:
         if body.get(key) is not None:
             ts = times[key] = parse_time(body[key])
             if ts is None:
-                return msg.drop("malformed", key, f"{key} is not an ISO-8601 time: {body[key]!r}")
+                msg.drop("malformed", key, f"{key} is not an ISO-8601 time: {body[key]!r}")
+                return
             if not MIN_TIME <= ts <= MAX_TIME:
-                return msg.drop("malformed", key, f"{key} {body[key]!r} is outside 1970-01-01 to 9999-12-31 (UTC)")
+                msg.drop("malformed", key, f"{key} {body[key]!r} is outside 1970-01-01 to 9999-12-31 (UTC)")
+                return
     if times:
         msg.ts = _event_time(times, msg.received_at if received else None)
-    if not isinstance(body.get("messageId"), str) or not body["messageId"]:
-        body["messageId"] = _message_id(msg.original if isinstance(msg.original, dict) else body)
-    return msg
 
 
 def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
