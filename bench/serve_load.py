@@ -6,7 +6,8 @@ Starts a minimal Customer.io stand-in (a child process that answers 200 and coun
 `groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts `/v1/batch`
 requests of `--batch` messages from `--connections` concurrent connections for `--seconds`. Prints accepted
 messages/s, p50/p99 request latency, and delivered messages/s (during the load, and until the spool drained,
-waiting at most `--drain` seconds). Everything stops by itself.
+waiting at most `--drain` seconds). Everything stops by itself. `--before REV` first runs this benchmark as it
+was at git revision REV against that revision's code (`bench/revision.py`): before and after in one run.
 """
 
 from __future__ import annotations
@@ -161,7 +162,17 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=60, help="most seconds to wait for the spool to drain")
     parser.add_argument("--rate-limit", type=float, default=1000,
                         help="[customerio] rate_limit, requests/s (Customer.io documents 1000)")
+    parser.add_argument("--before", metavar="REV", help="also run the benchmark of this git revision, first")
     args = parser.parse_args()
+    if args.before:
+        from revision import exported, run
+
+        passed = ["--seconds", str(args.seconds), "--connections", str(args.connections), "--rate", str(args.rate),
+                  "--batch", str(args.batch), "--drain", str(args.drain), "--rate-limit", str(args.rate_limit)]
+        with exported(args.before) as tree:
+            print(f"--- before ({args.before})")
+            print(run(tree, "bench/serve_load.py", *passed), end="")
+        print("--- after (this tree)")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
