@@ -15,10 +15,11 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from types import FrameType
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+FREE, IN_FLIGHT, RECORDING = 0, 1, 2  # what a signal may interrupt: anything, a send, nothing
 NOTICE = (b"groupspec: stopping once the batch in flight is delivered and the checkpoint saved "
           b"(interrupt again to stop now; that batch may then be sent again by the rerun)\n")
 
@@ -29,8 +30,7 @@ class Interrupts:
 
     def __init__(self) -> None:
         self.received = 0  # signals received
-        self._in_flight = 0
-        self._recording = 0
+        self._level = FREE
         self._previous: dict[int, object] = {}
 
     def install(self) -> Interrupts:
@@ -52,30 +52,28 @@ class Interrupts:
 
     def signal(self, signum: int, frame: FrameType | None) -> None:
         self.received += 1
-        if self._recording:
+        if self._level == RECORDING:
             return  # never between "delivered" and "checkpoint saved": `check` stops it right after
-        if self._in_flight and self.received == 1:
+        if self._level == IN_FLIGHT and self.received == 1:
             os.write(2, NOTICE)  # not print(): the main thread may be inside a write to stderr
             return
         raise KeyboardInterrupt
 
-    @contextmanager
-    def sending(self) -> Iterator[None]:
+    def sending(self) -> AbstractContextManager[None]:
         """A batch in flight: the first signal waits for its result."""
-        self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
+        return self._at(IN_FLIGHT)
+
+    def recording(self) -> AbstractContextManager[None]:
+        """A result being recorded: every signal waits."""
+        return self._at(RECORDING)
 
     @contextmanager
-    def recording(self) -> Iterator[None]:
-        """A result being recorded: every signal waits."""
-        self._recording += 1
+    def _at(self, level: int) -> Iterator[None]:
+        previous, self._level = self._level, max(self._level, level)
         try:
             yield
         finally:
-            self._recording -= 1
+            self._level = previous
 
     def check(self) -> None:
         """Stop (KeyboardInterrupt) if a signal was held off; call it where everything done is recorded."""
