@@ -17,6 +17,7 @@ import pytest
 from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.plugin.backfill.checkpoint import Checkpoint, Position
 from groupspec.plugin.backfill.inputs import count
+from groupspec.plugin.backfill.interrupts import Interrupts
 from groupspec.plugin.backfill.progress import progress_bar
 from groupspec.plugin.backfill.run import Backfill
 from groupspec.plugin.cli import main
@@ -386,12 +387,8 @@ def test_checkpoint_positions_order_and_completion(tmp_path):
         checkpoint.load()
 
 
-def test_sigterm_stops_like_ctrl_c_and_keeps_the_checkpoint(tmp_path, cio):
-    config = live_config(tmp_path, cio)
-    inputs = [jsonl(tmp_path)]
-    want = expected_ops(tmp_path, inputs, config)
-    cio.script(200, count=1)
-    cio.script(503, hang=30)  # the second batch hangs until the process is told to stop
+def interrupt_live(tmp_path: Path, cio, config: str, inputs: list[str], signals: list[int]) -> tuple[int, bytes]:
+    """Run a live backfill in a subprocess; once its second batch is on its way, send `signals` (0.3 s apart)."""
     command = [sys.executable, "-m", "groupspec.plugin.cli", "backfill", *inputs, "--config", config,
                "--checkpoint", str(tmp_path / "checkpoint.json"), "--at", "2026-11-28T00:00:00Z"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -399,16 +396,72 @@ def test_sigterm_stops_like_ctrl_c_and_keeps_the_checkpoint(tmp_path, cio):
         deadline = time.monotonic() + 20
         while len(cio.accepted) < 2 and time.monotonic() < deadline:
             time.sleep(0.02)
-        time.sleep(0.2)  # the second request is on its way
-        process.send_signal(signal.SIGTERM)
+        for signum in signals:
+            time.sleep(0.3)  # the second request is on its way (and two signals are not merged into one)
+            process.send_signal(signum)
         _, err = process.communicate(timeout=20)
     finally:
         process.kill()
-    assert process.returncode == 130, err
-    assert b"interrupted" in err
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["line"] == 2
+    return process.returncode, err
+
+
+def test_sigterm_stops_like_ctrl_c_once_the_batch_in_flight_is_checkpointed(tmp_path, cio):
+    config = live_config(tmp_path, cio)
+    inputs = [jsonl(tmp_path)]
+    want = expected_ops(tmp_path, inputs, config)
+    cio.script(200, count=1)
+    cio.script(200, hang=1.5)  # the second batch is answered late: the SIGTERM arrives while it is in flight
+    returncode, err = interrupt_live(tmp_path, cio, config, inputs, [signal.SIGTERM])
+    assert returncode == 130, err
+    assert b"stopping once the batch in flight is delivered" in err and b"interrupted" in err
+    assert cio.accepted == want[:4]  # the batch in flight went through ...
+    checkpoint = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert (checkpoint["line"], checkpoint["ops"]) == (3, 1)  # ... and the checkpoint says so (1 op of record 4)
     assert live(inputs, config, tmp_path) == 0
     assert cio.accepted == want
+
+
+def test_a_second_interrupt_stops_at_once_without_waiting_for_the_batch_in_flight(tmp_path, cio):
+    config = live_config(tmp_path, cio)
+    inputs = [jsonl(tmp_path)]
+    want = expected_ops(tmp_path, inputs, config)
+    cio.script(200, count=1)
+    cio.script(503, hang=30)  # the second batch hangs until the process is told twice to stop
+    started = time.monotonic()
+    returncode, err = interrupt_live(tmp_path, cio, config, inputs, [signal.SIGTERM, signal.SIGINT])
+    assert time.monotonic() - started < 15
+    assert returncode == 130, err
+    assert b"interrupted" in err
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["line"] == 2  # only what was answered
+    assert live(inputs, config, tmp_path) == 0
+    assert cio.accepted == want
+
+
+def test_an_interrupt_during_a_send_stops_after_that_batch_is_checkpointed(tmp_path):
+    config = parse_config({**tomllib.loads(CONTRACT), "customerio": {"batch_size": 2}})
+    inputs = [jsonl(tmp_path)]
+    interrupts = Interrupts()  # not installed: the sink calls its handler as a SIGINT would
+    whole = FlakySink(10**6)
+    Backfill(config, inputs, whole, at=0.0).run()
+
+    class InterruptedSink(FlakySink):
+        def send(self, ops):
+            if len(self.sent) == 2:  # the second batch: Ctrl-C arrives while it is in flight
+                interrupts.signal(signal.SIGINT, None)
+            super().send(ops)
+
+    checkpoint = Checkpoint(tmp_path / "c.json", inputs)
+    first = InterruptedSink(10**6)
+    with pytest.raises(KeyboardInterrupt):
+        Backfill(config, inputs, first, at=0.0, checkpoint=checkpoint, every=1000, interrupts=interrupts).run()
+    assert len(first.sent) == 4  # the batch in flight was sent, and no other after it
+    assert not checkpoint.complete(checkpoint.load()[0])
+    with pytest.raises(KeyboardInterrupt):  # a second one while a batch is in flight stops at once
+        with interrupts.sending():
+            interrupts.signal(signal.SIGINT, None)
+    second = FlakySink(10**6)
+    Backfill(config, inputs, second, at=0.0, checkpoint=checkpoint).run(checkpoint.load()[0])
+    assert first.sent + second.sent == whole.sent  # the checkpoint covered the batch in flight: none sent twice
 
 
 def test_the_checkpoint_is_saved_every_n_records_not_only_at_the_end(tmp_path):
@@ -431,3 +484,43 @@ def test_a_backfilled_stream_sends_what_replay_writes_rollups_included(tmp_path)
     fixture = Path(__file__).resolve().parent.parent / "fixtures" / "household-suppression"
     assert dry_run([str(fixture / "stream.jsonl")], str(fixture / "groupspec.toml"), tmp_path) == 0
     assert (tmp_path / "customerio.jsonl").read_text() == (fixture / "expected" / "customerio.jsonl").read_text()
+
+
+def test_ctrl_c_while_batches_are_in_flight_never_sends_an_operation_twice(tmp_path, cio):
+    """Issue 9 item 13: SIGINT at many moments of a live backfill, each run resumed to completion; every
+    operation reaches Customer.io exactly once (each row's object op is distinct: its own group and person)."""
+    config = live_config(tmp_path, cio, batch_size=25)
+    rows = 1000
+    inputs = [write(tmp_path, "many.csv", "user_id,group_id,seats\n" + "".join(
+        f"user_{i},hh_{i},{i}\n" for i in range(rows)))]
+    want = sorted(json.dumps(op, sort_keys=True) for op in expected_ops(tmp_path, inputs, config))
+    assert len(set(want)) == rows
+    interrupted = 0
+    for attempt, delay in enumerate([0.0, 0.01, 0.025, 0.04, 0.06, 0.1, 0.15, 0.25]):
+        cio.reset()
+        cio.script(200, count=10**6, hang=0.02)  # each batch answers late: an interrupt lands while one is in flight
+        checkpoint = tmp_path / f"checkpoint-{attempt}.json"
+        command = [sys.executable, "-m", "groupspec.plugin.cli", "backfill", *inputs, "--config", config,
+                   "--checkpoint", str(checkpoint), "--at", "2026-11-28T00:00:00Z", "--quiet"]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 20
+            while not cio.requests and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            _, err = process.communicate(timeout=20)
+        finally:
+            process.kill()
+        assert process.returncode in (0, 130), err
+        interrupted += process.returncode == 130
+        time.sleep(0.05)  # a batch the interrupted run left behind is answered (and counted) after its hang
+        first = cio.accepted
+        cio.reset()  # the rerun is answered at once
+        rerun = subprocess.run(command, capture_output=True, timeout=30)
+        assert rerun.returncode == 0, rerun.stderr
+        accepted = sorted(json.dumps(op, sort_keys=True) for op in first + cio.accepted)
+        duplicates = len(accepted) - len(set(accepted))
+        assert duplicates == 0, f"interrupt after {delay}s: {duplicates} operations sent twice"
+        assert accepted == want
+    assert interrupted >= 6  # the interrupts did land in the middle of the runs

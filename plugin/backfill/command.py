@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import orjson
@@ -18,21 +15,10 @@ from ..customerio.delivery import Delivery
 from ..sender import SendFailed, Unauthorized
 from .checkpoint import Checkpoint, Position
 from .inputs import InputError, check, count
+from .interrupts import Interrupts
 from .progress import progress_bar
 from .run import Backfill
 from .sinks import Files, Live
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM stops a backfill like Ctrl-C: the checkpoint is written on the way out."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _check(args: argparse.Namespace) -> None:
@@ -84,9 +70,11 @@ def run(args: argparse.Namespace) -> int:
     sink = Files(args.out) if args.dry_run else Live(Delivery.from_config(config), config.quarantine.path)
     total = lambda: sum(count(path) for path in args.inputs)  # noqa: E731
     try:
-        with progress_bar(total, enabled=not args.quiet) as advance, _terminate_as_interrupt():
+        # SIGTERM stops a backfill like Ctrl-C; either waits for the batch in flight to be recorded (interrupts.py)
+        with progress_bar(total, enabled=not args.quiet) as advance, Interrupts() as interrupts:
             backfill = Backfill(config, args.inputs, sink, at=at, source=args.source, store_url=args.store,
-                                checkpoint=checkpoint, every=args.checkpoint_every, progress=advance)
+                                checkpoint=checkpoint, every=args.checkpoint_every, progress=advance,
+                                interrupts=interrupts)
             try:
                 counts = backfill.run(start)
             except Unauthorized:

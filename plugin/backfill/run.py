@@ -3,6 +3,9 @@ advanced only past what the sink confirmed.
 
 Records already done by an earlier run (before the checkpoint's position) still go through the chain, so the
 store and the rollups are rebuilt exactly, but nothing of theirs is sent or written again.
+
+A batch in flight and the recording of its result are guarded by `Interrupts` (see `interrupts.py`): Ctrl-C or
+SIGTERM then takes effect once the position is advanced past the batch and the checkpoint saved.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..customerio.mapping import CUSTOMERIO
 from ..sender import SendFailed
 from .checkpoint import Checkpoint, Position
 from .inputs import Record, records
+from .interrupts import Interrupts
 
 
 CHUNK = 1000  # records a store transaction
@@ -65,9 +69,10 @@ class Backfill:
 
     def __init__(self, config: Config, inputs: list[str], sink: Sink, *, at: float, source: str | None = None,
                  store_url: str | None = None, checkpoint: Checkpoint | None = None, every: int = 1000,
-                 progress: Callable[[int], None] = lambda n: None) -> None:
+                 progress: Callable[[int], None] = lambda n: None, interrupts: Interrupts | None = None) -> None:
         self.config, self.inputs, self.sink, self.at, self.source = config, inputs, sink, at, source
         self.checkpoint, self.every, self.progress = checkpoint, every, progress
+        self.interrupts = interrupts or Interrupts()
         self.batch_size = config.customerio.batch_size
         self.engine = Engine(config, open_store(config.store_url("offline", store_url)), destination=CUSTOMERIO,
                              clock=lambda: at)
@@ -95,7 +100,8 @@ class Backfill:
                     self._send(everything=self._unsaved >= self.every)
             self._send(everything=True)
         finally:
-            self._save()
+            with self.interrupts.recording():
+                self._save()
             self.engine.store.close()
         return self.counts
 
@@ -129,16 +135,23 @@ class Backfill:
         self._unsaved += 1
 
     def _send(self, everything: bool) -> None:
-        """Send full batches (all that is pending when `everything`), advancing past what was handled."""
+        """Send full batches (all that is pending when `everything`), advancing past what was handled; an
+        interrupt received meanwhile stops it (KeyboardInterrupt) once the batch's result is recorded."""
         while len(self._pending) >= self.batch_size or (everything and self._pending):
             chunk = self._pending[:self.batch_size]
-            try:
-                self.sink.send(chunk)
-            except SendFailed as exc:
-                self._advance(len(chunk) - len(exc.remaining))
-                raise
-            self._advance(len(chunk))
-        self._advance(0)  # records without operations are done once everything before them is
+            with self.interrupts.sending():  # entered before the send, left only once its result is recorded
+                try:
+                    self.sink.send(chunk)
+                except SendFailed as exc:
+                    with self.interrupts.recording():
+                        self._advance(len(chunk) - len(exc.remaining))
+                    raise
+                with self.interrupts.recording():
+                    self._advance(len(chunk))
+            self.interrupts.check()  # the run's `finally` saves the checkpoint on the way out
+        with self.interrupts.recording():
+            self._advance(0)  # records without operations are done once everything before them is
+        self.interrupts.check()
 
     def _advance(self, handled: int) -> None:
         del self._pending[:handled]
