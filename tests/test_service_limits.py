@@ -174,6 +174,16 @@ def test_a_510_kb_batch_of_zeros_is_refused_400_without_spooling(service, tmp_pa
     assert quarantine(tmp_path) == []
 
 
+def test_a_batch_key_at_a_single_type_endpoint_is_one_message(service, tmp_path):
+    """The path makes the body one message (README: "one message; the path sets type when the body has none")."""
+    body = dumps({"batch": [track(1), track(2), [], 0]})
+    assert post(service, "/v1/track", body).status_code == 200
+    shown = drained(service)
+    assert shown["groupspec_accepted_total"] == shown["groupspec_received_total"] == 1
+    (record,) = quarantine(tmp_path)
+    assert record["violations"][0]["code"] == "malformed"
+
+
 # -- numbers -----------------------------------------------------------------------------------------------------
 
 def test_an_integer_beyond_64_bits_is_refused_400(service):
@@ -210,6 +220,8 @@ BODY = st.one_of(
     st.lists(MEMBER | JSON, max_size=6).map(lambda members: dumps({"batch": members})),
     st.integers(min_value=2, max_value=300).map(lambda n: dumps(nested(n))),
     st.integers(min_value=2**63, max_value=2**80).map(lambda n: dumps(track(1, properties={"n": n}))),
+    st.tuples(st.integers(min_value=2, max_value=300), st.integers(min_value=0, max_value=400)).map(  # to 60 KB
+        lambda sizes: deep_body(sizes[0], *[track(i) for i in range(sizes[1])])),
 )
 ENCODED = st.one_of(
     BODY.map(lambda body: (body, {})),
@@ -227,6 +239,14 @@ HEADERS = st.fixed_dictionaries({}, optional={
 })
 PATHS = st.sampled_from(["/v1/batch", "/v1/b", "/v1/track", "/v1/identify", "/v1/group", "/v1/alias", "/v1/page",
                          "/v1/webhook/web", "/v1/nope", "/health"])
+KNOWN = st.sampled_from([  # the batches issue #9 found, so that every run meets them among the random ones
+    deep_body(300, *[track(i) for i in range(300)]),  # over 32 KB with a deep member
+    dumps({"batch": [track(1, timestamp="9999-12-31T23:59:59-14:00"), {"type": "track"}]}),
+    dumps({"batch": [track(2, timestamp="2026-01-01t10:00:00z"), track(3, timestamp="1969-12-31T23:59:59Z")]}),
+    dumps({"batch": [{}] * 3000}),
+])
+REQUEST = st.one_of(st.tuples(PATHS, ENCODED, HEADERS),
+                    st.tuples(st.just("/v1/batch"), KNOWN.map(lambda body: (body, {})), st.just({})))
 
 
 def test_fuzz_the_intake_never_answers_5xx_and_counts_every_message(tmp_path, cio):
@@ -235,10 +255,12 @@ def test_fuzz_the_intake_never_answers_5xx_and_counts_every_message(tmp_path, ci
             httpx.Client(base_url=svc.url, timeout=20) as client:
 
         @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(PATHS, ENCODED, HEADERS)
-        def request(path, encoded, headers):
-            body, encoding = encoded
-            headers = {"authorization": BASIC, **headers, **encoding}
+        @given(st.lists(REQUEST, min_size=1, max_size=3))
+        def requests(batch):
+            for path, (body, encoding), headers in batch:
+                request(path, body, {"authorization": BASIC, **headers, **encoding})
+
+        def request(path, body, headers):
             try:
                 answer = client.post(path, content=body, headers=headers)
             except httpx.TransportError:  # refused unread (431) and closed: the only way a request may fail
@@ -247,9 +269,10 @@ def test_fuzz_the_intake_never_answers_5xx_and_counts_every_message(tmp_path, ci
             statuses.append(answer.status_code)
             assert answer.status_code < 500, (answer.status_code, answer.text)
 
-        request()
+        requests()
         shown = drained(svc)
         assert httpx.get(svc.url + "/health").status_code == 200
+        assert httpx.get(svc.url + "/report.json", headers=OPERATOR).status_code == 200
     assert 200 in statuses
     quarantined = sum(v for k, v in shown.items() if k.startswith("groupspec_quarantined_total{"))
     assert shown["groupspec_received_total"] == shown["groupspec_forwarded_total"] + quarantined
