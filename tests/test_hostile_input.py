@@ -12,6 +12,7 @@ from pathlib import Path
 from groupspec.plugin.cli import main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hostile_support import JSON, MEMBER, dumps, nested
 
 CONFIG = """
 [contract]
@@ -28,22 +29,8 @@ def unix(iso: str) -> int:
     return int(datetime.fromisoformat(iso).astimezone(timezone.utc).timestamp())
 
 
-def nested(levels: int) -> dict:
-    """A track call whose JSON nests exactly `levels` objects deep (the message itself is level 1)."""
-    inner: dict = {"leaf": 1}
-    for _ in range(levels - 2):
-        inner = {"a": inner}
-    return {"type": "track", "userId": "deep", "event": "Deep", "messageId": f"deep{levels}",
-            "timestamp": "2026-01-01T10:00:00Z", "properties": inner}
-
-
 def track(user: str, ts: str, **extra) -> dict:
     return {"type": "track", "userId": user, "event": "Viewed", "messageId": f"m_{user}", "timestamp": ts, **extra}
-
-
-def dumps(value) -> bytes:
-    """JSON as a client may write it: any integer, any depth (orjson writes neither)."""
-    return json.dumps(value).encode()
 
 
 def run(tmp_path: Path, lines: list, config: str = CONFIG) -> tuple[int, Path]:
@@ -186,17 +173,6 @@ def test_integers_up_to_64_bits_go_out_exactly(tmp_path):
 
 # -- fuzz ----------------------------------------------------------------------------------------------------------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-MEMBER = st.fixed_dictionaries(
-    {"type": st.sampled_from(["track", "identify", "group", "page", "alias", "bogus"])},
-    optional={"userId": st.sampled_from(["ann", "bob"]) | st.text(max_size=8) | st.integers(),
-              "event": st.sampled_from(["Viewed", "Order Placed"]) | st.text(max_size=8),
-              "groupId": st.sampled_from(["hh_1", "bad id", ""]),
-              "timestamp": st.sampled_from(["2026-01-01T10:00:00Z", "2099-01-01T00:00:00Z", "1969-01-01T00:00:00Z",
-                                            "9999-12-31T23:59:59-14:00", "2026-01-01t10:00:00z", "yesterday"]),
-              "sentAt": st.just("2026-01-01T10:05:00Z"), "properties": JSON, "traits": JSON, "messageId": st.text(max_size=4)})
 LINE = st.one_of(
     st.binary(max_size=60).map(lambda b: b.replace(b"\n", b" ")),
     JSON.map(dumps),

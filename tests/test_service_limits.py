@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import json
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -16,6 +15,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hostile_support import JSON, MEMBER, deep_body, dumps, nested
 from service_harness import OPERATOR, OPERATOR_TOKEN, WRITE_KEYS, ThreadService, metrics, wait_for, write_config
 
 WEB = (WRITE_KEYS["web"], "")
@@ -28,30 +28,8 @@ def service(tmp_path, cio):
         yield svc
 
 
-def dumps(value) -> bytes:
-    """JSON as a client may write it: any integer, any depth (orjson writes neither)."""
-    return json.dumps(value).encode()
-
-
 def post(svc, path: str, body: bytes) -> httpx.Response:
     return httpx.post(svc.url + path, content=body, headers=JSON_TYPE, auth=WEB, timeout=20)
-
-
-def nested(levels: int, user: str = "deep") -> dict:
-    """A track call whose JSON nests exactly `levels` objects deep (the message itself is level 1)."""
-    inner: dict = {"leaf": 1}
-    for _ in range(levels - 2):
-        inner = {"a": inner}
-    return {"type": "track", "userId": user, "event": "Deep", "messageId": "deep",
-            "timestamp": "2026-01-01T10:00:00Z", "properties": inner}
-
-
-def deep_body(levels: int, *before: dict) -> bytes:
-    """A batch of `before` and a track call nested `levels` deep (written by hand: json recurses per level)."""
-    message = dumps(nested(2))
-    head, tail = message.split(b'{"leaf": 1}')
-    deep = head + b'{"a": ' * (levels - 2) + b'{"leaf": 1}' + b"}" * (levels - 2) + tail
-    return deep if not before else b'{"batch": [' + b", ".join(map(dumps, before)) + b", " + deep + b"]}"
 
 
 def track(i: int, **extra) -> dict:
@@ -201,18 +179,6 @@ def test_integers_up_to_64_bits_are_delivered_exactly(service, cio):
 
 # -- fuzz ----------------------------------------------------------------------------------------------------------
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-MEMBER = st.fixed_dictionaries(
-    {"type": st.sampled_from(["track", "identify", "group", "page", "alias", "bogus"])},
-    optional={"userId": st.sampled_from(["ann", "bob"]) | st.text(max_size=8) | st.integers(),
-              "event": st.sampled_from(["Viewed", "Order Placed"]) | st.text(max_size=8),
-              "groupId": st.sampled_from(["hh_1", "bad id", ""]), "previousId": st.just("old"),
-              "timestamp": st.sampled_from(["2026-01-01T10:00:00Z", "2099-01-01T00:00:00Z", "1969-01-01T00:00:00Z",
-                                            "9999-12-31T23:59:59-14:00", "2026-01-01t10:00:00z", "yesterday"]),
-              "sentAt": st.just("2026-01-01T10:05:00Z"), "properties": JSON, "traits": JSON,
-              "messageId": st.text(max_size=4)})
 BODY = st.one_of(
     st.binary(max_size=200),
     JSON.map(dumps),
