@@ -139,7 +139,7 @@ class Engine:
         if received_at is None:
             received_at = self.stream_time if self.clock is None else self.clock()
         out = []
-        for original, body, error in split(payload):
+        for original, body, error in split(payload, batch=kind is None):  # a single-type endpoint: one message
             msg = Message(original, dict(body) if body is not None else None, source, received_at)
             if body is not None:
                 if kind is not None and body.get("type") is None:

@@ -271,10 +271,12 @@ def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
     return merged
 
 
-def split(payload: bytes | str | dict[str, Any], size: int | None = None) -> list[tuple[Any, dict | None, str | None]]:
+def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
+          batch: bool = True) -> list[tuple[Any, dict | None, str | None]]:
     """A line or decoded object -> [(original, body or None, error or None)], one per message it holds.
 
     A batch envelope yields one entry per member with the envelope's `context`/`integrations` merged in.
+    `batch=False`: the payload is one message whatever its keys (it came to a single-type endpoint).
     """
     if isinstance(payload, (bytes, str)):
         raw = payload if isinstance(payload, bytes) else payload.encode()
@@ -291,7 +293,7 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None) -> lis
         return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem)]
     if not isinstance(obj, dict):
         return [(obj, None, f"expected a JSON object, got {type(obj).__name__}")]
-    if "batch" in obj and "type" not in obj:
+    if batch and "batch" in obj and "type" not in obj:
         members = obj["batch"]
         if not isinstance(members, list):
             return [(obj, None, "batch must be a list of messages")]

@@ -38,6 +38,7 @@ class App:
     after the server has finished the requests in flight.
 
     `webhook_secrets` maps source names to their shared secret: their requests must be signed (`X-Signature`).
+    `throttled()` says whether a destination asked delivery to wait (shown by `/health`).
     `operator_token`, when set, is the Bearer token `/report.json` and `/metrics` need; unset, `/report.json` is
     refused (403) and `/metrics` is open. `read_timeout`: seconds for a request body to arrive."""
 
@@ -45,7 +46,8 @@ class App:
                  health: Callable[[], list[str]], spool_depth: Callable[[], int],
                  clock: Callable[[], float] = time.time, on_shutdown: Callable[[], None] = lambda: None,
                  on_read: Callable[[], None] = lambda: None, *, webhook_secrets: dict[str, str] | None = None,
-                 operator_token: str | None = None, read_timeout: float = 10.0) -> None:
+                 operator_token: str | None = None, read_timeout: float = 10.0,
+                 throttled: Callable[[], bool] = lambda: False) -> None:
         self.sources = sources
         self.webhook_secrets = webhook_secrets or {}
         self.operator_token = operator_token.encode("utf-8") if operator_token else None
@@ -55,6 +57,7 @@ class App:
         self.commit = commit
         self.metrics = metrics
         self.health = health
+        self.throttled = throttled
         self.spool_depth = spool_depth
         self.clock = clock
         self._pages = {"/health": self._health, "/metrics": self._metrics, "/report.json": self._report}
@@ -99,7 +102,9 @@ class App:
 
     def _health(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         problems = self.health()
-        body = {"status": "unhealthy", "problems": problems} if problems else {"status": "ok"}
+        body: dict[str, Any] = {"status": "unhealthy", "problems": problems} if problems else {"status": "ok"}
+        if self.throttled():  # a destination asked to wait (429, `Retry-After`): delivery is slowed, not broken
+            body["throttled"] = True
         return 503 if problems else 200, orjson.dumps(body), _JSON
 
     def _metrics(self) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:

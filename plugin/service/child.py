@@ -63,11 +63,15 @@ def main() -> int:
     logs.capture_uncaught()
     stopping = threading.Event()
     delivery = upstream = None
+
+    def pause(seconds: float) -> None:  # the senders wait through the worker, which shows a throttled wait
+        worker.pause(seconds)
+
     if config.customerio_configured:
         delivery = Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add,
-                                        sleep=stopping.wait)
+                                        sleep=pause)
     if config.upstream.url is not None:
-        upstream = Upstream(config, sleep=stopping.wait)
+        upstream = Upstream(config, sleep=pause)
     store = open_store(config.store_url("live"))
     spool = SpoolQueue(config.service.spool, config.service.sync)
     engine = Engine(config, store, destination=CUSTOMERIO)

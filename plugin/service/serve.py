@@ -62,7 +62,8 @@ class Service:
         self.app = App(sources, self.commit, self.metrics, self.problems, lambda: self.spool.depth,
                        on_shutdown=self.close, on_read=self.refresh, webhook_secrets=webhook_secrets,
                        operator_token=token.get_secret_value() if token is not None else None,
-                       read_timeout=config.service.read_timeout)
+                       read_timeout=config.service.read_timeout,
+                       throttled=lambda: bool(self.spool.worker_state().get("throttled")))
         self._closed = False
 
     def refresh(self) -> None:

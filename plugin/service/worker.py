@@ -175,6 +175,13 @@ class Worker:
         s.upstream_dead_lettered += report.dead_lettered
         s.upstream_retries += report.retries
 
+    def pause(self, seconds: float) -> None:
+        """The senders' sleep: a wait a destination asked for (429, `Retry-After`) is shown as `throttled` (in
+        `/health` and `/metrics`) while it lasts, not only at the next commit."""
+        if self._throttled():
+            self._publish()
+        self.stopping.wait(seconds)
+
     def _throttled(self) -> bool:
         """A destination asked to wait (429, `Retry-After`) and the wait is not over."""
         return any(part is not None and part.sender.throttled for part in (self.delivery, self.upstream))
