@@ -214,6 +214,7 @@ def test_the_caller_pays_only_the_sdks_enqueue(name, ok_server, tmp_path):
     returned = [client.track("u1", "Viewed", {"n": 1}, message_id="t", timestamp=AT) for client in (bare, hooked)]
     assert returned[1] == returned[0] and "groupspec" not in returned[1][1]["context"]
     assert store.threads == set() and store.transactions == 0
+    bare.join()  # the bare client's own uploads are done before the hooked batch goes out
     [consumer] = hooked.consumers
     batch = [hooked.queue.get() for _ in range(hooked.queue.qsize())]
     consumer.request(batch)  # what the consumer thread does with a batch it took off the queue
