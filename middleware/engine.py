@@ -152,7 +152,8 @@ class Engine:
                 msg.drop("malformed", "", error)
             else:
                 self.through(msg, received)
-            if self.clock is None and not _misdated(msg):  # stream time: this message's own time included
+            # stream time: this message's own time included, unless that time is itself wrong
+            if self.clock is None and (not msg.violations or not _misdated(msg)):
                 self.stream_time = max(self.stream_time, msg.ts)
                 if msg.quarantined:
                     msg.received_at = self.stream_time
