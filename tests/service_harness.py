@@ -30,14 +30,14 @@ OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 def write_config(tmp_path: Path, cio: Any = None, *, customerio: dict[str, Any] | None = None,
                  upstream: dict[str, Any] | None = None, service: dict[str, Any] | None = None,
-                 extra: str = "") -> Path:
+                 store: str | None = None, extra: str = "") -> Path:
     """A config with two sources, the spool/store/quarantine/dead letter under `tmp_path`, Customer.io at `cio`."""
     lines = [
         "[contract]", 'version = "test-1"', 'group_id_pattern = "^hh_[a-z0-9]+$"', 'require_group = ["Order Placed"]',
         "[contract.group_traits]", 'plan = { type = "string", enum = ["basic", "pro"] }',
         "[sources.web]", f'write_key = "{WRITE_KEYS["web"]}"',
         "[sources.billing]", f'write_key = "{WRITE_KEYS["billing"]}"',
-        "[store]", f'url = "sqlite:///{tmp_path / "store.db"}"',
+        "[store]", f'url = "{store or "sqlite:///" + str(tmp_path / "store.db")}"',
         "[quarantine]", f'path = "{tmp_path / "quarantine.jsonl"}"',
         "[service]", f'spool = "{tmp_path / "spool.db"}"', *_pairs(service or {}),
     ]

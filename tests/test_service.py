@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import socket
 import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -327,6 +328,18 @@ def test_a_spool_that_cannot_be_written_answers_503_and_accepts_nothing(service,
     assert response.status_code == 503
     assert response.json()["success"] is False
     assert metrics(service.url).get("groupspec_accepted_total") == 0
+    health = httpx.get(service.url + "/health")  # a full disk is a problem the operator must see
+    assert health.status_code == 503 and "cannot write the spool" in health.json()["problems"][0]
+
+
+def test_health_shows_a_store_that_does_not_answer(tmp_path, cio):
+    with socket.socket() as probe:  # a port nobody listens on: the Redis store cannot answer
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with ThreadService(write_config(tmp_path, cio, store=f"redis://127.0.0.1:{port}/0")) as svc:
+        assert httpx.post(svc.url + "/v1/track", json=track(1), auth=WEB).status_code == 200
+        health = wait_for(lambda: (r := httpx.get(svc.url + "/health")).status_code == 503 and r, timeout=30)
+        assert any("store_unavailable" in problem for problem in health.json()["problems"])
 
 
 def test_a_second_service_on_the_same_spool_refuses_to_start(service, tmp_path, cio):

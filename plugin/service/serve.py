@@ -73,9 +73,8 @@ class Service:
     def problems(self) -> list[str]:
         """Why the service is unhealthy (empty: healthy)."""
         out = []
-        problem = self.spool.worker_state().get("problem")
-        if problem:
-            out.append(problem)
+        state = self.spool.worker_state()
+        out += [problem for problem in (state.get("problem"), state.get("store"), self.spool.failing) if problem]
         if self.delivery.pid is not None and not self.delivery.running and not self._closed:
             out.append("the delivery process stopped; restarting it")
         depth, limit = self.spool.depth, self.config.service.max_spool_depth

@@ -65,6 +65,7 @@ class Spool:
         except sqlite3.Error as exc:
             os.close(self.lock_fd)
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
+        self.failing: str | None = None  # why the last append failed (a full disk), until one succeeds
         self._count = threading.Lock()
         self._read = threading.Lock()
         self._closed = threading.Event()
@@ -99,7 +100,9 @@ class Spool:
                 db.rollback()
             except sqlite3.Error:
                 pass  # closed or broken: nothing was committed either way
-            raise SpoolError(f"cannot write the spool {self.path!r}: {exc}") from None
+            self.failing = f"cannot write the spool {self.path!r}: {exc}"
+            raise SpoolError(self.failing) from None
+        self.failing = None
         with self._count:
             self._waiting += sum(row[3] for row in rows)
 

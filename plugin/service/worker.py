@@ -49,6 +49,7 @@ class Worker:
         self.wake = threading.Event()
         self.stopping = stopping or threading.Event()
         self.problem: str | None = None
+        self.store_problem: str | None = None  # the store did not answer for the last chunk
         self._after = 0
         state = spool.state()  # what a previous delivery process of this service committed
         self.counts = Counts.from_dict(state.get("counts", {}))
@@ -58,7 +59,8 @@ class Worker:
 
     def state(self) -> dict[str, Any]:
         """What the service shows of this worker: messages done, the problem, the committed counts."""
-        return {"done": self._done, "problem": self.problem, "counts": self.counts.to_dict(),
+        return {"done": self._done, "problem": self.problem, "store": self.store_problem,
+                "counts": self.counts.to_dict(),
                 "delivery": self.stats.to_dict(), "quarantine": self._quarantine_size,
                 "throttled": self._throttled()}
 
@@ -73,6 +75,8 @@ class Worker:
                     self.wake.wait(1.0)
                     continue
                 outcome = self.process(entries)
+                self.store_problem = ("the store is unavailable: messages are quarantined as store_unavailable"
+                                      if outcome.counts.quarantined.get("store_unavailable") else None)
                 if not self.deliver(outcome):
                     return  # stopping: the entries stay in the spool for the next start
                 self._commit(entries, outcome)
