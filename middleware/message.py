@@ -326,7 +326,7 @@ def input_problem(obj: Any, raw: bytes | None = None) -> str | None:
     beyond 64 bits (orjson reads it as a float: the value would change silently). With the `raw` bytes, both
     are looked for only when a cheap scan of the bytes says they may be there."""
     if raw is None or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
-        if _deeper_than(obj, MAX_DEPTH):
+        if isinstance(obj, (dict, list)) and _deeper_than(obj, MAX_DEPTH):
             return f"nested deeper than {MAX_DEPTH} levels"
     if raw is not None and _BIG_INT in raw.translate(_DIGITS):
         big = _big_int(json.loads(raw))
@@ -340,16 +340,14 @@ def payload_text(payload: bytes | str) -> str:
     return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else payload
 
 
-def _deeper_than(obj: Any, limit: int) -> bool:
-    stack = [(obj, 1)]
-    while stack:
-        value, depth = stack.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        if depth > limit:
+def _deeper_than(value: Any, budget: int) -> bool:
+    """Whether the container `value` nests more than `budget` levels (itself the first)."""
+    if budget == 0:
+        return True
+    for child in (value.values() if value.__class__ is dict else value):
+        kind = child.__class__
+        if (kind is dict or kind is list) and _deeper_than(child, budget - 1):
             return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
     return False
 
 
