@@ -14,7 +14,7 @@ from groupspec.middleware.jsonl import JsonlFile, read_lines
 
 from .customerio.delivery import Delivery
 from .sender import DeadLetterFile, SendFailed
-from .service.upstream import Upstream
+from .sender.upstream import Upstream
 
 
 def _file(args: argparse.Namespace) -> Path:

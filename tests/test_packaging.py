@@ -48,3 +48,28 @@ def test_no_test_module_imports_another():
             offenders += [f"{path.name}:{node.lineno} imports {name}" for name in names
                           if name.split(".")[0].startswith("test_")]
     assert offenders == []
+
+
+DOORS = {"service": ["plugin/service"], "backfill": ["plugin/backfill"],
+         "replay": ["plugin/replay.py", "plugin/replay_command.py", "plugin/quarantine_commands.py"]}
+
+
+def test_no_door_imports_another_door():
+    """The service, backfill and replay doors share the engine, the destination and the sender, never each other."""
+    modules = {"service": "groupspec.plugin.service", "backfill": "groupspec.plugin.backfill",
+               "replay": "groupspec.plugin.replay"}
+    found = []
+    for door, places in DOORS.items():
+        files = [p for place in places for p in ((ROOT / place).rglob("*.py") if (ROOT / place).is_dir()
+                                                  else [ROOT / place])]
+        for path in files:
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    name = node.module or ""
+                    if node.level:  # relative: resolve against the file's package
+                        package = ".".join(["groupspec", *path.relative_to(ROOT).parent.parts][: 3 - node.level + 1])
+                        name = f"{package}.{name}" if name else package
+                    for other, module in modules.items():
+                        if other != door and (name == module or name.startswith(module + ".")):
+                            found.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert found == []

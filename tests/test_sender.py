@@ -15,7 +15,7 @@ from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.plugin import quarantine_commands
 from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.sender import DeadLetterFile, SendFailed, Unauthorized
-from groupspec.plugin.service.upstream import Upstream
+from groupspec.plugin.sender.upstream import Upstream
 
 
 class Script:

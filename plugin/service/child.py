@@ -23,7 +23,7 @@ from ..sender import DeadLetterFile
 from . import logs
 from .spool import SpoolQueue
 from .supervisor import QUIT
-from .upstream import Upstream
+from ..sender.upstream import Upstream
 from .worker import Worker
 
 PARENT_GONE = 3  # exit status when the service died under the process

@@ -25,7 +25,7 @@ from ..customerio.delivery import Delivery
 from ..sender import SendFailed, SendReport, Unauthorized
 from .metrics import DeliveryStats
 from .spool import Entry, SpoolQueue
-from .upstream import Upstream
+from ..sender.upstream import Upstream
 
 log = logging.getLogger("groupspec.worker")
 

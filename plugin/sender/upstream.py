@@ -14,8 +14,8 @@ import httpx
 import orjson
 from groupspec.middleware.config import Config, ConfigError
 
-from ..sender import Batch, BatchSender, DeadLetterFile, SendReport, TokenBucket, json_client
-from ..sender.sender import DeadLetter
+from . import Batch, BatchSender, DeadLetterFile, SendReport, TokenBucket, json_client
+from .sender import DeadLetter
 
 MAX_BATCH_BYTES = 480 * 1024  # under Segment's 500 KB, with room for the envelope
 MAX_BATCH_MESSAGES = 500
