@@ -299,3 +299,13 @@ def test_html_is_one_self_contained_page(drift):
     assert text.startswith("<!doctype html>") and "<script" not in text
     assert not re.search(r'(src|href)=', text)
     assert text.count("class=drift>") == 3 and "hh_maple" in text and "relationship_missing" in text
+
+
+def test_the_app_api_key_may_come_from_an_unset_variable_until_verify_needs_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("CIO_APP_API_KEY_UNSET", raising=False)
+    config = parse_config({"customerio": {"app_api_key": "${CIO_APP_API_KEY_UNSET}"}}, "g.toml")
+    with pytest.raises(Exception) as caught:
+        AppApi.from_config(config)
+    assert str(caught.value) == "g.toml: customerio.app_api_key: environment variable CIO_APP_API_KEY_UNSET is not set"
+    with pytest.raises(Exception, match="customerio.app_url: expected an http"):
+        parse_config({"customerio": {"app_url": "https://user:pw@api.customer.io"}})
