@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = open_store(config.store_url("live", args.store))
     try:
-        known = set(store.groups())
+        known = set(store.groups()) if args.group else set()
         unknown = [f"{t}:{g}" for t, g in args.group or [] if (t, g) not in known]
         if unknown:
             raise ConfigError(f"verify: --group {', '.join(unknown)}: the store knows no such group")

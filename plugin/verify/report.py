@@ -73,6 +73,8 @@ def render(doc: dict[str, Any], results: list[GroupResult], console: Console | N
     if unchecked:
         console.print(f"{unchecked} anonymous members not checked (the App API looks people up by id, email or "
                       f"cio_id)")
+    if "repair" in doc:
+        console.print(f"repair: {len(doc['repair'])} Track API operations")
     for op in doc.get("repair", []):
         console.print(rich_escape(orjson.dumps(op).decode()), soft_wrap=True)
 
