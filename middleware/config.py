@@ -42,7 +42,7 @@ class _KeyedError(ValueError):
 
 
 #: keys whose `${VAR}` may be unset until the value is used (secrets a replay does not need)
-_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key)|upstream\.write_key|sources\.[^.]+\.(write_key|webhook_secret)"
+_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key|app_api_key)|upstream\.write_key|sources\.[^.]+\.(write_key|webhook_secret)"
                        r"|service\.operator_token)$")
 
 
@@ -209,6 +209,9 @@ class CustomerIO(Sending):
     dead_letter: str = "groupspec-dead-letter.jsonl"
     compat: Literal["segment", "rudderstack"] = "segment"  # whose Customer.io mapping to reproduce (README)
     device_token_event: str | None = None  # rudderstack: one more event that registers a device token
+    app_api_key: SecretStr | None = None  # App API bearer key: `groupspec verify` reads Customer.io back
+    app_url: str | None = None  # the App API base URL, overriding `region`'s
+    app_rate_limit: float = Field(9.0, gt=0, le=10)  # requests per second: the App API answers 429 above 10
 
     @field_validator("device_token_event")
     @classmethod
@@ -225,7 +228,7 @@ class CustomerIO(Sending):
                               f"got compat = {self.compat!r}")
         return self
 
-    @field_validator("url")
+    @field_validator("url", "app_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is not None and not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", value):
@@ -237,6 +240,13 @@ class CustomerIO(Sending):
         if self.url:
             return self.url.rstrip("/")
         return "https://track-eu.customer.io" if self.region == "eu" else "https://track.customer.io"
+
+    @property
+    def app_base_url(self) -> str:
+        """The App API host of `region` (`app_url` overrides it)."""
+        if self.app_url:
+            return self.app_url.rstrip("/")
+        return "https://api-eu.customer.io" if self.region == "eu" else "https://api.customer.io"
 
 
 class Store(_Model):

@@ -31,6 +31,13 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _group(text: str) -> tuple[str, str]:
+    type_id, _, group_id = text.partition(":")
+    if not type_id.isdigit() or type_id.startswith("0") or not group_id:
+        raise argparse.ArgumentTypeError(f"expected TYPE:ID with a positive object type id, like 1:acme, got {text!r}")
+    return type_id, group_id
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="groupspec", description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True)
@@ -101,6 +108,18 @@ def parser() -> argparse.ArgumentParser:
     backfill.add_argument("--at", metavar="ISO", help="time of records without a timestamp (default: the start)")
     backfill.add_argument("--quiet", action="store_true", help="no progress bar")
     backfill.set_defaults(run=_lazy(".backfill.command:run"))
+
+    verify = commands.add_parser("verify", help="compare Customer.io's objects with the store; exit 1 on drift")
+    verify.add_argument("--config", required=True)
+    verify.add_argument("--store", help="store url, overriding [store] (default: sqlite:///groupspec.db)")
+    which = verify.add_mutually_exclusive_group()
+    which.add_argument("--sample", type=_positive, metavar="N", help="check N groups picked at random")
+    which.add_argument("--group", type=_group, action="append", metavar="TYPE:ID", help="check this group (repeatable)")
+    verify.add_argument("--json", metavar="FILE", help="also write the report as JSON")
+    verify.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    verify.add_argument("--repair", action="store_true", help="send the Track API operations that fix the drift")
+    verify.add_argument("--dry-run", action="store_true", help="with --repair: list the operations, send nothing")
+    verify.set_defaults(run=_lazy(".verify.command:run"))
 
     serve = commands.add_parser("serve", help="run the Segment-compatible HTTP service")
     serve.add_argument("--config", required=True)

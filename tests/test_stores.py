@@ -507,3 +507,38 @@ def test_a_failed_transaction_leaves_nothing_half_written(tmp_path):
     assert store.memberships_at(["u:1"], 20.0) == []
     store.record_membership("u:1", "1", "hh_2", 10.0, True)  # the store still works afterwards
     assert groups(store.memberships_at(["u:1"], 20.0)) == ["hh_2"]
+
+
+# read-only enumeration (`groupspec verify`)
+
+def test_groups_lists_every_group_known_by_membership_trait_or_deletion(store):
+    assert store.groups() == []
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    store.apply_traits("2", 'loc "x"]}:1', {"city": "Oslo"}, 100.0, "m1")  # a group id that looks like the layout
+    store.record_object_deleted("1", "hh_gone", 50.0)
+    store.record_activity("1", "hh_a", "m2", 100.0, {"n": 1})
+    assert store.groups() == [("1", "hh_a"), ("1", "hh_gone"), ("2", 'loc "x"]}:1')]
+
+
+def test_members_at_follows_joins_leaves_and_deletions(store):
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    store.record_membership("a:anon}:e", "1", "hh_a", 110.0, True)
+    store.record_membership("u:2", "1", "hh_a", 100.0, True)
+    store.record_membership("u:2", "1", "hh_a", 150.0, False)
+    store.record_membership("u:3", "1", "hh_b", 100.0, True)
+    assert store.members_at("1", "hh_a", 120.0) == ["a:anon}:e", "u:1", "u:2"]
+    assert store.members_at("1", "hh_a", 200.0) == ["a:anon}:e", "u:1"]
+    assert store.members_at("1", "hh_a", 105.0) == ["u:1", "u:2"]
+    store.record_object_deleted("1", "hh_a", 300.0)
+    assert store.members_at("1", "hh_a", 400.0) == []
+    assert store.members_at("1", "hh_b", 400.0) == ["u:3"]
+    assert store.members_at("1", "nobody", 400.0) == []
+
+
+def test_trait_names_are_every_name_recorded_for_the_group(store):
+    assert store.trait_names("1", "hh_a") == []
+    store.apply_traits("1", "hh_a", {"plan_type": "family", "status": "active"}, 100.0, "m1")
+    store.apply_traits("1", "hh_a", {"status": "paused", "x*y": 1}, 200.0, "m2")
+    store.apply_traits("1", "hh_ab", {"other": 1}, 200.0, "m3")
+    assert store.trait_names("1", "hh_a") == ["plan_type", "status", "x*y"]
+    assert store.trait_names("1", "hh_ab") == ["other"]

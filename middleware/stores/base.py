@@ -84,6 +84,16 @@ class Store(Protocol):
     def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
         """``(object_type_id, group_id, due, seq)`` of the pending groups due at or before `until`, by due time."""
 
+    def groups(self) -> list[tuple[str, str]]:
+        """Every group the store knows of (by a membership, a trait or a deletion): sorted
+        ``(object_type_id, group_id)`` pairs. Read-only, for tools (`groupspec verify`)."""
+
+    def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
+        """The person keys that belonged to the group at `ts` (every fact known), sorted."""
+
+    def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
+        """The names of every trait ever recorded for the group, sorted."""
+
     def transaction(self) -> AbstractContextManager[None]:
         """Group the writes of many messages into one commit, where the store has commits (SQLite); the
         caller is the only writer while it lasts. Elsewhere it does nothing."""

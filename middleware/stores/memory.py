@@ -126,6 +126,23 @@ class MemoryStore:
         due = [(at, type_id, group_id, seq) for (type_id, group_id), (at, seq) in list(self._pending.items()) if at <= until]
         return [(type_id, group_id, at, seq) for at, type_id, group_id, seq in sorted(due)]
 
+    def groups(self) -> list[tuple[str, str]]:
+        found = {(e[0], e[1]) for rows in list(self._events.values()) for e in rows}
+        found.update((type_id, group_id) for type_id, group_id, _ in list(self._traits))
+        found.update(self._deletions)
+        return sorted(found)
+
+    def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
+        group = (object_type_id, group_id)
+        return sorted(
+            person for person, rows in list(self._events.items())
+            if any((m.object_type_id, m.group_id) == group
+                   for m in fold_memberships([r for r in rows if r[:2] == group], self._deletions, ts))
+        )
+
+    def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
+        return sorted(name for type_id, gid, name in list(self._traits) if (type_id, gid) == (object_type_id, group_id))
+
     def transaction(self) -> nullcontext[None]:
         return nullcontext()
 

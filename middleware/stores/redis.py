@@ -284,3 +284,60 @@ class RedisStore:
     def close(self) -> None:
         self.redis.close()
 
+    # -- read-only enumeration for tools (`groupspec verify`): SCAN over the layout above, no writes ----------
+
+    def _scan(self, pattern: str) -> list[str]:
+        with self._guard():
+            return list(self.redis.scan_iter(match=pattern, count=1000))
+
+    def groups(self) -> list[tuple[str, str]]:
+        start = len(self.keys.prefix) + len("{g:")
+        found = {_group_of(key, start) for key in self._scan(_glob_escape(self.keys.prefix) + "{g:*")}
+        found.discard(None)
+        return sorted(found)
+
+    def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
+        group = (object_type_id, group_id)
+        start = len(self.keys.prefix) + len("{p:")
+        keys = sorted(self._scan(_glob_escape(self.keys.prefix) + "{p:*}:e"))
+        with self._guard():
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            stored = pipe.execute()
+            deleted = self.redis.smembers(self.keys.group(object_type_id, group_id, "d"))
+        deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]}
+        members = []
+        for key, fields in zip(keys, stored):
+            events = []
+            for field, value in fields.items():
+                type_id, gid, at, joined = orjson.loads(field)
+                if (type_id, gid) == group:
+                    seq, arrived = unstamped(value)
+                    events.append((type_id, gid, at, int(seq), joined, arrived))
+            if events and fold_memberships(events, deletions, ts):
+                members.append(key[start:-len("}:e")])
+        return members
+
+    def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
+        head = self.keys.group(object_type_id, group_id, "t:")
+        return sorted(key[len(head):] for key in self._scan(_glob_escape(head) + "*"))
+
+
+def _group_of(key: str, start: int) -> tuple[str, str] | None:
+    """The ``(type, id)`` in a group key's hash tag (a JSON array starting at `start`): the first prefix that
+    ends at a ``]}:`` and parses (a JSON array cannot close earlier than it does)."""
+    end = key.find("]}:", start)
+    while end != -1:
+        try:
+            found = orjson.loads(key[start:end + 1])
+        except orjson.JSONDecodeError:
+            end = key.find("]}:", end + 1)
+            continue
+        return (found[0], found[1]) if isinstance(found, list) and len(found) == 2 else None
+    return None
+
+
+def _glob_escape(text: str) -> str:
+    """`text` matched literally by a Redis SCAN pattern."""
+    return "".join("\\" + char if char in "*?[]\\" else char for char in text)

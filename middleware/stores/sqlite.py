@@ -216,6 +216,23 @@ class SQLiteStore:
             (until,),
         )
 
+    def groups(self) -> list[tuple[str, str]]:
+        return [tuple(row) for row in self._rows(
+            "SELECT type_id, group_id FROM memberships UNION SELECT type_id, group_id FROM traits"
+            " UNION SELECT type_id, group_id FROM deletions ORDER BY 1, 2")]
+
+    def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
+        persons = self._rows("SELECT DISTINCT person FROM memberships WHERE type_id = ? AND group_id = ? ORDER BY 1",
+                             (object_type_id, group_id))
+        return [person for (person,) in persons
+                if any((m.object_type_id, m.group_id) == (object_type_id, group_id)
+                       for m in self.memberships_at([person], ts))]
+
+    def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
+        rows = self._rows("SELECT DISTINCT name FROM traits WHERE type_id = ? AND group_id = ? ORDER BY 1",
+                          (object_type_id, group_id))
+        return [name for (name,) in rows]
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -42,3 +42,9 @@ def of_id(value: str) -> dict[str, str]:
 def email_or_id(value: str) -> dict[str, str]:
     """RudderStack's key choice for group relationships and alias (`validator.isEmail`): email, else id."""
     return {"email" if is_email(value) else "id": value}
+
+
+def member(user_id: str, compat: str = "segment") -> dict[str, str]:
+    """The identifiers a group call's relationship names an identified member by, under a `[customerio] compat`
+    profile: Segment's `resolveIdentifiers`, RudderStack's email-or-id."""
+    return email_or_id(user_id) if compat == "rudderstack" else person(user_id)

@@ -220,6 +220,28 @@ def object_update(update: Update) -> dict[str, Any]:
             "identifiers": {"object_type_id": type_id, "object_id": group_id}, "attributes": attributes(values)}
 
 
+def object_state(type_id: str, group_id: str, values: dict[str, Any],
+                 people: list[dict[str, str]]) -> dict[str, Any]:
+    """An object `identify` re-sending a group's attributes and its relationships to `people` (person
+    identifiers): how `groupspec verify --repair` restores an object."""
+    op = object_update((type_id, group_id, values))
+    if people:
+        op["cio_relationships"] = [{"identifiers": ids} for ids in people]
+    return op
+
+
+def object_unrelated(type_id: str, group_id: str, people: list[dict[str, str]]) -> dict[str, Any]:
+    """Segment `deleteRelationship` for people the object should not be related to."""
+    return {"type": "object", "action": "delete_relationships",
+            "identifiers": {"object_type_id": type_id, "object_id": group_id},
+            "cio_relationships": [{"identifiers": ids} for ids in people]}
+
+
+def person_attributes_removed(ids: dict[str, str], names: list[str]) -> dict[str, Any]:
+    """A person `identify` removing attributes: Customer.io removes an attribute sent as null."""
+    return {"type": "person", "action": "identify", "identifiers": ids, "attributes": dict.fromkeys(names)}
+
+
 class CustomerIO:
     """The Customer.io destination the engine maps forwarded messages with (`groupspec.middleware.engine`)."""
 

@@ -1,0 +1,29 @@
+"""The Track API operations that fix a group's drift, built by the Customer.io mapping: the object re-sent with
+its current attributes and relationships, relationships that should not exist deleted, group attributes
+removed from people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..customerio.mapping import object_state, object_unrelated, person_attributes_removed
+from .compare import GroupResult
+
+_RESEND = frozenset({"missing_object", "attribute_differs", "relationship_missing"})
+
+
+def operations(result: GroupResult) -> list[dict[str, Any]]:
+    """The operations for one group, object first; none when it has no drift."""
+    view, findings = result.view, result.findings
+    ops = []
+    if any(f.kind in _RESEND for f in findings):
+        ops.append(object_state(view.object_type_id, view.group_id, view.traits, view.members))
+    extra = [f.person for f in findings if f.kind == "relationship_extra"]
+    if extra:
+        ops.append(object_unrelated(view.object_type_id, view.group_id, extra))
+    on_people: dict[str, tuple[dict[str, str], list[str]]] = {}
+    for f in findings:
+        if f.kind == "attribute_on_person":
+            on_people.setdefault(repr(sorted(f.person.items())), (f.person, []))[1].append(f.attribute)
+    ops += [person_attributes_removed(ids, names) for ids, names in on_people.values()]
+    return ops
