@@ -364,6 +364,7 @@ class RedisStore:
                 removed["traits"] += self._drop(key, old, horizon, self.redis.hdel)
             for key in self._scan("a", "g"):
                 removed["activity"] += int(self._prune_activity(keys=[key, key + "d"], args=[h]))
+        removed["links"] //= 2  # each way
         return removed
 
     @staticmethod
