@@ -95,3 +95,39 @@ def test_a_million_messages_leave_a_store_of_the_same_size_as_a_quarter_million(
     sizes = run_stream(engine, 1_000_000, days=40, samples=8)  # 5 days of event time a sample, a 3-day window
     totals = [sum(size.values()) for size in sizes]
     assert max(totals[1:]) <= 1.25 * min(totals[1:]), totals  # 250k -> 1M messages (4x): the store levels off
+
+
+def test_the_service_compacts_between_chunks_and_shows_the_store_size(tmp_path, cio):
+    import httpx
+    from service_harness import OPERATOR_TOKEN, WRITE_KEYS, ThreadService, metrics, wait_for, write_config
+    path = write_config(tmp_path, cio, service={"operator_token": OPERATOR_TOKEN})
+    path.write_text(path.read_text().replace("[store]\n", '[store]\nretention = "1d"\ncompact_every = "1s"\n'))
+    old = [{"type": "group", "userId": "u1", "groupId": f"hh_{n}", "messageId": f"j{n}{i}",
+            "timestamp": f"2026-01-0{i + 1}T00:00:00Z", "traits": {"plan": "pro"}} for n in (1, 2) for i in (0, 1)]
+    with ThreadService(path) as svc:
+        assert httpx.post(svc.url + "/v1/batch", json={"batch": old}, auth=(WRITE_KEYS["web"], "")).status_code == 200
+        wanted = {'groupspec_store_records{kind="arrivals"}': 0, 'groupspec_store_records{kind="memberships"}': 2,
+                  'groupspec_store_records{kind="traits"}': 2}  # four joins and trait values: the latest per group
+        wait_for(lambda: cio.accepted and all(metrics(svc.url).get(k) == v for k, v in wanted.items()))
+
+
+def test_store_compact_prints_what_it_removed_and_the_size_after(tmp_path, capsys):
+    from groupspec.plugin.cli import main
+    url = f"sqlite:///{tmp_path}/store.db"
+    store = open_store(url)
+    store.admit("old", float(unix(days=0)))  # 2026-01-01: long before the window
+    store.record_membership("u:1", "1", "g1", float(unix(days=0)), True)
+    store.record_membership("u:1", "1", "g1", float(unix(days=1)), True)
+    store.close()
+    (tmp_path / "groupspec.toml").write_text(f'[store]\nurl = "{url}"\nretention = "1d"\n')
+    assert main(["store", "compact", "--config", str(tmp_path / "groupspec.toml")]) == 0
+    rows = dict(line.split("\t", 1) for line in capsys.readouterr().out.splitlines())
+    assert rows["kind"] == "removed\tkept"
+    assert rows["arrivals"] == "1\t0" and rows["memberships"] == "1\t1"
+
+
+def test_store_compact_without_retention_is_a_config_error(tmp_path, capsys):
+    from groupspec.plugin.cli import main
+    (tmp_path / "groupspec.toml").write_text(f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n')
+    assert main(["store", "compact", "--config", str(tmp_path / "groupspec.toml")]) == 2
+    assert "store.retention: expected a duration" in capsys.readouterr().err
