@@ -131,3 +131,14 @@ def test_store_compact_without_retention_is_a_config_error(tmp_path, capsys):
     (tmp_path / "groupspec.toml").write_text(f'[store]\nurl = "sqlite:///{tmp_path}/store.db"\n')
     assert main(["store", "compact", "--config", str(tmp_path / "groupspec.toml")]) == 2
     assert "store.retention: expected a duration" in capsys.readouterr().err
+
+
+def test_a_replay_compacts_at_stream_time(tmp_path):
+    from groupspec.plugin.replay import Replay
+    url = f"sqlite:///{tmp_path}/store.db"
+    toml = '[store]\nretention = "2d"\n[contract]\nfuture_tolerance = "100000d"\n'
+    replay = Replay(parse_config(tomllib.loads(toml), "t.toml"), tmp_path / "out", store_url=url)
+    replay.run((track("u1", days=day / 10, messageId=f"m{day}"), None) for day in range(100))  # 10 days
+    store = open_store(url)
+    assert store.size()["arrivals"] < 40  # about the last 2 days' 20; 100 without retention
+    store.close()
