@@ -251,11 +251,20 @@ class CustomerIO(Sending):
 
 class Store(_Model):
     url: str = "memory://"
+    retention: str | None = None  # event-time window of arrival records, history, links and the rollup log
+    compact_every: str = "10m"  # the service compacts at most this often (by its clock)
 
     @field_validator("url")
     @classmethod
     def _scheme(cls, value: str) -> str:
         return check_url(value)
+
+    @field_validator("retention", "compact_every")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
 
 
 class Quarantine(_Model):
@@ -301,6 +310,30 @@ class Config(_Model):
     def _contracts_know_the_profile(self) -> Config:
         self.contract._customerio = self.customerio
         return self
+
+    @model_validator(mode="after")
+    def _retention_covers_rollups(self) -> Config:
+        retention = self.store.retention if self.store else None
+        if retention is None:
+            return self
+        for name in (None, *self.sources):
+            try:
+                contract = self.contract_for(name)
+            except ValidationError:  # `parse_config` reports a broken source contract
+                continue
+            windows = [duration_seconds(r.count_window) for r in contract.rollups.values() if r.count_window]
+            if windows:
+                needed = max(windows) + duration_seconds(contract.rollup_interval)
+                if duration_seconds(retention) < needed:
+                    where = "[contract]" if name is None else f"[sources.{name}.contract]"
+                    raise _KeyedError("store.retention", f"expected at least the longest rollup count_window plus "
+                                      f"rollup_interval of {where} ({needed}s), got {retention!r}")
+        return self
+
+    @property
+    def retention_seconds(self) -> int | None:
+        """`[store] retention` in seconds; None keeps everything."""
+        return duration_seconds(self.store.retention) if self.store and self.store.retention else None
 
     def contract_for(self, source: str | None) -> Contract:
         """The contract of `source`: its `[sources.NAME.contract]` merged over `[contract]`."""

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from . import contract
-from .config import Config
+from .config import Config, duration_seconds
 from .counts import Counts
 from .enrich import Attach, annotate
 from .learn import Learn
@@ -117,6 +117,23 @@ class Engine:
                                   *mapping, encode, learn or Learn(store)]
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
         self._failures: set[tuple[str, type]] = set()
+        self.retention = config.retention_seconds
+        self.compact_every = duration_seconds(config.store.compact_every) if config.store else 0
+        self._compacted = float("-inf")  # engine time of the last compaction
+
+    def now(self) -> float:
+        """The engine's time: the clock, or stream time (an offline run)."""
+        return self.stream_time if self.clock is None else self.clock()
+
+    def compact(self, *, force: bool = False) -> dict[str, int] | None:
+        """With `[store] retention`, compact the store up to ``now - retention`` when `compact_every` has passed
+        since the last time (or `force`); the records removed by kind, None when it did not run. Doors call it
+        between chunks, outside a chunk's transaction."""
+        now = self.now()
+        if self.retention is None or (not force and now < self._compacted + self.compact_every):
+            return None
+        self._compacted = now
+        return self.store.compact(now - self.retention)
 
     def transaction(self) -> AbstractContextManager[None]:
         """Group the store writes of many payloads into one commit (one per chunk, in every door)."""
@@ -148,6 +165,8 @@ class Engine:
                     msg.source = self.config.source_for_key(body["writeKey"]) or source
             msg.contract = self.config.contract_for(msg.source)
             msg.live = self.clock is not None or received
+            if self.retention is not None:  # never before what the last compaction kept
+                msg.horizon = self.now() - self.retention
             if error is not None:
                 msg.drop("malformed", "", error)
             else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .message import Message
+from .quarantine import iso
 from .step import only
 from .stores import Store
 
@@ -20,7 +21,7 @@ class Attach:
     def __call__(self, msg: Message) -> Message:
         names = msg.contract.attach_group_traits
         if msg.group_id is not None and not msg.object_event:
-            msg.snapshot = self.store.traits_at(msg.group_type(), msg.group_id, names, msg.ts, before=msg.arrival)
+            msg.snapshot = self.store.traits_at(msg.group_type(), msg.group_id, names, msg.as_of, before=msg.arrival)
         return msg
 
 
@@ -41,5 +42,7 @@ def annotate(msg: Message) -> Message:
     info: dict[str, Any] = {"resolution": msg.resolution, "contract": msg.contract.version, "violations": msg.violations}
     if msg.snapshot is not None:
         info["group_traits"] = msg.snapshot
+    if msg.as_of != msg.ts:  # older than `[store] retention`: resolved as at the window's start
+        info["resolved_as_of"] = iso(msg.as_of)
     context["groupspec"] = info
     return msg

@@ -18,10 +18,10 @@ class Learn:
     def __call__(self, msg: Message) -> Message:
         store, body = self.store, msg.body
         if msg.user_id is not None and msg.anonymous_id is not None:
-            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival)
+            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
         if msg.type == "alias":
             for key in ("u:", "a:"):
-                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
+                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
         elif msg.type == "group":
             action = group_action(msg)
             effect = GROUP_ACTIONS[action]
@@ -63,7 +63,7 @@ class Learn:
         """A deleted person's memberships end (under every key linked to the person) at the event's time."""
         store = self.store
         persons = store.identities(msg.person_key, before=msg.arrival)
-        for m in store.memberships_at(persons, msg.ts, before=msg.arrival):
+        for m in store.memberships_at(persons, msg.as_of, before=msg.arrival):
             for person in persons:
                 store.record_membership(person, m.object_type_id, m.group_id, msg.ts, False, arrived=msg.arrival)
 

@@ -39,6 +39,7 @@ class Message:
 
     # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
     type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
+    horizon: float | None = None  # the start of the retention window (`[store] retention`), None without one
     quarantined = object_event = live = False  # live: `received_at` is a real receipt time (not stream time)  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
@@ -54,6 +55,12 @@ class Message:
         self.violations: list[dict[str, str]] = []
         self.groups: dict[str, str] = {}
         self.ops: list[dict[str, Any]] = []
+
+    @property
+    def as_of(self) -> float:
+        """The time the store is read at: the message's own, or the start of the retention window when it is
+        older (what the store forgot before then is gone)."""
+        return self.ts if self.horizon is None or self.ts >= self.horizon else self.horizon
 
     @property
     def person_key(self) -> str | None:

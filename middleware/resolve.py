@@ -16,12 +16,12 @@ class Resolve:
         store = self.store
         person = msg.person_key
         msg.key = message_key(msg.source, person, msg.type, msg.body["messageId"])
-        msg.arrival = store.admit(msg.key)  # reads see the facts known when it first arrived
+        msg.arrival = store.admit(msg.key, msg.ts)  # reads see the facts known when it first arrived
         if person is not None:
             persons = store.identities(person, before=msg.arrival)
             if msg.user_id is not None and msg.anonymous_id is not None:
                 persons += [k for k in store.identities("a:" + msg.anonymous_id, before=msg.arrival) if k not in persons]
-            msg.memberships = store.memberships_at(persons, msg.ts, before=msg.arrival)
+            msg.memberships = store.memberships_at(persons, msg.as_of, before=msg.arrival)
         body = msg.body
         if msg.type == "group":
             msg.group_id, msg.resolution = body["groupId"], "explicit"

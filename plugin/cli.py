@@ -121,6 +121,13 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--dry-run", action="store_true", help="with --repair: list the operations, send nothing")
     verify.set_defaults(run=_lazy(".verify.command:run"))
 
+    store = commands.add_parser("store", help="work with the membership store")
+    store_verbs = store.add_subparsers(dest="verb", required=True)
+    compact = store_verbs.add_parser("compact", help="remove what [store] retention no longer keeps; print the sizes")
+    compact.add_argument("--config", required=True)
+    compact.add_argument("--store", help="store url, overriding [store] (default: sqlite:///groupspec.db)")
+    compact.set_defaults(run=_lazy(".store_commands:compact"))
+
     serve = commands.add_parser("serve", help="run the Segment-compatible HTTP service")
     serve.add_argument("--config", required=True)
     serve.add_argument("--host", default="127.0.0.1")

@@ -41,6 +41,7 @@ class Replay:
                     for payload, source in chunk:
                         self.engine.process(payload, source or self.source, into=outcome)
                 self._write(outcome, forwarded, operations, quarantine)
+                self.engine.compact()  # with [store] retention, at stream time: outputs still repeat exactly
             with self.engine.transaction():
                 self._write(self.engine.flush(), forwarded, operations, quarantine)
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import tomllib
 import sqlite3
 from collections.abc import Callable
 
@@ -542,3 +543,112 @@ def test_trait_names_are_every_name_recorded_for_the_group(store):
     store.apply_traits("1", "hh_ab", {"other": 1}, 200.0, "m3")
     assert store.trait_names("1", "hh_a") == ["plan_type", "status", "x*y"]
     assert store.trait_names("1", "hh_ab") == ["other"]
+
+# retention: compact(horizon) keeps every answer at or after the horizon and drops what is older
+
+H = 100.0  # the horizon of the retention tests
+
+facts = st.lists(st.tuples(
+    st.sampled_from(["join", "leave", "delete", "trait"]), st.sampled_from(["u:1", "a:1", "u:2"]),
+    st.sampled_from(["g1", "g2"]), st.sampled_from([10.0, 50.0, 90.0, 100.0, 120.0, 150.0]), st.integers(0, 3),
+), max_size=25)
+
+
+def record(store, history) -> None:
+    for i, (what, person, group, ts, value) in enumerate(history):
+        if what == "delete":
+            store.record_object_deleted("1", group, ts)
+        elif what == "trait":
+            store.apply_traits("1", group, {"plan": value}, ts, f"m{i}")
+        else:
+            store.record_membership(person, "1", group, ts, what == "join")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(history=facts)
+def test_compaction_keeps_every_answer_at_or_after_the_horizon(kind, history):
+    sandbox = RedisSandbox()
+    store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(":memory:"), "redis": sandbox.open}[kind]()
+    whole = MemoryStore()  # the uncompacted answers
+    try:
+        record(store, history)
+        record(whole, history)
+        store.compact(H)
+        for ts in (H, 110.0, 120.0, 150.0, 200.0):
+            for persons in (["u:1"], ["u:1", "a:1"], ["u:2"]):
+                assert store.memberships_at(persons, ts) == whole.memberships_at(persons, ts)
+            for group in ("g1", "g2"):
+                assert store.traits_at("1", group, ["plan"], ts) == whole.traits_at("1", group, ["plan"], ts)
+                stale = store.stale_traits("1", group, ["plan"], ts, "new")
+                assert stale == whole.stale_traits("1", group, ["plan"], ts, "new")
+    finally:
+        store.close()
+        sandbox.clean()
+
+
+def test_compaction_removes_old_history_but_the_fact_in_force_at_the_horizon(store):
+    store.record_membership("u:1", "1", "g1", 10.0, True)
+    store.record_membership("u:1", "1", "g1", 20.0, False)
+    store.record_membership("u:1", "1", "g1", 30.0, True)  # in force at the horizon
+    store.record_membership("u:1", "1", "g1", 120.0, False)
+    for i, ts in enumerate((10.0, 20.0, 30.0, 120.0)):
+        store.apply_traits("1", "g1", {"plan": f"p{i}"}, ts, f"t{i}")
+    store.record_object_deleted("1", "g2", 10.0)
+    store.record_object_deleted("1", "g2", 20.0)
+    removed = store.compact(H)
+    assert (removed["memberships"], removed["traits"], removed["deletions"]) == (2, 2, 1)
+    size = store.size()
+    assert (size["memberships"], size["traits"], size["deletions"]) == (2, 2, 1)
+    assert groups(store.memberships_at(["u:1"], H)) == ["g1"]
+    assert store.traits_at("1", "g1", ["plan"], H) == {"plan": "p2"}
+
+
+def test_compaction_removes_activity_and_its_dedupe_records_older_than_the_horizon(store):
+    store.record_activity("1", "g1", "old", 50.0, {"orders": 1})
+    store.record_activity("1", "g1", "new", 150.0, {"orders": 1})
+    assert store.compact(H)["activity"] == 1
+    assert [e.message_id for e in store.activity_since("1", "g1", 0.0)] == ["new"]
+    assert store.size()["activity"] == 1
+    seq = store.record_activity("1", "g1", "old", 50.0, {"orders": 1})  # its dedupe record went with it
+    assert seq > store.activity_since("1", "g1", 150.0)[0].seq
+
+
+def test_links_last_asserted_before_the_horizon_are_removed(store):
+    store.link("a:1", "u:1", ts=50.0)
+    store.link("a:2", "u:2", ts=50.0)
+    store.link("a:2", "u:2", ts=150.0)  # asserted again inside the window
+    store.link("a:3", "u:3")  # no time: kept
+    assert store.compact(H)["links"] == 1
+    assert store.identities("u:1") == ["u:1"]
+    assert store.identities("u:2") == ["u:2", "a:2"]
+    assert store.identities("u:3") == ["u:3", "a:3"]
+    assert store.size()["links"] == 2
+
+
+def test_arrival_records_older_than_the_horizon_are_removed_and_a_replay_of_one_is_new(store):
+    if store.admit("x", 1.0) is None:
+        pytest.skip("the memory store keeps no arrival records")
+    old, kept = store.admit("old", 50.0), store.admit("kept", 150.0)
+    assert store.size()["arrivals"] == 3
+    assert store.compact(H)["arrivals"] == 2
+    assert store.size()["arrivals"] == 1
+    assert store.admit("kept", 150.0) == kept
+    assert store.admit("old", 50.0) > kept > old  # numbered as new
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def test_a_compacted_store_levels_off_while_the_stream_grows(kind, tmp_path):
+    from retention_support import TOML, run_stream
+    from groupspec.plugin.customerio.mapping import CUSTOMERIO
+    sandbox = RedisSandbox()
+    opens = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(str(tmp_path / "s.db")), "redis": sandbox.open}
+    store = opens[kind]()
+    try:
+        engine = Engine(parse_config(tomllib.loads(TOML), "t.toml"), store, destination=CUSTOMERIO, clock=None)
+        count = 8000 if kind == "redis" else 24000
+        sizes = [sum(size.values()) for size in run_stream(engine, count, days=24, samples=8)]  # 3 days a sample
+        assert max(sizes[4:]) <= 1.3 * min(sizes[4:]), sizes  # 5th to 8th sample: the count grows 2x, the store not
+    finally:
+        store.close()
+        sandbox.clean()

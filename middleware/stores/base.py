@@ -7,6 +7,12 @@ A persistent store also remembers the order in which it first saw each message (
 the arrival number of the message that recorded it (`arrived`), and a read made for a message passes its own
 number (`before`) and ignores the facts recorded on or after it: a replayed message sees exactly what it saw the
 first time, an unseen message sees everything known. None means no order (always known / no filter).
+
+Retention (`compact(horizon)`): every answer for a time at or after the horizon stays as it was. Each history (a
+person's membership of a group, a group's trait by name, an object's deletions) keeps its facts at or after the
+horizon and the latest one before it (the one in force at the horizon); arrival records, activity entries and
+identity links whose (latest) event time is before the horizon are removed. A replay of a message whose arrival
+record was removed is numbered as new.
 """
 
 from __future__ import annotations
@@ -35,15 +41,17 @@ class Activity(NamedTuple):
 
 
 class Store(Protocol):
-    def link(self, key: str, other: str, arrived: int | None = None) -> None:
-        """Record that two person keys are the same person (identify with both ids, alias)."""
+    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
+        """Record that two person keys are the same person (identify with both ids, alias), asserted at event
+        time `ts` (the link's time is the latest assertion; None: never removed by `compact`)."""
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
         """Every person key linked to `key` (by links known `before`), `key` first."""
 
-    def admit(self, message_id: str) -> int | None:
-        """The arrival number of a message: a new, store-wide increasing one the first time `message_id` is seen,
-        the same one on every later call (a replay); None from a store without per-message memory."""
+    def admit(self, message_id: str, ts: float = 0.0) -> int | None:
+        """The arrival number of a message (event time `ts`): a new, store-wide increasing one the first time
+        `message_id` is seen, the same one on every later call (a replay) while its arrival record is kept (a `ts` of 0
+        is older than any horizon); None from a store without per-message memory."""
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -97,6 +105,13 @@ class Store(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """Group the writes of many messages into one commit, where the store has commits (SQLite); the
         caller is the only writer while it lasts. Elsewhere it does nothing."""
+
+    def compact(self, horizon: float) -> dict[str, int]:
+        """Remove what no answer for a time at or after `horizon` needs (see the module docstring); the records
+        removed, by kind."""
+
+    def size(self) -> dict[str, int]:
+        """The records held, by kind: arrivals, links, memberships, deletions, traits, activity, pending."""
 
     def close(self) -> None:
         """Release connections and files."""

@@ -79,3 +79,18 @@ def linked(start: str, neighbours, before: int | None = None) -> list[str]:
                 seen.append(other)
         index += 1
     return seen
+
+
+def retained(entries: Iterable[tuple], horizon: float, history, order) -> list[tuple]:
+    """The entries `compact` keeps: those at or after `horizon` and, per history (`history(entry)`), the latest
+    one before it (by `order(entry)`, whose first item is the time)."""
+    latest: dict[Any, tuple] = {}
+    kept = []
+    for entry in entries:
+        if order(entry)[0] >= horizon:
+            kept.append(entry)
+        else:
+            key = history(entry)
+            if key not in latest or order(entry) > order(latest[key]):
+                latest[key] = entry
+    return [*latest.values(), *kept]

@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from typing import Any
 
 from .base import Activity, Membership
-from .history import Deletion, Event, fold_memberships, latest_at, linked, stale_after
+from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
 _NONE: tuple = ()
 _NO_LINKS: dict = {}
@@ -21,6 +21,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._links: dict[str, dict[str, int | None]] = {}  # key -> linked key -> arrived
+        self._link_times: dict[tuple[str, str], float] = {}  # (key, other), sorted -> latest event time asserting it
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_keys: set[tuple] = set()
         self._deletions: dict[tuple[str, str], list[Deletion]] = defaultdict(list)
@@ -33,8 +34,14 @@ class MemoryStore:
         self._seq += 1
         return self._seq
 
-    def link(self, key: str, other: str, arrived: int | None = None) -> None:
-        if key == other or other in self._links.get(key, _NO_LINKS):
+    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
+        if key == other:
+            return
+        if ts is not None:
+            pair = (key, other) if key < other else (other, key)
+            if ts > self._link_times.get(pair, float("-inf")):
+                self._link_times[pair] = ts
+        if other in self._links.get(key, _NO_LINKS):
             return
         with self._lock:
             self._links.setdefault(key, {}).setdefault(other, arrived)
@@ -45,7 +52,7 @@ class MemoryStore:
             return [key]
         return linked(key, lambda k: self._links.get(k, _NO_LINKS).items(), before)
 
-    def admit(self, message_id: str) -> None:
+    def admit(self, message_id: str, ts: float = 0.0) -> None:
         return None
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
@@ -142,6 +149,43 @@ class MemoryStore:
 
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         return sorted(name for type_id, gid, name in list(self._traits) if (type_id, gid) == (object_type_id, group_id))
+
+    def compact(self, horizon: float) -> dict[str, int]:
+        before = self.size()
+        with self._lock:
+            for pair, at in list(self._link_times.items()):
+                if at < horizon:
+                    del self._link_times[pair]
+                    for one, two in (pair, pair[::-1]):
+                        self._links[one].pop(two, None)
+                        if not self._links[one]:
+                            del self._links[one]
+            by_history = lambda e: (e[0], e[1])  # noqa: E731 - (type, group) within one person
+            by_time = lambda e: (e[2], e[3])  # noqa: E731
+            self._events = defaultdict(list, {person: retained(rows, horizon, by_history, by_time)
+                                              for person, rows in self._events.items()})
+            self._event_keys = {(person, t, g, at, joined) for person, rows in self._events.items()
+                                for t, g, at, _, joined, _ in rows}
+            self._deletions = defaultdict(list, {group: retained(times, horizon, lambda _: 0, lambda d: d[:1])
+                                                 for group, times in self._deletions.items()})
+            self._traits = defaultdict(list, {key: retained(entries, horizon, lambda _: 0, lambda e: e[:2])
+                                              for key, entries in self._traits.items()})
+            activity = {group: {mid: e for mid, e in log.items() if e.ts >= horizon}
+                        for group, log in self._activity.items()}
+            self._activity = defaultdict(dict, {group: log for group, log in activity.items() if log})
+        after = self.size()
+        return {kind: before[kind] - after[kind] for kind in before}
+
+    def size(self) -> dict[str, int]:
+        return {
+            "arrivals": 0,
+            "links": sum(map(len, self._links.values())) // 2,
+            "memberships": sum(map(len, self._events.values())),
+            "deletions": sum(map(len, self._deletions.values())),
+            "traits": sum(map(len, self._traits.values())),
+            "activity": sum(map(len, self._activity.values())),
+            "pending": len(self._pending),
+        }
 
     def transaction(self) -> nullcontext[None]:
         return nullcontext()

@@ -6,6 +6,7 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | key | type | holds |
 |---|---|---|
 | ``{p:KEY}:l`` / ``:la`` | set / hash | person keys linked to KEY / linked key -> arrived (absent: always known) |
+| ``{p:KEY}:lt`` | hash | linked key -> latest event time asserting the link (absent: never removed) |
 | ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> ``seq arrived`` (HSETNX dedupes) |
 | ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
 | ``{g:[TYPE,ID]}:d`` | set | deletions of the object: ``ts arrived`` |
@@ -13,6 +14,7 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
 | ``{arrivals}:n`` / ``:ids`` | string / hash | arrival counter / message id -> arrival number |
+| ``{arrivals}:t`` | zset | message id, score = its event time (what `compact` prunes arrival records by) |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known).
@@ -41,19 +43,58 @@ for i = 2, #KEYS do
   end
 end
 """
-# KEYS: linked keys set, their arrivals hash; ARGV: other key, arrived ("": always known). The first link stays.
+# KEYS: linked keys set, their arrivals hash, their times hash; ARGV: other key, arrived ("": always known), event
+# time ("": none). The first link's arrival stays; the time is the latest assertion's.
 _LINK = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
+if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-inf') then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+end
 """
-# KEYS: arrival counter, message id hash; ARGV: message id. Returns its arrival number, the first one given.
+# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time. Returns its arrival number, the
+# first one given.
 _ADMIT = """
 local seen = redis.call('HGET', KEYS[2], ARGV[1])
 if seen then return tonumber(seen) end
 local arrived = redis.call('INCR', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[1], arrived)
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return arrived
+"""
+# KEYS: message id hash, time zset; ARGV: horizon, batch. Removes up to `batch` arrival records older than the
+# horizon; returns how many.
+_PRUNE_ARRIVALS = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #old > 0 then
+  redis.call('HDEL', KEYS[1], unpack(old))
+  redis.call('ZREM', KEYS[2], unpack(old))
+end
+return #old
+"""
+# KEYS: activity zset, its dedupe hash; ARGV: horizon. Removes the entries older than it; returns how many.
+_PRUNE_ACTIVITY = """
+local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+for _, member in ipairs(old) do
+  redis.call('HDEL', KEYS[2], cjson.decode(string.sub(member, string.find(member, ' ') + 1))[1])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+return #old
+"""
+# KEYS: linked keys set, arrivals hash, times hash; ARGV: horizon. Removes the links last asserted before it.
+_PRUNE_LINKS = """
+local times = redis.call('HGETALL', KEYS[3])
+local removed = 0
+for i = 1, #times, 2 do
+  if tonumber(times[i + 1]) < tonumber(ARGV[1]) then
+    redis.call('SREM', KEYS[1], times[i])
+    redis.call('HDEL', KEYS[2], times[i])
+    redis.call('HDEL', KEYS[3], times[i])
+    removed = removed + 1
+  end
+end
+return removed
 """
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
@@ -130,6 +171,9 @@ class RedisStore:
         except ValueError as exc:
             raise StoreError(f"bad Redis store url {self._where}: {exc}") from None
         self._admit = self.redis.register_script(_ADMIT)
+        self._prune_arrivals = self.redis.register_script(_PRUNE_ARRIVALS)
+        self._prune_activity = self.redis.register_script(_PRUNE_ACTIVITY)
+        self._prune_links = self.redis.register_script(_PRUNE_LINKS)
         self._link = self.redis.register_script(_LINK)
         self._apply_traits = self.redis.register_script(_APPLY_TRAITS)
         self._record_activity = self.redis.register_script(_RECORD_ACTIVITY)
@@ -143,15 +187,17 @@ class RedisStore:
         except redis.RedisError as exc:
             raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
 
-    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
         # two idempotent one-slot writes (the persons may live on different cluster slots)
         if key == other:
             return
         stamp = "" if arrived is None else arrived
+        at = "" if ts is None else repr(float(ts))
         with self._guard():
             pipe = self.redis.pipeline(transaction=False)
             for one, two in ((key, other), (other, key)):
-                self._link(keys=[self.keys.person(one, "l"), self.keys.person(one, "la")], args=[two, stamp], client=pipe)
+                self._link(keys=[self.keys.person(one, kind) for kind in ("l", "la", "lt")], args=[two, stamp, at],
+                           client=pipe)
             pipe.execute()
 
     def _links(self, key: str) -> list[tuple[str, int | None]]:
@@ -165,9 +211,10 @@ class RedisStore:
         with self._guard():
             return linked(key, self._links, before)
 
-    def admit(self, message_id: str) -> int:
+    def admit(self, message_id: str, ts: float = 0.0) -> int:
+        keys = [self.keys.arrivals(kind) for kind in ("n", "ids", "t")]
         with self._guard():
-            return int(self._admit(keys=[self.keys.arrivals("n"), self.keys.arrivals("ids")], args=[message_id]))
+            return int(self._admit(keys=keys, args=[message_id, repr(float(ts))]))
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -286,21 +333,18 @@ class RedisStore:
 
     # -- read-only enumeration for tools (`groupspec verify`): SCAN over the layout above, no writes ----------
 
-    def _scan(self, pattern: str) -> list[str]:
-        with self._guard():
-            return list(self.redis.scan_iter(match=pattern, count=1000))
-
     def groups(self) -> list[tuple[str, str]]:
         start = len(self.keys.prefix) + len("{g:")
-        found = {_group_of(key, start) for key in self._scan(_glob_escape(self.keys.prefix) + "{g:*")}
+        with self._guard():
+            found = {_group_of(key, start) for key in self._scan("*", "g")}
         found.discard(None)
         return sorted(found)
 
     def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
         group = (object_type_id, group_id)
         start = len(self.keys.prefix) + len("{p:")
-        keys = sorted(self._scan(_glob_escape(self.keys.prefix) + "{p:*}:e"))
         with self._guard():
+            keys = sorted(self._scan("e", "p"))
             pipe = self.redis.pipeline(transaction=False)
             for key in keys:
                 pipe.hgetall(key)
@@ -321,7 +365,66 @@ class RedisStore:
 
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         head = self.keys.group(object_type_id, group_id, "t:")
-        return sorted(key[len(head):] for key in self._scan(_glob_escape(head) + "*"))
+        with self._guard():
+            return sorted(key[len(head):] for key in self.redis.scan_iter(match=_glob(head) + "*", count=1000))
+
+    # retention: `compact` and `size` walk the keys of each kind with SCAN (every node of a cluster); each
+    # removal is one key's (one slot's) and re-checks the time, so writers may go on meanwhile.
+
+    def _scan(self, kind: str, tag: str) -> Iterator[str]:
+        """Every key ``PREFIX{TAG:...}:KIND`` (`kind` may end with ``*``)."""
+        return self.redis.scan_iter(match=f"{_glob(self.keys.prefix)}{{{tag}:*}}:{kind}", count=1000)
+
+    def compact(self, horizon: float) -> dict[str, int]:
+        removed = dict.fromkeys(("arrivals", "links", "memberships", "deletions", "traits", "activity"), 0)
+        h = repr(float(horizon))
+        with self._guard():
+            ids, times = self.keys.arrivals("ids"), self.keys.arrivals("t")
+            while (batch := int(self._prune_arrivals(keys=[ids, times], args=[h, 1000]))) > 0:
+                removed["arrivals"] += batch
+            for key in self._scan("lt", "p"):
+                base = key[:-2]
+                removed["links"] += int(self._prune_links(keys=[base + "l", base + "la", key], args=[h]))
+            for key in self._scan("e", "p"):
+                old = {}
+                for field, value in self.redis.hgetall(key).items():
+                    type_id, group_id, at, _ = orjson.loads(field)
+                    old.setdefault((type_id, group_id), []).append((at, int(unstamped(value)[0]), field))
+                removed["memberships"] += self._drop(key, old, horizon, self.redis.hdel)
+            for key in self._scan("d", "g"):
+                old = {None: [(float(at), 0, stored) for stored in self.redis.smembers(key)
+                              for at in [unstamped(stored)[0]]]}
+                removed["deletions"] += self._drop(key, old, horizon, self.redis.srem)
+            for key in self._scan("t:*", "g"):
+                old = {None: [(orjson.loads(entry.partition(" ")[2])[0], int(entry.partition(" ")[0]), message_id)
+                              for message_id, entry in self.redis.hgetall(key).items()]}
+                removed["traits"] += self._drop(key, old, horizon, self.redis.hdel)
+            for key in self._scan("a", "g"):
+                removed["activity"] += int(self._prune_activity(keys=[key, key + "d"], args=[h]))
+        removed["links"] //= 2  # each way
+        return removed
+
+    @staticmethod
+    def _drop(key: str, histories: dict[Any, list[tuple[float, int, str]]], horizon: float, remove) -> int:
+        """Remove the ``(ts, seq, member)`` entries of each history older than its latest before `horizon`."""
+        doomed = []
+        for entries in histories.values():
+            old = sorted(entry for entry in entries if entry[0] < horizon)
+            doomed += [member for _, _, member in old[:-1]]
+        if doomed:
+            remove(key, *doomed)
+        return len(doomed)
+
+    def size(self) -> dict[str, int]:
+        with self._guard():
+            out = {"arrivals": self.redis.hlen(self.keys.arrivals("ids")),
+                   "pending": self.redis.zcard(self.keys.pending("due"))}
+            for kind, (suffix, tag, count) in {"links": ("l", "p", "scard"), "memberships": ("e", "p", "hlen"),
+                                               "deletions": ("d", "g", "scard"), "traits": ("t:*", "g", "hlen"),
+                                               "activity": ("a", "g", "zcard")}.items():
+                out[kind] = sum(getattr(self.redis, count)(key) for key in self._scan(suffix, tag))
+            out["links"] //= 2
+        return out
 
 
 def _group_of(key: str, start: int) -> tuple[str, str] | None:
@@ -338,6 +441,7 @@ def _group_of(key: str, start: int) -> tuple[str, str] | None:
     return None
 
 
-def _glob_escape(text: str) -> str:
+def _glob(text: str) -> str:
     """`text` matched literally by a Redis SCAN pattern."""
     return "".join("\\" + char if char in "*?[]\\" else char for char in text)
+

@@ -1,7 +1,9 @@
 """The embedded default store: one SQLite file in WAL mode, safe to share between threads.
 
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
-NULL in a file written before it existed: always known)."""
+NULL in a file written before it existed: always known). `messages.ts` (the event time) and `links.ts` (the latest
+event time that asserted the link) are what `compact` prunes by; a file written before they existed gets 0 (the
+first compaction removes those arrival records) and NULL (such a link is kept until asserted again)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ from .base import Activity, Membership, StoreError
 from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS links (a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS links (
+    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, ts REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
     ts REAL NOT NULL, joined INTEGER NOT NULL, arrived INTEGER, UNIQUE (person, type_id, group_id, ts, joined));
@@ -28,7 +31,8 @@ CREATE TABLE IF NOT EXISTS traits (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, name TEXT NOT NULL,
     ts REAL NOT NULL, message_id TEXT NOT NULL, value BLOB NOT NULL, arrived INTEGER,
     UNIQUE (type_id, group_id, name, message_id));
-CREATE TABLE IF NOT EXISTS messages (arrived INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS messages (
+    arrived INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
 CREATE TABLE IF NOT EXISTS activity (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, message_id TEXT NOT NULL,
@@ -38,8 +42,28 @@ CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
 """
-#: tables of a file written before arrival numbers existed gain the column (NULL: always known)
-_ARRIVED_IN = ("links", "memberships", "deletions", "traits")
+#: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
+_ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
+          ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
+_TIME_INDEXES = """
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
+CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
+"""
+#: `compact(horizon)`: every statement takes the horizon as ?1; each history keeps its latest fact before it
+_COMPACT = {
+    "arrivals": "DELETE FROM messages WHERE ts < ?1",
+    "links": "DELETE FROM links WHERE ts < ?1",
+    "memberships": "DELETE FROM memberships WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION"
+                   " BY person, type_id, group_id ORDER BY ts DESC, seq DESC) AS n FROM memberships WHERE ts < ?1)"
+                   " WHERE n > 1)",
+    "deletions": "DELETE FROM deletions WHERE ts < (SELECT max(d.ts) FROM deletions d WHERE d.type_id ="
+                 " deletions.type_id AND d.group_id = deletions.group_id AND d.ts < ?1)",
+    "traits": "DELETE FROM traits WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION BY type_id,"
+              " group_id, name ORDER BY ts DESC, seq DESC) AS n FROM traits WHERE ts < ?1) WHERE n > 1)",
+    "activity": "DELETE FROM activity WHERE ts < ?1",
+}
+_SIZE = {"arrivals": "messages", "links": "links", "memberships": "memberships", "deletions": "deletions",
+         "traits": "traits", "activity": "activity", "pending": "rollups_pending"}
 
 
 class SQLiteStore:
@@ -53,10 +77,11 @@ class SQLiteStore:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
             self._db.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
-            for table in _ARRIVED_IN:
-                if "arrived" not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN arrived INTEGER")
+            for (table, column), kind in _ADDED.items():
+                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             self._db.execute("COMMIT")
+            self._db.executescript(_TIME_INDEXES)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
         self._lock = threading.RLock()
@@ -104,18 +129,20 @@ class SQLiteStore:
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"SQLite store: {exc}") from None
 
-    def link(self, key: str, other: str, arrived: int | None = None) -> None:
-        if key != other:
-            self._write("INSERT OR IGNORE INTO links (a, b, arrived) VALUES (?, ?, ?)",
-                        [(key, other, arrived), (other, key, arrived)])
+    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
+        if key != other:  # the first `arrived` stays; `ts` is the latest assertion's
+            self._write("INSERT INTO links (a, b, arrived, ts) VALUES (?, ?, ?, ?) ON CONFLICT (a, b) DO UPDATE"
+                        " SET ts = excluded.ts WHERE excluded.ts > coalesce(links.ts, -1e308)",
+                        [(key, other, arrived, ts), (other, key, arrived, ts)])
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
         return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
 
-    def admit(self, message_id: str) -> int:
+    def admit(self, message_id: str, ts: float = 0.0) -> int:
         with self._lock:
             try:  # most messages are new: one insert; a replayed (or concurrently numbered) one: one lookup more
-                cursor = self._db.execute("INSERT OR IGNORE INTO messages (message_id) VALUES (?)", (message_id,))
+                cursor = self._db.execute("INSERT OR IGNORE INTO messages (message_id, ts) VALUES (?, ?)",
+                                          (message_id, ts))
                 if cursor.rowcount == 1:
                     return cursor.lastrowid
                 return self._db.execute("SELECT arrived FROM messages WHERE message_id = ?", (message_id,)).fetchone()[0]
@@ -232,6 +259,26 @@ class SQLiteStore:
         rows = self._rows("SELECT DISTINCT name FROM traits WHERE type_id = ? AND group_id = ? ORDER BY 1",
                           (object_type_id, group_id))
         return [name for (name,) in rows]
+
+    def compact(self, horizon: float) -> dict[str, int]:
+        with self._lock:
+            try:
+                if not self._grouped:
+                    self._db.execute("BEGIN IMMEDIATE")
+                removed = {kind: self._db.execute(sql, (horizon,)).rowcount for kind, sql in _COMPACT.items()}
+                removed["links"] //= 2  # a row each way
+                if not self._grouped:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not self._grouped and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite store: {exc}") from None
+        return removed
+
+    def size(self) -> dict[str, int]:
+        out = {kind: self._rows(f"SELECT count(*) FROM {table}")[0][0] for kind, table in _SIZE.items()}
+        out["links"] //= 2  # a row each way
+        return out
 
     def close(self) -> None:
         with self._lock:

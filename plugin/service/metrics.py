@@ -58,6 +58,7 @@ class Metrics:
         self.counts = Counts()
         self.delivery = DeliveryStats()
         self.throttled = False
+        self.store_size: dict[str, int] = {}  # records in the store by kind, as of the last compaction
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take over what the delivery process last committed (`Worker.state()`); nothing changes for {}."""
@@ -65,6 +66,7 @@ class Metrics:
             self.counts = Counts.from_dict(state.get("counts", {}))
             self.delivery = DeliveryStats.from_dict(state.get("delivery", {}))
             self.throttled = bool(state.get("throttled"))
+            self.store_size = dict(state.get("store_size") or {})
 
     def prometheus(self, spool_depth: int, healthy: bool) -> str:
         """The Prometheus text exposition format."""
@@ -138,6 +140,12 @@ class _Collector:
         yield GaugeMetricFamily("groupspec_healthy", "1 when /health answers 200", value=int(self.healthy))
         yield GaugeMetricFamily("groupspec_delivery_throttled", "1 while a destination asks to wait (429 "
                                 "Retry-After)", value=int(m.throttled))
+        if m.store_size:
+            records = GaugeMetricFamily("groupspec_store_records", "records the store holds, by kind, as of its "
+                                        "last compaction ([store] retention)", labels=["kind"])
+            for kind, n in sorted(m.store_size.items()):
+                records.add_metric([kind], n)
+            yield records
         buckets, running = [], 0
         for bound, n in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), d.latency):
             running += n

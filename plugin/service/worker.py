@@ -19,6 +19,7 @@ from typing import Any
 
 from groupspec.middleware import Engine, Outcome
 from groupspec.middleware.counts import Counts
+from groupspec.middleware.errors import StoreError
 from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery
@@ -50,6 +51,7 @@ class Worker:
         self.stopping = stopping or threading.Event()
         self.problem: str | None = None
         self.store_problem: str | None = None  # the store did not answer for the last chunk
+        self.store_size: dict[str, int] = {}  # records held by kind, as of the last compaction
         self._after = 0
         state = spool.state()  # what a previous delivery process of this service committed
         self.counts = Counts.from_dict(state.get("counts", {}))
@@ -60,6 +62,7 @@ class Worker:
     def state(self) -> dict[str, Any]:
         """What the service shows of this worker: messages done, the problem, the committed counts."""
         return {"done": self._done, "problem": self.problem, "store": self.store_problem,
+                "store_size": self.store_size,
                 "counts": self.counts.to_dict(),
                 "delivery": self.stats.to_dict(), "quarantine": self._quarantine_size,
                 "throttled": self._throttled()}
@@ -81,6 +84,7 @@ class Worker:
                     return  # stopping: the entries stay in the spool for the next start
                 self._commit(entries, outcome)
                 self._after = entries[-1].seq
+                self._compact()
             except Exception:  # a bug or a broken spool: say so, keep the entries, try again shortly
                 log.exception("delivery worker failed; retrying")
                 self.problem = "the delivery worker failed; see the logs"
@@ -190,8 +194,20 @@ class Worker:
         """A destination asked to wait (429, `Retry-After`) and the wait is not over."""
         return any(part is not None and part.sender.throttled for part in (self.delivery, self.upstream))
 
+    def _compact(self) -> None:
+        """Between chunks, with `[store] retention`: compact the store once `compact_every` has passed; its size
+        (read then, not per scrape) goes to `/metrics`."""
+        try:
+            if self.engine.compact() is not None:
+                self.store_size = self.engine.store.size()
+                self._publish()
+        except StoreError as exc:  # the next chunk says so too (store_unavailable); try again next time
+            log.error("store compaction failed", extra={"error": str(exc)})
+
     def _idle(self) -> None:
-        """With nothing spooled, send the rollup updates that fell due by the wall clock."""
+        """With nothing spooled, compact the store when due and send the rollup updates that fell due by the
+        wall clock."""
+        self._compact()
         if self.delivery is None:
             return
         with self.engine.transaction():
