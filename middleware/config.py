@@ -272,8 +272,8 @@ class Service(_Model):
         for origin in value:
             match = _ORIGIN.fullmatch(origin)
             if match is None or match["port"] == {"http": ":80", "https": ":443"}[match["scheme"]]:
-                raise ValueError(f"expected origins as browsers send them: scheme://host[:port] (http or https, lowercase, "
-                                 f"no path, no default port), got {origin!r}")
+                raise ValueError(f"expected origins as browsers send them: scheme://host[:port] (http or https, "
+                                 f"lowercase, no path, no default port), got {origin!r}")
         return value
 
 
