@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import orjson
 import pytest
-from service_harness import WRITE_KEYS, ThreadService, wait_for, write_config
+from service_harness import WRITE_KEYS, ThreadService, metrics, wait_for, write_config
 
 BROWSER = Path(__file__).parent / "browser"
 BUNDLE = BROWSER / "dist" / "analytics.js"
@@ -50,9 +50,11 @@ def page_server() -> Iterator[str]:
     server.server_close()
 
 
-def run_page(page_origin: str, service_url: str, profile: Path) -> dict[str, int]:
-    """Load page.html in headless Chromium until its calls are done; for each call, the errors analytics.js met."""
-    query = urlencode({"api": service_url.removeprefix("http://") + "/v1", "key": WRITE_KEYS["web"]})
+def run_page(page_origin: str, service_url: str, profile: Path, batching: bool = False) -> dict[str, int]:
+    """Load page.html in headless Chromium until its calls are done; for each call, the errors analytics.js met
+    sending it (with `batching`, sending is the batch's: its errors are not the calls')."""
+    query = urlencode({"api": service_url.removeprefix("http://") + "/v1", "key": WRITE_KEYS["web"],
+                       **({"batching": "1"} if batching else {})})
     done = subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
@@ -64,13 +66,16 @@ def run_page(page_origin: str, service_url: str, profile: Path) -> dict[str, int
     return orjson.loads(status)
 
 
-def test_analytics_js_events_arrive_through_the_contract(tmp_path, cio, page_server):
+@pytest.mark.parametrize("batching", [False, True], ids=["one request per call", "batching strategy"])
+def test_analytics_js_events_arrive_through_the_contract(tmp_path, cio, page_server, batching):
     config = write_config(tmp_path, cio, service={"cors_origins": [page_server]})
     with ThreadService(config) as svc:
-        errors = run_page(page_server, svc.url, tmp_path / "profile")
+        errors = run_page(page_server, svc.url, tmp_path / "profile", batching)
         assert errors == dict.fromkeys(CALLS, 0)
         wait_for(lambda: len(cio.accepted) == 4)  # the fifth is quarantined
         wait_for(lambda: (tmp_path / "quarantine.jsonl").exists())
+        posts = metrics(svc.url)['groupspec_requests_total{status="200"}']
+        assert posts == (1 if batching else len(CALLS))  # batching: all five in one POST to /v1/b
     by_action = {(op["type"], op["action"]): op for op in cio.accepted}
     assert by_action[("person", "identify")]["identifiers"] == {"id": "browser_user"}
     assert by_action[("object", "identify")]["identifiers"]["object_id"] == "hh_browser"
