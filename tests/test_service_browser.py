@@ -10,13 +10,19 @@ before the Authorization header carried the write key in the body alone.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import sqlite3
+from collections import Counter
 
 import httpx
 import orjson
 import pytest
 from groupspec.middleware import ConfigError, load_config
+from groupspec.plugin.service.cors import browser_access
+from groupspec.plugin.service.intake import ENDPOINTS
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from service_harness import WRITE_KEYS, ThreadService, metrics, wait_for, write_config
 
 SHOP = "https://shop.example"
@@ -205,3 +211,48 @@ def test_a_bad_origin_in_the_config_names_file_key_and_form(tmp_path, origin):
 def test_good_origins_load(tmp_path):
     origins = [SHOP, "http://127.0.0.1:8080", "http://localhost:3000", "https://[::1]:8443"]
     assert load_config(write_config(tmp_path, service={"cors_origins": origins})).service.cors_origins == origins
+
+
+async def _answer(app, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": method, "path": path,
+             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]}
+    await app(scope, receive, send)
+    start = sent[0]
+    return start["status"], {k.decode().lower(): v.decode() for k, v in start["headers"]}
+
+
+ALLOWED = [SHOP, "http://127.0.0.1:8080"]
+ORIGINS = st.one_of(st.sampled_from([*ALLOWED, OTHER, "null", "https://shop.example:8443", "HTTPS://SHOP.EXAMPLE"]),
+                    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7e), max_size=40))
+
+
+@settings(max_examples=300, deadline=None)
+@given(origin=ORIGINS, method=st.sampled_from(["POST", "OPTIONS", "GET", "PUT"]),
+       requested=st.sampled_from([None, "POST", "DELETE", "*"]),
+       path=st.sampled_from(["/v1/t", "/v1/batch", "/v1/b", "/health", "/metrics", "/v1/webhook/web", "/nope"]))
+def test_allow_origin_is_only_ever_an_allowed_origin_echoed(origin, method, requested, path):
+    async def app(scope, receive, send):  # the service behind: a plain 200
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    headers = {"Origin": origin, **({"Access-Control-Request-Method": requested} if requested else {})}
+    status, answer = asyncio.run(_answer(browser_access(app, ALLOWED, Counter()), method, path, headers))
+    cors = {k for k in answer if k.startswith("access-control-")}
+    assert "access-control-allow-credentials" not in cors
+    if origin in ALLOWED and path in ENDPOINTS:
+        if method == "OPTIONS" and requested is not None:
+            assert status == (204 if requested == "POST" else 403)
+        assert answer.get("access-control-allow-origin", origin) == origin
+        assert "Origin" in answer["vary"]
+    else:
+        assert not cors  # never `*`, never another origin
+        if path in ENDPOINTS:
+            assert "Origin" in answer["vary"] and status == 403

@@ -2,11 +2,11 @@
 
 Starlette's `CORSMiddleware` answers for the origins in `[service] cors_origins`, on the intake endpoints alone
 (not the webhooks, `/health` or the operator pages). What analytics.js (analytics-next) sends decides the rest:
-POST with `Content-Type: text/plain`, `Authorization: Basic <writeKey>:` and, on a retry, `X-Retry-Count`; no
+POST with `Content-Type: text/plain`, `Authorization: Basic base64(writeKey + ":")` and, on a retry, `X-Retry-Count`; no
 cookies (its fetch uses the default credentials mode), so credentials are never allowed. A response carries
 `Access-Control-Allow-Origin` only for an allowed origin, echoed (never `*`), and `Vary: Origin` either way.
 
-A POST from any other page is refused (403) by the service, not only hidden from the page by the browser.
+A request from any other page is refused (403) by the service, not only hidden from the page by the browser.
 Two answers differ from the middleware's own: an accepted preflight is `204 No Content`, and a refused one is a
 403 with no CORS header at all (the middleware would still list the allowed methods and headers).
 """
@@ -50,8 +50,10 @@ def browser_access(app: Callable[..., Any], origins: Sequence[str], refusals: Co
     async def routed(scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] != "http" or scope["path"] not in ENDPOINTS:
             return await app(scope, receive, send)
-        origin = Headers(scope=scope).get("origin")
-        if origin is None or origin in allowed or scope["method"] == "OPTIONS":
+        headers = Headers(scope=scope)
+        origin = headers.get("origin")
+        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in headers
+        if origin is None or origin in allowed or preflight:  # a preflight is the middleware's to refuse
             return await cors(scope, receive, send)
         refusals[403] += 1
         body = orjson.dumps({"success": False, "message": f"origin {origin[:200]!r} is not in service.cors_origins"})
