@@ -72,8 +72,8 @@ def test_analytics_js_events_arrive_through_the_contract(tmp_path, cio, page_ser
     with ThreadService(config) as svc:
         errors = run_page(page_server, svc.url, tmp_path / "profile", batching)
         assert errors == dict.fromkeys(CALLS, 0)
-        wait_for(lambda: len(cio.accepted) == 4)  # the fifth is quarantined
-        wait_for(lambda: (tmp_path / "quarantine.jsonl").exists())
+        wait_for(lambda: len(cio.accepted) == 4, 30)  # the fifth is quarantined
+        wait_for(lambda: (tmp_path / "quarantine.jsonl").exists(), 30)
         posts = metrics(svc.url)['groupspec_requests_total{status="200"}']
         assert posts == (1 if batching else len(CALLS))  # batching: all five in one POST to /v1/b
     by_action = {(op["type"], op["action"]): op for op in cio.accepted}
