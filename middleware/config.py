@@ -29,6 +29,7 @@ from .stores.urls import DEFAULTS, check_url
 from .violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS, Action, Code
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ORIGIN = re.compile(r"(?P<scheme>https?)://(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])(?P<port>:[0-9]{1,5})?")
 
 
 
@@ -280,8 +281,19 @@ class Service(_Model):
     read_timeout: float = Field(10.0, gt=0)  # seconds for a request's headers, and again for its body, to arrive
     max_header_bytes: int = Field(16_384, ge=1024)  # request line and headers; more is refused (431)
     operator_token: SecretStr | None = None  # Bearer token for /report.json and /metrics
+    cors_origins: list[str] = Field(default_factory=list)  # web pages whose analytics.js may post to the intake
 
     _secret = field_validator("operator_token")(_not_empty)
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            match = _ORIGIN.fullmatch(origin)
+            if match is None or match["port"] == {"http": ":80", "https": ":443"}[match["scheme"]]:
+                raise ValueError(f"expected origins as browsers send them: scheme://host[:port] (http or https, "
+                                 f"lowercase, no path, no default port), got {origin!r}")
+        return value
 
 
 class Upstream(Sending):

@@ -273,8 +273,9 @@ def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
         inner = member.get(key)
         if isinstance(outer, dict) and (inner is None or isinstance(inner, dict)):  # a bad inner one stays: malformed
             merged[key] = {**outer, **(inner or {})}
-    if "writeKey" in envelope and "writeKey" not in merged:
-        merged["writeKey"] = envelope["writeKey"]
+    for key in ("writeKey", "sentAt"):  # analytics.js' batches carry `sentAt` on the envelope alone
+        if key in envelope and key not in merged:
+            merged[key] = envelope[key]
     return merged
 
 

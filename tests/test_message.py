@@ -109,6 +109,18 @@ def test_a_batch_yields_one_message_per_member_with_the_envelope_merged_in():
     assert envelope == original
 
 
+def test_the_envelope_sent_at_corrects_the_clock_of_members_without_their_own():
+    """analytics-next's batching strategy removes `sentAt` from every event and sends one on the batch
+    (batched-dispatcher.js: "batching only needs a single timestamp"): a device clock 2 h fast is corrected."""
+    fast = {"type": "track", "userId": "u", "event": "E", "timestamp": at(hours=1)}
+    pipeline = Chain().pipeline
+    alone = pipeline.run({**fast, "sentAt": at(hours=2)}, received_at=unix())
+    batched, own = pipeline.run({"batch": [fast, {**fast, "sentAt": at(hours=1)}], "sentAt": at(hours=2)},
+                                received_at=unix())
+    assert alone[0].ts == batched.ts == unix(hours=-1)
+    assert own.ts == unix()  # its own sentAt wins (timestamp = sentAt: it happened as it was received)
+
+
 def test_the_envelope_write_key_selects_the_source_of_its_members():
     chain = Chain('[sources.web]\nwrite_key = "wk_web"\n[sources.app]\nwrite_key = "wk_app"')
     a, b = chain.run({"batch": [{"type": "track", "userId": "u", "event": "E"},

@@ -17,9 +17,11 @@ from typing import Any
 import orjson
 from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, TYPES, input_problem
 
-#: path -> the message type it sets (None: a batch envelope). `/v1/b` is analytics.js' short form.
+#: path -> the message type it sets (None: a batch envelope). analytics.js (analytics-next) posts to short forms:
+#: `/v1/` + the type's first letter (`/v1/t`, `/v1/i`, ...), and `/v1/b` for a batch.
 ENDPOINTS: dict[str, str | None] = {
     **{f"/v1/{kind}": kind for kind in ("identify", "track", "page", "screen", "group", "alias")},
+    **{f"/v1/{kind[0]}": kind for kind in ("identify", "track", "page", "screen", "group", "alias")},
     "/v1/batch": None,
     "/v1/b": None,
 }

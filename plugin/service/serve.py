@@ -21,6 +21,7 @@ from groupspec.middleware import Config, ConfigError, load_config, open_store
 from . import logs
 from .app import App
 from .commit import GroupCommit
+from .cors import browser_access
 from .metrics import Metrics
 from .spool import Spool
 from .supervisor import DeliveryProcess
@@ -163,11 +164,13 @@ def guarded(max_header_bytes: int, read_timeout: float, counts: Counter[int]) ->
 
 
 def server_config(service: Service, **uvicorn_options: Any) -> uvicorn.Config:
-    """The uvicorn configuration of `service`: its app over the bounded protocol, no access log."""
+    """The uvicorn configuration of `service`: its app (with CORS for `cors_origins`) over the bounded protocol,
+    no access log."""
     settings = service.config.service
     options = {"lifespan": "on", "access_log": False, "log_config": None, **uvicorn_options}
     protocol = guarded(settings.max_header_bytes, settings.read_timeout, service.metrics.requests)
-    return uvicorn.Config(service.app, http=protocol, **options)
+    app = browser_access(service.app, settings.cors_origins, service.metrics.requests)
+    return uvicorn.Config(app, http=protocol, **options)
 
 
 def serve(config: Config, host: str, port: int, **uvicorn_options: Any) -> None:
