@@ -652,3 +652,10 @@ def test_a_compacted_store_levels_off_while_the_stream_grows(kind, tmp_path):
     finally:
         store.close()
         sandbox.clean()
+
+
+def test_deleted_at_is_the_latest_deletion(store):
+    assert store.deleted_at("1", "hh_a") is None
+    store.record_object_deleted("1", "hh_a", 50.0)
+    store.record_object_deleted("1", "hh_a", 20.0)
+    assert store.deleted_at("1", "hh_a") == 50.0 and store.deleted_at("1", "hh_b") is None

@@ -166,6 +166,23 @@ def test_the_store_view_uses_the_mapping_and_resolves_anonymous_members():
     assert owned_attributes(config) == {"plan", "tier"}
 
 
+def test_a_deleted_object_is_expected_gone_and_a_group_call_since_creates_it_anew():
+    config = parse_config({})
+    store = MemoryStore()
+    store.apply_traits("1", "acme", {"plan": "pro", "seats": 5}, 1.0, "m1")
+    store.record_membership("u:ann", "1", "acme", 1.0, True)
+    store.record_object_deleted("1", "acme", 2.0)  # Object Deleted
+    gone = view(store, config, "1", "acme")
+    assert gone.deleted and gone.members == [] and gone.attributes == {}
+    assert compare(gone, Actual({"plan": "pro"}, []), set()) == [Finding("deleted_object_exists")]
+    assert compare(gone, Actual(None, []), set()) == []  # deleted in both: no drift, nothing re-created
+    assert operations(GroupResult(gone, [Finding("deleted_object_exists")])) == [
+        {"type": "object", "action": "delete", "identifiers": {"object_type_id": "1", "object_id": "acme"}}]
+    store.apply_traits("1", "acme", {"plan": "basic"}, 3.0, "m2")  # a group call re-creates it: only new attributes
+    anew = view(store, config, "1", "acme")
+    assert not anew.deleted and anew.attributes == {"plan": "basic"}
+
+
 def test_repair_resends_the_object_and_removes_what_should_not_be_there():
     findings = [Finding("relationship_missing", person={"id": "bo"}), Finding("relationship_extra", person={"id": "zed"}),
                 Finding("attribute_on_person", "plan", person={"id": "ann"}, actual="pro"),

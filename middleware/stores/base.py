@@ -102,6 +102,9 @@ class Store(Protocol):
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         """The names of every trait ever recorded for the group, sorted."""
 
+    def deleted_at(self, object_type_id: str, group_id: str) -> float | None:
+        """The time of the object's latest deletion (every fact known); None when it was never deleted."""
+
     def transaction(self) -> AbstractContextManager[None]:
         """Group the writes of many messages into one commit, where the store has commits (SQLite); the
         caller is the only writer while it lasts. Elsewhere it does nothing."""

@@ -150,6 +150,9 @@ class MemoryStore:
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         return sorted(name for type_id, gid, name in list(self._traits) if (type_id, gid) == (object_type_id, group_id))
 
+    def deleted_at(self, object_type_id: str, group_id: str) -> float | None:
+        return max((at for at, _ in self._deletions.get((object_type_id, group_id), ())), default=None)
+
     def compact(self, horizon: float) -> dict[str, int]:
         before = self.size()
         with self._lock:

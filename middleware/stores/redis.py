@@ -368,6 +368,11 @@ class RedisStore:
         with self._guard():
             return sorted(key[len(head):] for key in self.redis.scan_iter(match=_glob(head) + "*", count=1000))
 
+    def deleted_at(self, object_type_id: str, group_id: str) -> float | None:
+        with self._guard():
+            stored = self.redis.smembers(self.keys.group(object_type_id, group_id, "d"))
+        return max((float(unstamped(entry)[0]) for entry in stored), default=None)
+
     # retention: `compact` and `size` walk the keys of each kind with SCAN (every node of a cluster); each
     # removal is one key's (one slot's) and re-checks the time, so writers may go on meanwhile.
 

@@ -260,6 +260,10 @@ class SQLiteStore:
                           (object_type_id, group_id))
         return [name for (name,) in rows]
 
+    def deleted_at(self, object_type_id: str, group_id: str) -> float | None:
+        return self._rows("SELECT max(ts) FROM deletions WHERE type_id = ? AND group_id = ?",
+                          (object_type_id, group_id))[0][0]
+
     def compact(self, horizon: float) -> dict[str, int]:
         with self._lock:
             try:

@@ -237,6 +237,11 @@ def object_unrelated(type_id: str, group_id: str, people: list[dict[str, str]]) 
             "cio_relationships": [{"identifiers": ids} for ids in people]}
 
 
+def object_deleted(type_id: str, group_id: str) -> dict[str, Any]:
+    """Segment `deleteObject` for an object that should no longer exist."""
+    return {"type": "object", "action": "delete", "identifiers": {"object_type_id": type_id, "object_id": group_id}}
+
+
 def person_attributes_removed(ids: dict[str, str], names: list[str]) -> dict[str, Any]:
     """A person `identify` removing attributes: Customer.io removes an attribute sent as null."""
     return {"type": "person", "action": "identify", "identifiers": ids, "attributes": dict.fromkeys(names)}

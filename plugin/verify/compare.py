@@ -15,6 +15,7 @@ from .expected import GroupView
 #: drift kind -> what it means
 KINDS: dict[str, str] = {
     "missing_object": "Customer.io has no such object",
+    "deleted_object_exists": "the object was deleted, yet Customer.io still holds it",
     "attribute_differs": "an object attribute is missing or has another value",
     "relationship_missing": "a member is not related to the object",
     "relationship_extra": "a person is related to the object without being a member",
@@ -87,7 +88,10 @@ def named(rel: dict[str, Any]) -> dict[str, str]:
 def compare(view: GroupView, actual: Actual, owned: set[str]) -> list[Finding]:
     """Every drift of one group, in `KINDS` order."""
     found: list[Finding] = []
-    if actual.attributes is None:
+    if view.deleted:
+        if actual.attributes is not None:
+            found.append(Finding("deleted_object_exists"))
+    elif actual.attributes is None:
         found.append(Finding("missing_object"))
     else:
         for name in sorted(view.attributes):

@@ -26,6 +26,7 @@ class GroupView:
     attributes: dict[str, Any]  # the object attributes those traits become in Customer.io (removals left out)
     members: list[dict[str, str]]  # Customer.io identifiers of the identified members, in store order
     anonymous: list[str]  # members known only by an anonymous id: the App API cannot look them up
+    deleted: bool = False  # deleted (`Object Deleted`) and not written to since: Customer.io should not hold it
 
 
 def owned_attributes(config: Config) -> set[str]:
@@ -37,8 +38,13 @@ def owned_attributes(config: Config) -> set[str]:
 
 
 def view(store: Store, config: Config, object_type_id: str, group_id: str, now: float = math.inf) -> GroupView:
-    """The group at `now` (default: every fact known)."""
-    traits = store.traits_at(object_type_id, group_id, store.trait_names(object_type_id, group_id), now)
+    """The group at `now` (default: every fact known). After a deletion only what was written since counts: a
+    group call after `Object Deleted` creates the object anew, with only its new attributes."""
+    names = store.trait_names(object_type_id, group_id)
+    gone = store.deleted_at(object_type_id, group_id)
+    if gone is not None:
+        names = sorted(store.stale_traits(object_type_id, group_id, names, gone, ""))
+    traits = store.traits_at(object_type_id, group_id, names, now)
     sent = CUSTOMERIO.object_update((object_type_id, group_id, traits))["attributes"]
     attributes = {name: value for name, value in sent.items() if value is not None and value != ""}
     members: list[dict[str, str]] = []
@@ -51,7 +57,8 @@ def view(store: Store, config: Config, object_type_id: str, group_id: str, now: 
         ids = identifiers.member(user, config.customerio.compat)
         if ids not in members:
             members.append(ids)
-    return GroupView(object_type_id, group_id, traits, attributes, members, anonymous)
+    deleted = gone is not None and not traits and not members and not anonymous
+    return GroupView(object_type_id, group_id, traits, attributes, members, anonymous, deleted)
 
 
 def choose(store: Store, wanted: list[tuple[str, str]] | None, sample: int | None,

@@ -1,12 +1,12 @@
 """The Track API operations that fix a group's drift, built by the Customer.io mapping: the object re-sent with
-its current attributes and relationships, relationships that should not exist deleted, group attributes
-removed from people."""
+its current attributes and relationships, relationships that should not exist deleted, an object that should not
+exist deleted, group attributes removed from people."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..customerio.mapping import object_state, object_unrelated, person_attributes_removed
+from ..customerio.mapping import object_deleted, object_state, object_unrelated, person_attributes_removed
 from .compare import GroupResult
 
 _RESEND = frozenset({"missing_object", "attribute_differs", "relationship_missing"})
@@ -16,6 +16,8 @@ def operations(result: GroupResult) -> list[dict[str, Any]]:
     """The operations for one group, object first; none when it has no drift."""
     view, findings = result.view, result.findings
     ops = []
+    if any(f.kind == "deleted_object_exists" for f in findings):
+        ops.append(object_deleted(view.object_type_id, view.group_id))
     if any(f.kind in _RESEND for f in findings):
         ops.append(object_state(view.object_type_id, view.group_id, view.traits, view.members))
     extra = [f.person for f in findings if f.kind == "relationship_extra"]
