@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .base import Activity, Membership, StoreError
+from .base import Activity, Membership, Store, StoreError
 from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS rollups_pending (
 _ARRIVED_IN = ("links", "memberships", "deletions", "traits")
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """Point-in-time membership, identity links and group trait history in one SQLite file."""
 
     def __init__(self, path: str) -> None:
