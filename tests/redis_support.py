@@ -122,6 +122,43 @@ def redis_cluster() -> Iterator[str]:
         yield cluster.url
 
 
+class RoundTrips:
+    """Counts redis-py's round trips while active (`with RoundTrips() as trips: ...; trips.count`): a command
+    batch sent after a reply was read, or the first one, starts a round trip; batches sent to several servers
+    before any reply is read (a cluster pipeline) are one."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.batches = 0
+        self._replied = True
+
+    def __enter__(self) -> RoundTrips:
+        cls = redis.connection.AbstractConnection
+        self._saved = cls.send_packed_command, cls.read_response
+        send, read = self._saved
+
+        def counted_send(connection, *args, **kwargs):
+            self.batches += 1
+            if self._replied:
+                self.count, self._replied = self.count + 1, False
+            return send(connection, *args, **kwargs)
+
+        def counted_read(connection, *args, **kwargs):
+            self._replied = True
+            return read(connection, *args, **kwargs)
+
+        cls.send_packed_command, cls.read_response = counted_send, counted_read
+        return self
+
+    def __exit__(self, *exc) -> None:
+        cls = redis.connection.AbstractConnection
+        cls.send_packed_command, cls.read_response = self._saved
+
+    def reset(self) -> None:
+        self.count = self.batches = 0
+        self._replied = True
+
+
 class RedisSandbox:
     """RedisStores under a unique key prefix, whose keys are all deleted at the end (on a cluster: on every
     master)."""

@@ -41,8 +41,10 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
+from redis.retry import Retry
 
 from .base import Activity, Lookup, Membership, StoreError
 from .history import fold_memberships, latest_at, linked, stale_after
@@ -278,7 +280,7 @@ class _LazyCluster:
             if self._client is None:
                 self._client = RedisCluster(startup_nodes=self._nodes, decode_responses=True,
                                             socket_connect_timeout=1, socket_timeout=2,
-                                            cluster_error_retry_attempts=1, **self._auth)
+                                            retry=Retry(NoBackoff(), 1), **self._auth)
             return self._client
 
     def close(self) -> None:
