@@ -40,6 +40,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (10000 higher) is free as well."""
+    for _ in range(200):
+        port = free_port()
+        if port > 55535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair for a local Redis Cluster node")
+
+
 class LocalCluster:
     """A Redis Cluster of `masters` masters (no replicas) on free local ports, in a temporary folder.
 
@@ -58,26 +73,29 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         for _ in range(self.masters):
-            port = free_port()
+            port = free_cluster_port()
             self.ports.append(port)
             self.servers.append(subprocess.Popen(
                 ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-config-file", f"nodes-{port}.conf", "--save", "", "--appendonly", "no",
                  "--daemonize", "no", "--dir", str(self.folder), "--logfile", f"redis-{port}.log"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        for port in self.ports:
-            self._wait(lambda p=port: redis.Redis(port=p, socket_connect_timeout=0.2).ping(), f"port {port}")
+        for port, server in zip(self.ports, self.servers):
+            self._wait(lambda p=port: redis.Redis("127.0.0.1", p, socket_connect_timeout=0.2).ping(), f"port {port}",
+                       server)
         subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                         "--cluster-replicas", "0", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         for port in self.ports:
-            self._wait(lambda p=port: redis.Redis(port=p).cluster("info")["cluster_state"] == "ok",
+            self._wait(lambda p=port: redis.Redis("127.0.0.1", p).cluster("info")["cluster_state"] == "ok",
                        f"cluster_state:ok on port {port}")
         return self
 
-    @staticmethod
-    def _wait(ready, what: str, seconds: float = 30.0) -> None:
+    def _wait(self, ready, what: str, server: subprocess.Popen | None = None, seconds: float = 30.0) -> None:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
+            if server is not None and server.poll() is not None:
+                log = self.folder / f"redis-{server.args[2]}.log"
+                raise RuntimeError(f"local Redis Cluster: redis-server exited: {log.read_text()[-500:] if log.exists() else ''}")
             try:
                 if ready():
                     return

@@ -317,8 +317,13 @@ class RedisStore:
         client = self.redis
         for attempt in (1, 2):
             pipe = client.pipeline(transaction=False)
-            for name, *args in commands:  # a script by its sha (a cluster pipeline has no `evalsha` method)
-                pipe.execute_command(name, *args) if name == "EVALSHA" else getattr(pipe, name.lower())(*args)
+            for name, *args in commands:
+                if name != "EVALSHA":
+                    getattr(pipe, name.lower())(*args)
+                elif self.cluster:  # a cluster pipeline has no `evalsha`, and would ask a server for the keys
+                    pipe.execute_command(name, *args, target_nodes=client.get_node_from_key(args[2]))
+                else:
+                    pipe.execute_command(name, *args)
             try:
                 return pipe.execute()
             except NoScriptError:
