@@ -63,3 +63,19 @@ def test_a_master_that_goes_away_quarantines_store_unavailable_and_never_answers
                 assert [v["code"] for v in msg.violations] == ["store_unavailable"]
         store.close()
 
+
+
+@needs_redis_server
+def test_masters_that_forgot_the_scripts_still_answer_and_learn(redis_cluster):
+    sandbox = RedisSandbox(redis_cluster)
+    store = sandbox.open()
+    try:
+        store.link("a:anon", "u:1")
+        for node in store.redis.get_primaries():  # as after a restart: no script cached
+            node.redis_connection.script_flush()
+        store.record_membership("a:anon", "1", "hh_a", 100.0, True)
+        found = store.lookup("m1", ["u:1"], 200.0, ["status"])
+        assert found.persons == ["u:1", "a:anon"] and [m.group_id for m in found.memberships] == ["hh_a"]
+    finally:
+        store.close()
+        sandbox.clean()

@@ -218,7 +218,7 @@ def unstamped(stored: str) -> tuple[str, int | None]:
 
 
 def _events(stored: dict[str, str], ts: float) -> Iterator[tuple]:
-    """The membership events of one person's events hash at or before `ts`, and the tags of their groups."""
+    """The membership events (`history.Event`) of one person's events hash at or before `ts`."""
     for field, value in stored.items():
         type_id, group_id, at, joined = orjson.loads(field)
         if at <= ts:
@@ -312,26 +312,26 @@ class RedisStore:
             raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
 
     def _send(self, commands: list[tuple]) -> list[Any]:
-        """Run `commands` (``(NAME, *args)``: the redis-py method and its arguments) as one pipeline (on a cluster: one batch per master, sent together). A script the
-        server does not know yet is loaded, and the commands sent again (every write here is idempotent)."""
+        """Run `commands` (``(NAME, *args)``: a redis-py method and its arguments) as one pipeline; on a cluster,
+        one batch per master, all sent before any reply is read."""
+        try:
+            return self._pipeline(commands).execute()
+        except NoScriptError:  # a server that does not know the scripts yet (new, restarted, flushed): every
+            for script in _SCRIPTS.values():  # command here is idempotent, so the batch is sent again whole
+                self.redis.script_load(script)
+            return self._pipeline(commands).execute()
+
+    def _pipeline(self, commands: list[tuple]) -> Any:
         client = self.redis
-        for attempt in (1, 2):
-            pipe = client.pipeline(transaction=False)
-            for name, *args in commands:
-                if name != "EVALSHA":
-                    getattr(pipe, name.lower())(*args)
-                elif self.cluster:  # a cluster pipeline has no `evalsha`, and would ask a server for the keys
-                    pipe.execute_command(name, *args, target_nodes=client.get_node_from_key(args[2]))
-                else:
-                    pipe.execute_command(name, *args)
-            try:
-                return pipe.execute()
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                for script in _SCRIPTS.values():
-                    client.script_load(script)
-        return []
+        pipe = client.pipeline(transaction=False)
+        for name, *args in commands:
+            if name != "EVALSHA":
+                getattr(pipe, name.lower())(*args)
+            elif self.cluster:  # a cluster pipeline has no `evalsha`, and would ask a server for the script's keys
+                pipe.execute_command(name, *args, target_nodes=client.get_node_from_key(args[2]))
+            else:
+                pipe.execute_command(name, *args)
+        return pipe
 
     def _script(self, name: str, keys: list[str], args: list[Any]) -> tuple:
         return ("EVALSHA", self._sha[name], len(keys), *keys, *args)
