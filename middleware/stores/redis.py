@@ -244,7 +244,7 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2]))
 
 
-def _client(url: str) -> tuple[redis.Redis | RedisCluster, str]:
+def _client(url: str) -> tuple[redis.Redis | _LazyCluster, str]:
     """The redis-py client of a store URL, and where it points without any password (for messages). A cluster
     client discovers the masters on its first command, so opening never waits for a server."""
     if not url.startswith(CLUSTER_SCHEME):
@@ -266,6 +266,11 @@ def _client(url: str) -> tuple[redis.Redis | RedisCluster, str]:
     return _LazyCluster(nodes, username=username or None, password=password or None), where
 
 
+def _adjacent(others: set[str] | list[str], arrivals: dict[str, str]) -> list[tuple[str, int | None]]:
+    """``(linked key, arrived)`` pairs of one person key, in key order (every store walks links alike)."""
+    return [(other, int(arrivals[other]) if other in arrivals else None) for other in sorted(others)]
+
+
 class _LazyCluster:
     """A `RedisCluster` made on first use (its constructor asks a node for the slot map): a cluster that is
     down makes commands fail with StoreError, not the opening of the store. Short timeouts and one retry, so
@@ -274,6 +279,9 @@ class _LazyCluster:
     def __init__(self, nodes: list[ClusterNode], **auth: Any) -> None:
         self._nodes, self._auth, self._client = nodes, auth, None
         self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:  # the client's commands, pipeline, nodes, ...
+        return getattr(self.get(), name)
 
     def get(self) -> RedisCluster:
         with self._lock:
@@ -295,14 +303,9 @@ class RedisStore:
     def __init__(self, url: str, prefix: str = "gs") -> None:
         self.keys = Keys(prefix)
         self.cluster = url.startswith(CLUSTER_SCHEME)
-        self._connection, self._where = _client(url)
+        self.redis, self._where = _client(url)  # on a cluster: made on first use
         self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}
         self._local = threading.local()  # the writes queued by the current thread's `batch`
-
-    @property
-    def redis(self) -> redis.Redis | RedisCluster:
-        """The redis-py client (on a cluster, made on first use)."""
-        return self._connection.get() if self.cluster else self._connection
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
@@ -550,9 +553,5 @@ class RedisStore:
         return nullcontext()
 
     def close(self) -> None:
-        self._connection.close()
+        self.redis.close()
 
-
-def _adjacent(others: set[str] | list[str], arrivals: dict[str, str]) -> list[tuple[str, int | None]]:
-    """``(linked key, arrived)`` pairs of one person key, in key order (every store walks links alike)."""
-    return [(other, int(arrivals[other]) if other in arrivals else None) for other in sorted(others)]
