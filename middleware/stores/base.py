@@ -109,14 +109,14 @@ class Store(Protocol):
     def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
         """``(object_type_id, group_id, due, seq)`` of the pending groups due at or before `until`, by due time."""
 
+    def transaction(self) -> AbstractContextManager[None]:
+        """Group the writes of many messages into one commit, where the store has commits (SQLite); the
+        caller is the only writer while it lasts. Elsewhere it does nothing."""
+
     def batch(self) -> AbstractContextManager[None]:
         """Send the writes made inside (one message's) together, in one round trip, where the store talks to a
         server; reads inside still see them. This default does nothing."""
         return nullcontext()
-
-    def transaction(self) -> AbstractContextManager[None]:
-        """Group the writes of many messages into one commit, where the store has commits (SQLite); the
-        caller is the only writer while it lasts. Elsewhere it does nothing."""
 
     def close(self) -> None:
         """Release connections and files."""
