@@ -295,6 +295,24 @@ def test_a_lookup_gives_what_the_separate_calls_give(store):
     assert store.lookup("nobody", [], 200.0) == (store.admit("nobody"), [], [], {})
 
 
+def test_writes_in_a_batch_are_seen_by_reads_inside_it_and_kept(store):
+    with store.batch():
+        store.link("a:anon", "u:1")
+        store.record_membership("a:anon", "1", "hh_a", 100.0, True)
+        assert store.identities("u:1") == ["u:1", "a:anon"]  # a read inside sees the writes before it
+        store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1")
+        store.record_object_deleted("1", "hh_a", 300.0)
+    assert groups(store.lookup("m2", ["u:1"], 200.0).memberships) == ["hh_a"]
+    assert store.traits_at("1", "hh_a", ["status"], 200.0) == {"status": "active"}
+    assert store.memberships_at(["a:anon"], 300.0) == []
+    if isinstance(store, RedisStore):  # queued writes: a batch that fails sends none of them
+        with pytest.raises(RuntimeError):
+            with store.batch():
+                store.link("u:2", "u:3")
+                raise RuntimeError("the message failed")
+        assert store.identities("u:2") == ["u:2"]
+
+
 def test_arrival_numbers_and_the_facts_they_hide_survive_a_reopen(reopen):
     if reopen.kind == "memory":
         pytest.skip("the memory store lives as long as its process")
