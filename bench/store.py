@@ -1,21 +1,36 @@
-"""Benchmark: membership lookups/s and memory per person in the SQLite and Redis stores.
+"""Benchmark: membership lookups/s and memory per person in the SQLite and Redis stores; with `--engine`, round
+trips per message and messages/s through the engine on a single Redis and on a three-master Redis Cluster.
 
     python bench/store.py [--people 1000000] [--lookups 20000] [--stores sqlite,redis] [--redis redis://127.0.0.1:6379/0]
+    python bench/store.py --engine [--before main] [--people 2000] [--messages 5000]
 
-Loads N people in bulk (two per household, one join each; every tenth also has an anonymous id linked), then
+Bulk: loads N people (two per household, one join each; every tenth also has an anonymous id linked), then
 times lookups as the resolver does them — `identities(person)` then `memberships_at(those, ts)` — for random
 people, one at a time. Memory per person: the SQLite file size / N; Redis `INFO memory` used_memory delta / N.
+
+Engine: starts a local three-master cluster (tests/redis_support.py `LocalCluster`), then for each store (the
+single Redis of `--redis`, the cluster) and each revision (`--before REV` first, then this tree) runs, in a child
+process against that revision's code: N group calls (a join with a trait, two people per household), then M
+track messages of random people resolved by membership with the trait attached (`attach_group_traits`). Round
+trips are counted in redis-py (`RoundTrips`: batches sent to several masters before a reply is read count once).
+REV's store cannot open a cluster URL; its cluster figures are its store on a hand-wired cluster client.
+
 The Redis data lives under a unique key prefix and is deleted afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import redis
@@ -106,13 +121,121 @@ def bench_redis(url: str, n: int, lookups: int) -> tuple[float, float, float]:
     return load_s, rate, used / n
 
 
+ROOT = Path(__file__).resolve().parent.parent
+TRAITS = {"contract": {"attach_group_traits": ["status"], "group_traits": {"status": {"type": "string"}}}}
+
+
+def iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def open_bench_store(url: str, prefix: str):
+    """A RedisStore on `url`; a revision whose store cannot open a cluster URL gets its store on a cluster client
+    (its scripts registered there)."""
+    from groupspec.middleware.stores import StoreError
+    from groupspec.middleware.stores.redis import RedisStore
+
+    try:
+        return RedisStore(url, prefix=prefix)
+    except (StoreError, ValueError):
+        pass
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.commands.core import Script
+
+    nodes = [ClusterNode(host, int(port)) for host, port in
+             (one.split(":") for one in url.removeprefix("redis+cluster://").split(","))]
+    store = RedisStore("redis://127.0.0.1:1/0", prefix=prefix)
+    store.redis = RedisCluster(startup_nodes=nodes, decode_responses=True)
+    for name, value in list(vars(store).items()):
+        if isinstance(value, Script):
+            setattr(store, name, store.redis.register_script(value.script))
+    return store
+
+
+def engine_child(url: str, people: int, messages: int) -> dict[str, float]:
+    """Joins then track messages through the engine on `url` (the code on `sys.path`): round trips per message
+    and messages/s of each phase."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from groupspec.middleware import Engine
+    from groupspec.middleware.config import parse_config
+    from redis_support import RedisSandbox, RoundTrips
+
+    sandbox = RedisSandbox(url)
+    store = open_bench_store(url, sandbox.prefix)
+    engine = Engine(parse_config(TRAITS), store)
+    rng = random.Random(7)
+    joins = [{"type": "group", "userId": f"u{i}", "groupId": f"hh_{i // 2}", "traits": {"status": f"s{i % 5}"},
+              "messageId": f"j{i}", "timestamp": iso(START + i)} for i in range(people)]
+    tracks = [{"type": "track", "userId": f"u{rng.randrange(people)}", "event": "Order Placed", "messageId": f"t{i}",
+               "timestamp": iso(START + people + i)} for i in range(messages)]
+    out: dict[str, float] = {}
+    try:
+        store.admit("warm-up")  # a cluster client learns the slot map on its first command
+        for phase, batch in (("joins", joins), ("tracks", tracks)):
+            with RoundTrips() as trips:
+                started = time.perf_counter()
+                for message in batch:
+                    msg, = engine.run(message)
+                    assert not msg.quarantined, msg.violations
+                elapsed = time.perf_counter() - started
+            out[phase + "_rt"] = trips.count / len(batch)
+            out[phase + "_rate"] = len(batch) / elapsed
+        assert msg.body["context"]["groupspec"]["group_traits"], msg.body
+    finally:
+        store.close()
+        sandbox.clean()
+    return out
+
+
+def engine_compare(args) -> None:
+    """The engine figures of each store and revision, in one table."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from redis_support import LocalCluster
+
+    def figures(url: str, pythonpath: str | None) -> dict[str, float]:
+        env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else dict(os.environ)
+        done = subprocess.run([sys.executable, __file__, "--engine-child", url, "--people", str(args.people),
+                               "--messages", str(args.messages)], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the engine benchmark on {url} failed:\n{done.stderr[-2000:]}")
+        return json.loads(done.stdout.splitlines()[-1])
+
+    with LocalCluster() as cluster:
+        stores = [("redis", args.redis), ("redis-cluster", cluster.url)]
+        runs = []
+        if args.before:
+            from revision import exported
+
+            with exported(args.before) as tree:
+                runs += [(args.before, name, figures(url, str(tree / "path"))) for name, url in stores]
+        runs += [("this tree", name, figures(url, None)) for name, url in stores]
+    print(f"engine over Redis: {args.people:,} group calls (joins with a trait), then {args.messages:,} track "
+          f"messages resolved by membership with the trait attached; one at a time")
+    print(f"{'revision':<12}{'store':<15}{'joins RT/msg':>13}{'joins msg/s':>13}{'tracks RT/msg':>15}{'tracks msg/s':>14}")
+    for revision, name, got in runs:
+        print(f"{revision:<12}{name:<15}{got['joins_rt']:>13.2f}{got['joins_rate']:>13,.0f}"
+              f"{got['tracks_rt']:>15.2f}{got['tracks_rate']:>14,.0f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--people", type=int, default=1_000_000)
+    parser.add_argument("--people", type=int, default=None, help="default 1,000,000 (bulk) or 2,000 (--engine)")
     parser.add_argument("--lookups", type=int, default=20_000)
     parser.add_argument("--stores", default="sqlite,redis")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--engine", action="store_true", help="round trips and messages/s through the engine")
+    parser.add_argument("--messages", type=int, default=5_000, help="track messages (--engine)")
+    parser.add_argument("--before", metavar="REV", help="--engine: also measure this git revision, first")
+    parser.add_argument("--engine-child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.engine_child:
+        print(json.dumps(engine_child(args.engine_child, args.people or 2_000, args.messages)))
+        return
+    if args.engine:
+        args.people = args.people or 2_000
+        engine_compare(args)
+        return
+    args.people = args.people or 1_000_000
     print(f"{args.people:,} people, {args.lookups:,} lookups (identities + memberships_at), one at a time")
     print(f"{'store':<8}{'load s':>10}{'lookups/s':>12}{'bytes/person':>15}")
     for name in args.stores.split(","):

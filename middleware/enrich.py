@@ -21,7 +21,9 @@ class Attach:
     def __call__(self, msg: Message) -> Message:
         names = msg.contract.attach_group_traits
         if msg.group_id is not None and not msg.object_event:
-            msg.snapshot = self.store.traits_at(msg.group_type(), msg.group_id, names, msg.as_of, before=msg.arrival)
+            group = (msg.group_type(), msg.group_id)
+            known = msg.group_traits.get(group) if isinstance(msg.group_id, str) else None  # given by the lookup
+            msg.snapshot = known if known is not None else self.store.traits_at(*group, names, msg.as_of, before=msg.arrival)
         return msg
 
 

@@ -16,6 +16,10 @@ class Learn:
         self.store = store
 
     def __call__(self, msg: Message) -> Message:
+        with self.store.batch():  # one round trip where the store talks to a server
+            return self._learn(msg)
+
+    def _learn(self, msg: Message) -> Message:
         store, body = self.store, msg.body
         if msg.user_id is not None and msg.anonymous_id is not None:
             store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)

@@ -43,6 +43,7 @@ class Message:
     quarantined = object_event = live = False  # live: `received_at` is a real receipt time (not stream time)  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
+    group_traits: dict = {}  # never mutated: (type, group) -> trait values the store gave with the memberships
     line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
     op_lines: list[bytes] | tuple = ()
     _copied: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset()  # paths of `body` already copied

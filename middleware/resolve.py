@@ -13,33 +13,41 @@ class Resolve:
         self.store = store
 
     def __call__(self, msg: Message) -> Message:
-        store = self.store
         person = msg.person_key
         msg.key = message_key(msg.source, person, msg.type, msg.body["messageId"])
-        msg.arrival = store.admit(msg.key, msg.ts)  # reads see the facts known when it first arrived
-        if person is not None:
-            persons = store.identities(person, before=msg.arrival)
-            if msg.user_id is not None and msg.anonymous_id is not None:
-                persons += [k for k in store.identities("a:" + msg.anonymous_id, before=msg.arrival) if k not in persons]
-            msg.memberships = store.memberships_at(persons, msg.as_of, before=msg.arrival)
-        body = msg.body
-        if msg.type == "group":
-            msg.group_id, msg.resolution = body["groupId"], "explicit"
-            return msg
-        if msg.object_event:
-            msg.group_id, msg.resolution = msg.props.get("objectId"), "explicit"
-            return msg
-        context = body.get("context")
-        explicit = context.get("groupId") if context else None
-        if explicit not in (None, ""):
-            msg.group_id, msg.resolution = explicit, "explicit"
-            return msg
-        carrier = msg.traits if msg.type == "identify" else msg.props
-        found = carrier.get(msg.contract.group_key)
-        if found not in (None, ""):
-            msg.group_id, msg.resolution = found, "property"
+        named = named_group(msg)
+        persons = [] if person is None else [person]
+        if msg.user_id is not None and msg.anonymous_id is not None:
+            persons.append("a:" + msg.anonymous_id)
+        # one store call: the arrival number (reads see the facts known when it first arrived), the linked
+        # persons' memberships at the message's time, and (where the store can) the traits `Attach` snapshots
+        names = msg.contract.attach_group_traits if msg.type == "track" and not msg.object_event else ()
+        hint = (msg.contract.default_object_type_id, named[0]) if named and isinstance(named[0], str) else None
+        found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts)
+        msg.arrival, msg.memberships, msg.group_traits = found.arrival, found.memberships, found.traits
+        if named is not None:
+            msg.group_id, msg.resolution = named
             return msg
         return use_membership(msg)
+
+
+def named_group(msg: Message) -> tuple[object, str] | None:
+    """``(group id, resolution)`` when the message names its group (explicit, else by property); None when its
+    person's memberships decide."""
+    body = msg.body
+    if msg.type == "group":
+        return body["groupId"], "explicit"
+    if msg.object_event:
+        return msg.props.get("objectId"), "explicit"
+    context = body.get("context")
+    explicit = context.get("groupId") if context else None
+    if explicit not in (None, ""):
+        return explicit, "explicit"
+    carrier = msg.traits if msg.type == "identify" else msg.props
+    found = carrier.get(msg.contract.group_key)
+    if found not in (None, ""):
+        return found, "property"
+    return None
 
 
 def use_membership(msg: Message) -> Message:

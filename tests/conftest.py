@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from cio_standin import CioStandin
+from redis_support import redis_cluster  # noqa: F401  (the session's local Redis Cluster, for any test)
 
 
 @pytest.fixture

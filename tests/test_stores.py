@@ -1,4 +1,5 @@
-"""One suite for every membership store: memory, SQLite and Redis (a real server on 127.0.0.1:6379)."""
+"""One suite for every membership store: memory, SQLite, Redis (a real server on 127.0.0.1:6379) and Redis Cluster
+(three local masters started for the session, `redis_support.redis_cluster`)."""
 
 from __future__ import annotations
 
@@ -18,18 +19,29 @@ from groupspec.middleware.stores.sqlite import SQLiteStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
-from redis_support import RedisSandbox, needs_redis
+from redis_support import RedisSandbox, needs_redis, needs_redis_server
+
+REDIS_KINDS = [pytest.param("redis", marks=needs_redis), pytest.param("redis-cluster", marks=needs_redis_server)]
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def sandbox_of(kind: str, request) -> RedisSandbox | None:
+    """A key sandbox on the single Redis or on the session's cluster; None for the other stores."""
+    if kind == "redis":
+        return RedisSandbox()
+    if kind == "redis-cluster":
+        return RedisSandbox(request.getfixturevalue("redis_cluster"))
+    return None
+
+
+@pytest.fixture(params=["memory", "sqlite", *REDIS_KINDS])
 def reopen(request, tmp_path) -> Callable:
     """Opens the store under test; calling it again reopens the same data (memory: a fresh store)."""
     opened = []
-    sandbox = RedisSandbox()
+    sandbox = sandbox_of(request.param, request)
 
     def open_one():
-        store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(str(tmp_path / "groupspec.db")),
-                 "redis": sandbox.open}[request.param]()
+        store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(str(tmp_path / "groupspec.db"))}.get(
+            request.param, sandbox and sandbox.open)()
         opened.append(store)
         return store
 
@@ -37,7 +49,7 @@ def reopen(request, tmp_path) -> Callable:
     yield open_one
     for store in opened:
         store.close()
-    if request.param == "redis":
+    if sandbox is not None:
         sandbox.clean()
 
 
@@ -256,6 +268,52 @@ def test_facts_recorded_on_or_after_an_arrival_are_unknown_before_it(store):
     assert store.identities("u:old", before=1) == ["u:old", "u:1"]
 
 
+def test_a_lookup_gives_what_the_separate_calls_give(store):
+    first = store.admit("first")
+    store.link("a:anon", "u:1", arrived=first)
+    store.link("u:1", "u:old")
+    store.record_membership("u:old", "1", "hh_a", 100.0, True, arrived=first)
+    store.record_membership("a:anon", "2", "loc_x", 120.0, True)
+    store.record_membership("u:1", "1", "hh_b", 90.0, True)
+    store.record_object_deleted("1", "hh_b", 110.0)
+    store.record_membership("u:1", "1", "hh_later", 300.0, True)
+    store.apply_traits("1", "hh_a", {"status": "active", "plan": "pro"}, 100.0, "g1", arrived=first)
+    store.apply_traits("1", "hh_a", {"status": "paused"}, 250.0, "g2")
+    store.apply_traits("1", "hh_named", {"status": "trial"}, 50.0, "g3")
+    names = ["status", "plan"]
+    for message_id in ("first", "later"):  # a replay of the first (which saw none of its own facts), a new one
+        found = store.lookup(message_id, ["u:1", "a:anon"], 200.0, names, ("1", "hh_named"))
+        arrival = store.admit(message_id)
+        persons = store.identities("u:1", before=arrival)
+        persons += [k for k in store.identities("a:anon", before=arrival) if k not in persons]
+        assert found.arrival == arrival and found.persons == persons
+        assert found.memberships == store.memberships_at(persons, 200.0, before=arrival)
+        for group, traits in found.traits.items():  # what a store gives, it gives as `traits_at` would
+            assert traits == store.traits_at(*group, names, 200.0, before=arrival)
+        if isinstance(store, RedisStore):  # in the same round trip: the named group's and every membership's
+            assert set(found.traits) >= {("1", "hh_named"), *((m.object_type_id, m.group_id) for m in found.memberships)}
+    assert groups(found.memberships) == ["loc_x", "hh_a"] and found.traits.get(("1", "hh_a"), {}) in ({}, {"status": "active", "plan": "pro"})
+    assert store.lookup("nobody", [], 200.0) == (store.admit("nobody"), [], [], {})
+
+
+def test_writes_in_a_batch_are_seen_by_reads_inside_it_and_kept(store):
+    with store.batch():
+        store.link("a:anon", "u:1")
+        store.record_membership("a:anon", "1", "hh_a", 100.0, True)
+        assert store.identities("u:1") == ["u:1", "a:anon"]  # a read inside sees the writes before it
+        store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1")
+        store.record_object_deleted("1", "hh_a", 300.0)
+    assert groups(store.lookup("m2", ["u:1"], 200.0).memberships) == ["hh_a"]
+    assert store.traits_at("1", "hh_a", ["status"], 200.0) == {"status": "active"}
+    assert store.memberships_at(["a:anon"], 300.0) == []
+    if isinstance(store, RedisStore):  # queued writes: a batch that fails sends none of them
+        with pytest.raises(RuntimeError):
+            with store.batch():
+                store.link("u:2", "u:3")
+                raise RuntimeError("the message failed")
+        assert store.identities("u:2") == ["u:2"]
+
+
 def test_arrival_numbers_and_the_facts_they_hide_survive_a_reopen(reopen):
     if reopen.kind == "memory":
         pytest.skip("the memory store lives as long as its process")
@@ -358,12 +416,12 @@ def forwarded(store, order: list[int]) -> list[bytes]:
             for msg in pipeline.run({**STREAM[i][1], "messageId": STREAM[i][0]})]
 
 
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("redis", marks=needs_redis)])
+@pytest.mark.parametrize("kind", ["sqlite", *REDIS_KINDS])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(order=st.permutations(range(len(STREAM))))
-def test_replaying_any_order_of_late_facts_twice_gives_the_same_outputs(kind, order):
-    sandbox = RedisSandbox()
+def test_replaying_any_order_of_late_facts_twice_gives_the_same_outputs(kind, order, request):
+    sandbox = sandbox_of(kind, request) or RedisSandbox()
     store = SQLiteStore(":memory:") if kind == "sqlite" else sandbox.open()
     try:
         assert forwarded(store, order) == forwarded(store, order)
@@ -410,11 +468,12 @@ def model_memberships(history: list[tuple], persons: list[str], ts: float) -> li
     return sorted(out, key=lambda m: (-m.since, m.object_type_id, m.group_id))
 
 
-@needs_redis
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
 @given(history=events)
-def test_every_store_matches_the_model_for_any_event_sequence(history):
-    sandbox = RedisSandbox()
+def test_every_store_matches_the_model_for_any_event_sequence(kind, history, request):
+    sandbox = sandbox_of(kind, request)
     stores = [MemoryStore(), SQLiteStore(":memory:"), sandbox.open()]
     try:
         for store in stores:
@@ -427,6 +486,8 @@ def test_every_store_matches_the_model_for_any_event_sequence(history):
             for ts in range(-1, 8):
                 want = model_memberships(history, persons, float(ts))
                 assert [store.memberships_at(persons, float(ts)) for store in stores] == [want] * 3
+                found = [store.lookup(f"m{ts}", persons, float(ts), ["x"], ("1", "hh_a")) for store in stores]
+                assert [one.memberships for one in found] == [want] * 3
     finally:
         for store in stores:
             store.close()

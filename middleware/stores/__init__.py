@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .base import Activity, Membership, Store, StoreError
+from .base import Activity, Lookup, Membership, Store, StoreError
 from .urls import EXPECTED, SCHEMES
 
 
@@ -19,4 +19,4 @@ def open_store(url: str) -> Store:
     raise ValueError(f"unknown store url {url!r}: expected {EXPECTED}")
 
 
-__all__ = ["Activity", "Membership", "Store", "StoreError", "open_store"]
+__all__ = ["Activity", "Lookup", "Membership", "Store", "StoreError", "open_store"]

@@ -17,12 +17,12 @@ record was removed is numbered as new.
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NamedTuple, Protocol
 
 from ..errors import StoreError
 
-__all__ = ["Activity", "Membership", "Store", "StoreError"]
+__all__ = ["Activity", "Lookup", "Membership", "Store", "StoreError"]
 
 
 class Membership(NamedTuple):
@@ -40,7 +40,19 @@ class Activity(NamedTuple):
     values: dict[str, Any]  # rollup name -> the value this event contributes
 
 
+class Lookup(NamedTuple):
+    """What a message needs from the store before it is resolved (`Store.lookup`)."""
+
+    arrival: int | None  # the message's arrival number (`admit`)
+    persons: list[str]  # every key linked to the message's persons, theirs first
+    memberships: list[Membership]  # of those persons at the message's time
+    traits: dict[tuple[str, Any], dict[str, Any]]  # (type, group) -> trait values at that time, where prefetched
+
+
 class Store(Protocol):
+    """What every store implements. `lookup` and `batch` have a default here (a store that subclasses `Store`
+    inherits it); a store that talks to a server does each in one round trip."""
+
     def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
         """Record that two person keys are the same person (identify with both ids, alias), asserted at event
         time `ts` (the link's time is the latest assertion; None: never removed by `compact`)."""
@@ -52,6 +64,19 @@ class Store(Protocol):
         """The arrival number of a message (event time `ts`): a new, store-wide increasing one the first time
         `message_id` is seen, the same one on every later call (a replay) while its arrival record is kept (a `ts` of 0
         is older than any horizon); None from a store without per-message memory."""
+
+    def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
+               group: tuple[str, Any] | None = None, event_ts: float | None = None) -> Lookup:
+        """Admit `message_id` (event time `event_ts`, default `ts`), then the keys linked to `persons` and their
+        memberships at `ts`, as known before its arrival. Where a store can in the same round trip, it also gives
+        the trait values `names` at `ts` of `group` and of every membership's group (`Lookup.traits`); what it
+        leaves out, the caller asks `traits_at`. This default composes the calls above and prefetches no traits."""
+        arrival = self.admit(message_id, ts if event_ts is None else event_ts)
+        linked: list[str] = []
+        for person in persons:
+            linked += [key for key in self.identities(person, before=arrival) if key not in linked]
+        memberships = self.memberships_at(linked, ts, before=arrival) if linked else []
+        return Lookup(arrival, linked, memberships, {})
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -115,6 +140,11 @@ class Store(Protocol):
 
     def size(self) -> dict[str, int]:
         """The records held, by kind: arrivals, links, memberships, deletions, traits, activity, pending."""
+
+    def batch(self) -> AbstractContextManager[None]:
+        """Send the writes made inside (one message's) together, in one round trip, where the store talks to a
+        server; reads inside still see them. This default does nothing."""
+        return nullcontext()
 
     def close(self) -> None:
         """Release connections and files."""

@@ -8,14 +8,14 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
 
-from .base import Activity, Membership
+from .base import Activity, Membership, Store
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
 _NONE: tuple = ()
 _NO_LINKS: dict = {}
 
 
-class MemoryStore:
+class MemoryStore(Store):
     """Everything in dicts; thread-safe for writes, lock-free reads of immutable snapshots."""
 
     def __init__(self) -> None:

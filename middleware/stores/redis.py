@@ -1,29 +1,40 @@
 """The shared store on Redis (redis-py): several service or app instances see one point-in-time view.
 
+`redis://host:port/db` opens a single Redis, `redis+cluster://host:port[,host:port...]` a Redis Cluster (redis-py's
+cluster client; the listed nodes are where it starts to discover the others).
+
 Key layout — every key starts with a namespace prefix (default ``gs``) and carries a hash tag, so each
 multi-key script touches one slot and the layout works on Redis Cluster:
 
 | key | type | holds |
 |---|---|---|
 | ``{p:KEY}:l`` / ``:la`` | set / hash | person keys linked to KEY / linked key -> arrived (absent: always known) |
-| ``{p:KEY}:lt`` | hash | linked key -> latest event time asserting the link (absent: never removed) |
+| ``{p:KEY}:lt`` | hash | linked key -> the latest event time asserting the link (retention; absent: kept) |
 | ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> ``seq arrived`` (HSETNX dedupes) |
 | ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
 | ``{g:[TYPE,ID]}:d`` | set | deletions of the object: ``ts arrived`` |
 | ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value, arrived]`` |
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
-| ``{arrivals}:n`` / ``:ids`` | string / hash | arrival counter / message id -> arrival number |
-| ``{arrivals}:t`` | zset | message id, score = its event time (what `compact` prunes arrival records by) |
+| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by event time (retention) |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known).
 
-A Redis error (refused connection, timeout, ...) raises `StoreError`; nothing answers "unresolved" on an error.
+Round trips: `lookup` (what a message needs before it is resolved) is one script on a single Redis; on a cluster,
+where one script reaches one slot, it is pipelined rounds across the masters: the arrival number, the person's links
+and membership events, then the events of newly linked persons and the deletions and traits of the groups found
+(two rounds for an unlinked person, one more per link hop). The writes of a message (`batch`) go out as one
+pipeline; on a cluster a membership write first takes its group's seq (one more round).
+
+A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
+"unresolved" on an error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -31,9 +42,16 @@ from urllib.parse import urlsplit
 
 import orjson
 import redis
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import NoScriptError, RedisClusterException
+from redis.retry import Retry
 
-from .base import Activity, Membership, StoreError
+from .base import Activity, Lookup, Membership, StoreError
 from .history import fold_memberships, latest_at, linked, stale_after
+
+CLUSTER_SCHEME = "redis+cluster://"
+_LINK_LIMIT = 1000  # the most person keys one identity walk visits (as `history.linked`)
 
 # KEYS: counter, one trait-history hash per name; ARGV: message id, one "[ts, value]" per name.
 _APPLY_TRAITS = """
@@ -44,7 +62,7 @@ for i = 2, #KEYS do
 end
 """
 # KEYS: linked keys set, their arrivals hash, their times hash; ARGV: other key, arrived ("": always known), event
-# time ("": none). The first link's arrival stays; the time is the latest assertion's.
+# time ("": none). The first link's arrival stays; its time is the latest assertion.
 _LINK = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
@@ -53,15 +71,109 @@ if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[3], AR
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 end
 """
-# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time. Returns its arrival number, the
-# first one given.
-_ADMIT = """
-local seen = redis.call('HGET', KEYS[2], ARGV[1])
+# admit(arrival counter, message id hash, time zset, message id, event time): its arrival number, the first one
+# given; the time index lets `compact` prune arrival records by event time.
+_ADMIT_BODY = """
+local function admit(counter, ids, times, message_id, ts)
+  local seen = redis.call('HGET', ids, message_id)
+  if seen then return tonumber(seen) end
+  local arrived = redis.call('INCR', counter)
+  redis.call('HSET', ids, message_id, arrived)
+  redis.call('ZADD', times, ts, message_id)
+  return arrived
+end
+"""
+# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time.
+_ADMIT = _ADMIT_BODY + "return admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])"
+# KEYS: the group's seq counter, the person's events hash (two slots: a single Redis only);
+# ARGV: event field, arrived ("": always known).
+_RECORD_MEMBERSHIP = """
+local seq = redis.call('INCR', KEYS[1])
+if ARGV[2] ~= '' then seq = seq .. ' ' .. ARGV[2] end
+redis.call('HSETNX', KEYS[2], ARGV[1], seq)
+"""
+# Everything a message needs before it is resolved, in one call on a single Redis (where a script may reach
+# keys of any slot). KEYS: arrival counter, message id hash, time zset; ARGV: prefix, message id, the message's
+# event time, ts (the time read at), the count of trait
+# names and the names, the count of start keys and the keys, the count of group tags asked for and the tags.
+# Returns {arrival, {key, linked keys, their arrivals hash}..., events hash per visited key, group tags (asked
+# for and of the events at or before ts), deletions per tag, per tag the trait hashes per name}.
+_LOOKUP = _ADMIT_BODY + """
+local prefix = ARGV[1]
+local arrival = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
+local ts = tonumber(ARGV[4])
+local at = 5
+local names = {}
+for i = 1, tonumber(ARGV[at]) do names[i] = ARGV[at + i] end
+at = at + #names + 1
+local seen, order = {}, {}
+for i = 1, tonumber(ARGV[at]) do
+  local key = ARGV[at + i]
+  if not seen[key] then seen[key] = true; order[#order + 1] = key end
+end
+at = at + tonumber(ARGV[at]) + 1
+local tagged, tags = {}, {}
+for i = 1, tonumber(ARGV[at]) do
+  local tag = ARGV[at + i]
+  if not tagged[tag] then tagged[tag] = true; tags[#tags + 1] = tag end
+end
+local links, events = {}, {}
+local i = 1
+while i <= #order and i <= %(limit)d do
+  local key = order[i]
+  local others = redis.call('SMEMBERS', prefix .. '{p:' .. key .. '}:l')
+  local stamps = redis.call('HGETALL', prefix .. '{p:' .. key .. '}:la')
+  local known = {}
+  for j = 1, #stamps, 2 do known[stamps[j]] = tonumber(stamps[j + 1]) end
+  for _, other in ipairs(others) do
+    if not seen[other] and not (known[other] and known[other] >= arrival) then
+      seen[other] = true; order[#order + 1] = other
+    end
+  end
+  links[i] = {key, others, stamps}
+  local stored = redis.call('HGETALL', prefix .. '{p:' .. key .. '}:e')
+  events[i] = stored
+  for j = 1, #stored, 2 do
+    local head, when = string.match(stored[j], '^(.*),([^,]*),[^,]*$')
+    if head and tonumber(when) and tonumber(when) <= ts and not tagged[head .. ']'] then
+      tagged[head .. ']'] = true; tags[#tags + 1] = head .. ']'
+    end
+  end
+  i = i + 1
+end
+local deletions, traits = {}, {}
+for j, tag in ipairs(tags) do
+  local group = prefix .. '{g:' .. tag .. '}:'
+  deletions[j] = redis.call('SMEMBERS', group .. 'd')
+  local histories = {}
+  for k, name in ipairs(names) do histories[k] = redis.call('HGETALL', group .. 't:' .. name) end
+  traits[j] = histories
+end
+return {arrival, links, events, tags, deletions, traits}
+""" % {"limit": _LINK_LIMIT}
+# KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
+_RECORD_ACTIVITY = """
+local seen = redis.call('HGET', KEYS[3], ARGV[1])
 if seen then return tonumber(seen) end
-local arrived = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[2], ARGV[1], arrived)
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
-return arrived
+local seq = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[3], ARGV[1], seq)
+redis.call('ZADD', KEYS[2], ARGV[2], seq .. ' ' .. ARGV[3])
+return seq
+"""
+
+# KEYS: due zset, seq hash; ARGV: group, due, seq. Keeps the earliest due and the highest seq.
+_MARK_PENDING = """
+redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
+if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then
+  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+end
+"""
+# KEYS: due zset, seq hash; ARGV: group, seq sent. A newer pending entry stays.
+_CLEAR_PENDING = """
+if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
 """
 # KEYS: message id hash, time zset; ARGV: horizon, batch. Removes up to `batch` arrival records older than the
 # horizon; returns how many.
@@ -96,30 +208,10 @@ for i = 1, #times, 2 do
 end
 return removed
 """
-# KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
-_RECORD_ACTIVITY = """
-local seen = redis.call('HGET', KEYS[3], ARGV[1])
-if seen then return tonumber(seen) end
-local seq = redis.call('INCR', KEYS[1])
-redis.call('HSET', KEYS[3], ARGV[1], seq)
-redis.call('ZADD', KEYS[2], ARGV[2], seq .. ' ' .. ARGV[3])
-return seq
-"""
-
-# KEYS: due zset, seq hash; ARGV: group, due, seq. Keeps the earliest due and the highest seq.
-_MARK_PENDING = """
-redis.call('ZADD', KEYS[1], 'LT', ARGV[2], ARGV[1])
-if tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') then
-  redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-end
-"""
-# KEYS: due zset, seq hash; ARGV: group, seq sent. A newer pending entry stays.
-_CLEAR_PENDING = """
-if tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0') <= tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
-"""
+_SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "record_membership": _RECORD_MEMBERSHIP,
+            "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
+            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY,
+            "prune_links": _PRUNE_LINKS}
 
 
 class Keys:
@@ -134,13 +226,22 @@ class Keys:
         return f"{self.prefix}{{p:{key}}}:{kind}"
 
     def group(self, object_type_id: str, group_id: str, kind: str) -> str:
-        return f"{self.prefix}{{g:{orjson.dumps([object_type_id, group_id]).decode()}}}:{kind}"
+        return self.tagged(group_tag(object_type_id, group_id), kind)
+
+    def tagged(self, tag: str, kind: str) -> str:
+        """A group's key from its `group_tag`."""
+        return f"{self.prefix}{{g:{tag}}}:{kind}"
 
     def pending(self, kind: str) -> str:
         return f"{self.prefix}{{rollups}}:{kind}"
 
     def arrivals(self, kind: str) -> str:
         return f"{self.prefix}{{arrivals}}:{kind}"
+
+
+def group_tag(object_type_id: str, group_id: Any) -> str:
+    """What names a group inside its hash tag: ``[TYPE,ID]`` as JSON."""
+    return orjson.dumps([object_type_id, group_id]).decode()
 
 
 def membership_field(object_type_id: str, group_id: str, ts: float, joined: bool) -> bytes:
@@ -159,33 +260,164 @@ def unstamped(stored: str) -> tuple[str, int | None]:
     return head, int(arrived) if arrived else None
 
 
+def _events(stored: dict[str, str], ts: float) -> Iterator[tuple]:
+    """The membership events (`history.Event`) of one person's events hash at or before `ts`."""
+    for field, value in stored.items():
+        type_id, group_id, at, joined = orjson.loads(field)
+        if at <= ts:
+            seq, arrived = unstamped(value)
+            yield type_id, group_id, at, int(seq), joined, arrived
+
+
+def _trait_entries(stored: dict[str, str]) -> list[tuple[float, int, str, Any, int | None]]:
+    """``(ts, seq, message_id, value, arrived)`` of one trait-history hash."""
+    entries = []
+    for message_id, entry in stored.items():
+        seq, _, payload = entry.partition(" ")
+        at, value, *arrived = orjson.loads(payload)  # no `arrived`: written before it existed
+        entries.append((at, int(seq), message_id, value, arrived[0] if arrived else None))
+    return entries
+
+
+def _latest(entries, ts: float, before: int | None) -> tuple | None:
+    return latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in entries), ts, before)
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _client(url: str) -> tuple[redis.Redis | _LazyCluster, str]:
+    """The redis-py client of a store URL, and where it points without any password (for messages). A cluster
+    client discovers the masters on its first command, so opening never waits for a server."""
+    if not url.startswith(CLUSTER_SCHEME):
+        parts = urlsplit(url)
+        where = f"redis://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+        try:
+            return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5), where
+        except ValueError as exc:
+            raise StoreError(f"bad Redis store url {where}: {exc}") from None
+    credentials, _, hosts = url.removeprefix(CLUSTER_SCHEME).rpartition("@")
+    username, _, password = credentials.partition(":")
+    where = CLUSTER_SCHEME + hosts
+    nodes = []
+    for hostport in hosts.split(","):
+        host, _, port = hostport.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise StoreError(f"bad Redis Cluster store url {where}: expected {CLUSTER_SCHEME}host:port[,host:port]")
+        nodes.append(ClusterNode(host, int(port)))
+    return _LazyCluster(nodes, username=username or None, password=password or None), where
+
+
+def _adjacent(others: set[str] | list[str], arrivals: dict[str, str]) -> list[tuple[str, int | None]]:
+    """``(linked key, arrived)`` pairs of one person key, in key order (every store walks links alike)."""
+    return [(other, int(arrivals[other]) if other in arrivals else None) for other in sorted(others)]
+
+
+class _LazyCluster:
+    """A `RedisCluster` made on first use (its constructor asks a node for the slot map): a cluster that is
+    down makes commands fail with StoreError, not the opening of the store. Short timeouts and one retry, so
+    an outage fails fast."""
+
+    def __init__(self, nodes: list[ClusterNode], **auth: Any) -> None:
+        self._nodes, self._auth, self._client = nodes, auth, None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:  # the client's commands, pipeline, nodes, ...
+        return getattr(self.get(), name)
+
+    def get(self) -> RedisCluster:
+        with self._lock:
+            if self._client is None:
+                self._client = RedisCluster(startup_nodes=self._nodes, decode_responses=True,
+                                            socket_connect_timeout=1, socket_timeout=2,
+                                            retry=Retry(NoBackoff(), 1), **self._auth)
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
 class RedisStore:
-    """Point-in-time membership, identity links, group trait history and activity in Redis."""
+    """Point-in-time membership, identity links, group trait history and activity in Redis (one server or a
+    cluster)."""
 
     def __init__(self, url: str, prefix: str = "gs") -> None:
         self.keys = Keys(prefix)
-        parts = urlsplit(url)
-        self._where = f"redis://{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"  # no password
-        try:
-            self.redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=5)
-        except ValueError as exc:
-            raise StoreError(f"bad Redis store url {self._where}: {exc}") from None
-        self._admit = self.redis.register_script(_ADMIT)
-        self._prune_arrivals = self.redis.register_script(_PRUNE_ARRIVALS)
-        self._prune_activity = self.redis.register_script(_PRUNE_ACTIVITY)
-        self._prune_links = self.redis.register_script(_PRUNE_LINKS)
-        self._link = self.redis.register_script(_LINK)
-        self._apply_traits = self.redis.register_script(_APPLY_TRAITS)
-        self._record_activity = self.redis.register_script(_RECORD_ACTIVITY)
-        self._mark_pending = self.redis.register_script(_MARK_PENDING)
-        self._clear_pending = self.redis.register_script(_CLEAR_PENDING)
+        self.cluster = url.startswith(CLUSTER_SCHEME)
+        self.redis, self._where = _client(url)  # on a cluster: made on first use
+        self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}
+        self._local = threading.local()  # the writes queued by the current thread's `batch`
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
             yield
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
+
+    def _send(self, commands: list[tuple]) -> list[Any]:
+        """Run `commands` (``(NAME, *args)``: a redis-py method and its arguments) as one pipeline; on a cluster,
+        one batch per master, all sent before any reply is read."""
+        try:
+            return self._pipeline(commands).execute()
+        except NoScriptError:  # a server that does not know the scripts yet (new, restarted, flushed): every
+            for script in _SCRIPTS.values():  # command here is idempotent, so the batch is sent again whole
+                self.redis.script_load(script)
+            return self._pipeline(commands).execute()
+
+    def _pipeline(self, commands: list[tuple]) -> Any:
+        client = self.redis
+        pipe = client.pipeline(transaction=False)
+        for name, *args in commands:
+            if name != "EVALSHA":
+                getattr(pipe, name.lower())(*args)
+            elif self.cluster:  # a cluster pipeline has no `evalsha`, and would ask a server for the script's keys
+                pipe.execute_command(name, *args, target_nodes=client.get_node_from_key(args[2]))
+            else:
+                pipe.execute_command(name, *args)
+        return pipe
+
+    def _script(self, name: str, keys: list[str], args: list[Any]) -> tuple:
+        return ("EVALSHA", self._sha[name], len(keys), *keys, *args)
+
+    def _read(self, commands: list[tuple]) -> list[Any]:
+        """Send `commands` (after the writes this thread has queued, so a read sees them)."""
+        with self._guard():
+            self._flush()
+            return self._send(commands)
+
+    def _write(self, *commands: tuple) -> None:
+        """Queue writes while a `batch` is open; send them now otherwise."""
+        queue = getattr(self._local, "queue", None)
+        if queue is not None:
+            queue.extend(commands)
+        else:
+            with self._guard():
+                self._send(list(commands))
+
+    def _flush(self) -> None:
+        queue = getattr(self._local, "queue", None)
+        if queue:
+            commands = queue[:]
+            queue.clear()
+            self._send(commands)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """The writes made inside go out together, as one pipeline, at the end (a read inside sends them
+        first). Nothing is sent if the block raises."""
+        if getattr(self._local, "queue", None) is not None:
+            yield
+            return
+        self._local.queue = []
+        try:
+            yield
+            with self._guard():
+                self._flush()
+        finally:
+            self._local.queue = None
 
     def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
         # two idempotent one-slot writes (the persons may live on different cluster slots)
@@ -193,78 +425,121 @@ class RedisStore:
             return
         stamp = "" if arrived is None else arrived
         at = "" if ts is None else repr(float(ts))
-        with self._guard():
-            pipe = self.redis.pipeline(transaction=False)
-            for one, two in ((key, other), (other, key)):
-                self._link(keys=[self.keys.person(one, kind) for kind in ("l", "la", "lt")], args=[two, stamp, at],
-                           client=pipe)
-            pipe.execute()
+        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la", "lt")], [two, stamp, at])
+                      for one, two in ((key, other), (other, key))))
 
     def _links(self, key: str) -> list[tuple[str, int | None]]:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.smembers(self.keys.person(key, "l"))
-        pipe.hgetall(self.keys.person(key, "la"))
-        others, arrivals = pipe.execute()
-        return [(other, int(arrivals[other]) if other in arrivals else None) for other in sorted(others)]
+        others, arrivals = self._read([("SMEMBERS", self.keys.person(key, "l")), ("HGETALL", self.keys.person(key, "la"))])
+        return _adjacent(others, arrivals)
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
-        with self._guard():
-            return linked(key, self._links, before)
+        return linked(key, self._links, before)
+
+    def _arrival_keys(self) -> list[str]:
+        return [self.keys.arrivals(kind) for kind in ("n", "ids", "t")]
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
-        keys = [self.keys.arrivals(kind) for kind in ("n", "ids", "t")]
-        with self._guard():
-            return int(self._admit(keys=keys, args=[message_id, repr(float(ts))]))
+        arrived, = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
+        return int(arrived)
+
+    def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
+               group: tuple[str, Any] | None = None, event_ts: float | None = None) -> Lookup:
+        tags = [group_tag(*group)] if group is not None and names else []
+        admitted = repr(float(ts if event_ts is None else event_ts))
+        if self.cluster:
+            return self._lookup_in_rounds(message_id, admitted, persons, ts, list(names), tags)
+        args = [self.keys.prefix, message_id, admitted, repr(float(ts)), len(names), *names, len(persons), *persons,
+                len(tags), *tags]
+        (arrival, links, events, tags, deletions, traits), = self._read([self._script("lookup", self._arrival_keys(), args)])
+        adjacency = {key: _adjacent(others, _pairs(stamps)) for key, others, stamps in links}
+        stored = {key: _pairs(flat) for (key, *_), flat in zip(links, events)}
+        groups = {tag: (deletion, [_pairs(flat) for flat in histories])
+                  for tag, deletion, histories in zip(tags, deletions, traits)}
+        return self._assemble(int(arrival), persons, adjacency, stored, groups, ts, list(names))
+
+    def _lookup_in_rounds(self, message_id: str, admitted: str, persons: list[str], ts: float, names: list[str],
+                          tags: list[str]) -> Lookup:
+        """`lookup` on a cluster: pipelined rounds, each asking for the links and events of the person keys
+        newly found and the deletions and traits of the groups newly found."""
+        keys = self.keys
+        arrival = None
+        adjacency: dict[str, list[tuple[str, int | None]]] = {}
+        stored: dict[str, dict[str, str]] = {}
+        groups: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
+        asked = list(dict.fromkeys(persons))
+        new_keys, new_tags = asked[:], list(dict.fromkeys(tags))
+        first = True
+        while first or new_keys or new_tags:
+            commands = [self._script("admit", self._arrival_keys(), [message_id, admitted])] if first else []
+            for key in new_keys:
+                commands += [("SMEMBERS", keys.person(key, "l")), ("HGETALL", keys.person(key, "la")),
+                             ("HGETALL", keys.person(key, "e"))]
+            for tag in new_tags:
+                commands += [("SMEMBERS", keys.tagged(tag, "d")), *(("HGETALL", keys.tagged(tag, "t:" + name)) for name in names)]
+            answers = iter(self._read(commands))
+            if first:
+                arrival, first = int(next(answers)), False
+            for key in new_keys:
+                others, arrivals, stored[key] = next(answers), next(answers), next(answers)
+                adjacency[key] = _adjacent(others, arrivals)
+            for tag in new_tags:
+                groups[tag] = (next(answers), [next(answers) for _ in names])
+            found = [other for key in new_keys for other, at in adjacency[key] if at is None or at < arrival]
+            new_keys = [k for k in dict.fromkeys(found) if k not in adjacency][:max(0, _LINK_LIMIT - len(adjacency))]
+            new_tags = list(dict.fromkeys(
+                group_tag(type_id, group_id) for key in stored for type_id, group_id, *_ in _events(stored[key], ts)))
+            new_tags = [tag for tag in new_tags if tag not in groups]
+        return self._assemble(arrival, persons, adjacency, stored, groups, ts, names)
+
+    def _assemble(self, arrival: int, starts: list[str], adjacency: dict[str, list[tuple[str, int | None]]],
+                  stored: dict[str, dict[str, str]], groups: dict[str, tuple[list[str], list[dict[str, str]]]],
+                  ts: float, names: list[str]) -> Lookup:
+        """The `Lookup` from what the server sent: linked keys, events, and per group tag its deletions and
+        trait histories."""
+        persons: list[str] = []
+        for start in starts:
+            persons += [k for k in linked(start, lambda k: adjacency.get(k, ()), arrival) if k not in persons]
+        events = [event for person in persons for event in _events(stored.get(person, {}), ts)]
+        deletions, traits = {}, {}
+        for tag, (deleted, histories) in groups.items():
+            group = tuple(orjson.loads(tag))
+            if deleted:
+                deletions[group] = [(float(at), stamp) for at, stamp in map(unstamped, deleted)]
+            if names:
+                found = {name: _latest(_trait_entries(history), ts, arrival) for name, history in zip(names, histories)}
+                traits[group] = {name: best[2] for name, best in found.items() if best is not None}
+        memberships = fold_memberships(events, deletions, ts, arrival) if events else []
+        return Lookup(arrival, persons, memberships, traits)
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
-        with self._guard():
-            seq = self.redis.incr(self.keys.group(object_type_id, group_id, "n"))
-            self.redis.hsetnx(self.keys.person(person, "e"), membership_field(object_type_id, group_id, ts, joined),
-                              stamped(seq, arrived))
+        counter, events = self.keys.group(object_type_id, group_id, "n"), self.keys.person(person, "e")
+        field = membership_field(object_type_id, group_id, ts, joined)
+        if not self.cluster:  # one script reaches both slots
+            self._write(self._script("record_membership", [counter, events], [field, "" if arrived is None else arrived]))
+            return
+        seq, = self._read([("INCR", counter)])  # the group's slot first, then the person's
+        self._write(("HSETNX", events, field, stamped(seq, arrived)))
 
     def record_object_deleted(self, object_type_id: str, group_id: str, ts: float, arrived: int | None = None) -> None:
-        with self._guard():
-            self.redis.sadd(self.keys.group(object_type_id, group_id, "d"), stamped(repr(float(ts)), arrived))
+        self._write(("SADD", self.keys.group(object_type_id, group_id, "d"), stamped(repr(float(ts)), arrived)))
 
     def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
-        with self._guard():
-            pipe = self.redis.pipeline(transaction=False)
-            for person in persons:
-                pipe.hgetall(self.keys.person(person, "e"))
-            events = []
-            for stored in pipe.execute():
-                for field, value in stored.items():
-                    type_id, group_id, at, joined = orjson.loads(field)
-                    if at <= ts:
-                        seq, arrived = unstamped(value)
-                        events.append((type_id, group_id, at, int(seq), joined, arrived))
-            if not events:
-                return []
-            groups = sorted({(type_id, group_id) for type_id, group_id, *_ in events})
-            pipe = self.redis.pipeline(transaction=False)
-            for type_id, group_id in groups:
-                pipe.smembers(self.keys.group(type_id, group_id, "d"))
-            deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, stored)]
-                         for group, stored in zip(groups, pipe.execute()) if stored}
+        stored = self._read([("HGETALL", self.keys.person(person, "e")) for person in persons])
+        events = [event for one in stored for event in _events(one, ts)]
+        if not events:
+            return []
+        groups = sorted({(type_id, group_id) for type_id, group_id, *_ in events})
+        found = self._read([("SMEMBERS", self.keys.group(type_id, group_id, "d")) for type_id, group_id in groups])
+        deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]
+                     for group, deleted in zip(groups, found) if deleted}
         return fold_memberships(events, deletions, ts, before)
 
     def _trait_histories(self, object_type_id: str, group_id: str,
                          names: list[str]) -> list[list[tuple[float, int, str, Any, int | None]]]:
         """Per name: ``(ts, seq, message_id, value, arrived)`` entries."""
-        with self._guard():
-            pipe = self.redis.pipeline(transaction=False)
-            for name in names:
-                pipe.hgetall(self.keys.group(object_type_id, group_id, "t:" + name))
-            out = []
-            for stored in pipe.execute():
-                entries = []
-                for message_id, entry in stored.items():
-                    seq, _, payload = entry.partition(" ")
-                    at, value, *arrived = orjson.loads(payload)  # no `arrived`: written before it existed
-                    entries.append((at, int(seq), message_id, value, arrived[0] if arrived else None))
-                out.append(entries)
-            return out
+        stored = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "t:" + name)) for name in names])
+        return [_trait_entries(one) for one in stored]
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
                      before: int | None = None) -> set[str]:
@@ -279,49 +554,46 @@ class RedisStore:
         keys = [self.keys.group(object_type_id, group_id, "n")]
         keys += [self.keys.group(object_type_id, group_id, "t:" + name) for name in traits]
         args = [message_id, *(orjson.dumps([float(ts), value, arrived]) for value in traits.values())]
-        with self._guard():
-            self._apply_traits(keys=keys, args=args)
+        self._write(self._script("apply_traits", keys, args))
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
         out = {}
         for name, entries in zip(names, self._trait_histories(object_type_id, group_id, names)):
-            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in entries), ts, before)
+            best = _latest(entries, ts, before)
             if best is not None:
                 out[name] = best[2]
         return out
 
     def record_activity(self, object_type_id: str, group_id: str, message_id: str, ts: float, values: dict[str, Any]) -> int:
         keys = [self.keys.group(object_type_id, group_id, kind) for kind in ("n", "a", "ad")]
-        with self._guard():
-            return int(self._record_activity(keys=keys, args=[message_id, repr(float(ts)), orjson.dumps([message_id, values])]))
+        seq, = self._read([self._script("record_activity", keys,
+                                        [message_id, repr(float(ts)), orjson.dumps([message_id, values])])])
+        return int(seq)
 
     def activity_since(self, object_type_id: str, group_id: str, since: float) -> list[Activity]:
-        with self._guard():
-            stored = self.redis.zrangebyscore(self.keys.group(object_type_id, group_id, "a"), since, "+inf", withscores=True)
+        stored, = self._read([("ZRANGEBYSCORE", self.keys.group(object_type_id, group_id, "a"), since, "+inf",
+                               None, None, True)])  # with scores
         out = []
         for member, at in stored:
             seq, _, entry = member.partition(" ")
             message_id, values = orjson.loads(entry)
-            out.append(Activity(at, int(seq), message_id, values))
+            out.append(Activity(float(at), int(seq), message_id, values))
         out.sort()
         return out
 
     def mark_rollup_pending(self, object_type_id: str, group_id: str, due: float, seq: int) -> None:
         keys = [self.keys.pending("due"), self.keys.pending("seq")]
-        with self._guard():
-            self._mark_pending(keys=keys, args=[orjson.dumps([object_type_id, group_id]), repr(float(due)), seq])
+        self._write(self._script("mark_pending", keys, [orjson.dumps([object_type_id, group_id]), repr(float(due)), seq]))
 
     def clear_rollup_pending(self, object_type_id: str, group_id: str, seq: int) -> None:
         keys = [self.keys.pending("due"), self.keys.pending("seq")]
-        with self._guard():
-            self._clear_pending(keys=keys, args=[orjson.dumps([object_type_id, group_id]), seq])
+        self._write(self._script("clear_pending", keys, [orjson.dumps([object_type_id, group_id]), seq]))
 
     def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
-        with self._guard():
-            due = self.redis.zrangebyscore(self.keys.pending("due"), "-inf", until, withscores=True)
-            seqs = self.redis.hmget(self.keys.pending("seq"), [member for member, _ in due]) if due else []
-        out = [(*orjson.loads(member), at, int(seq)) for (member, at), seq in zip(due, seqs) if seq is not None]
+        due, = self._read([("ZRANGEBYSCORE", self.keys.pending("due"), "-inf", until, None, None, True)])
+        seqs = self._read([("HMGET", self.keys.pending("seq"), *(member for member, _ in due))])[0] if due else []
+        out = [(*orjson.loads(member), float(at), int(seq)) for (member, at), seq in zip(due, seqs) if seq is not None]
         out.sort(key=lambda row: (row[2], row[0], row[1]))
         return out
 
@@ -385,11 +657,11 @@ class RedisStore:
         h = repr(float(horizon))
         with self._guard():
             ids, times = self.keys.arrivals("ids"), self.keys.arrivals("t")
-            while (batch := int(self._prune_arrivals(keys=[ids, times], args=[h, 1000]))) > 0:
+            while (batch := int(self._send([self._script("prune_arrivals", [ids, times], [h, 1000])])[0])) > 0:
                 removed["arrivals"] += batch
             for key in self._scan("lt", "p"):
                 base = key[:-2]
-                removed["links"] += int(self._prune_links(keys=[base + "l", base + "la", key], args=[h]))
+                removed["links"] += int(self._send([self._script("prune_links", [base + "l", base + "la", key], [h])])[0])
             for key in self._scan("e", "p"):
                 old = {}
                 for field, value in self.redis.hgetall(key).items():
@@ -405,7 +677,7 @@ class RedisStore:
                               for message_id, entry in self.redis.hgetall(key).items()]}
                 removed["traits"] += self._drop(key, old, horizon, self.redis.hdel)
             for key in self._scan("a", "g"):
-                removed["activity"] += int(self._prune_activity(keys=[key, key + "d"], args=[h]))
+                removed["activity"] += int(self._send([self._script("prune_activity", [key, key + "d"], [h])])[0])
         removed["links"] //= 2  # each way
         return removed
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from .base import Activity, Membership, StoreError
+from .base import Activity, Membership, Store, StoreError
 from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
@@ -66,7 +66,7 @@ _SIZE = {"arrivals": "messages", "links": "links", "memberships": "memberships",
          "traits": "traits", "activity": "activity", "pending": "rollups_pending"}
 
 
-class SQLiteStore:
+class SQLiteStore(Store):
     """Point-in-time membership, identity links and group trait history in one SQLite file."""
 
     def __init__(self, path: str) -> None:

@@ -7,8 +7,9 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "memory://": ("memory", "MemoryStore"),
     "sqlite:///": ("sqlite", "SQLiteStore"),
     "redis://": ("redis", "RedisStore"),
+    "redis+cluster://": ("redis", "RedisStore"),
 }
-EXPECTED = "memory:// | sqlite:///path | redis://host:port/db"
+EXPECTED = "memory:// | sqlite:///path | redis://host:port/db | redis+cluster://host:port[,host:port]"
 #: the store a door uses when neither `--store` nor `[store] url` names one: offline runs (replay, backfill)
 #: start from nothing; live ones (the service, the SDK hook, `quarantine replay --deliver`) share a file
 DEFAULTS: dict[str, str] = {"offline": "memory://", "live": "sqlite:///groupspec.db"}

@@ -1,0 +1,66 @@
+"""What one message costs in round trips to Redis: counted (not timed) with `redis_support.RoundTrips`."""
+
+from __future__ import annotations
+
+import pytest
+from groupspec.middleware import Engine
+from groupspec.middleware.config import parse_config
+from redis_support import RedisSandbox, RoundTrips, needs_redis, needs_redis_server
+
+CONFIG = parse_config({"contract": {"attach_group_traits": ["status"], "group_traits": {"status": {"type": "string"}}}})
+JOIN = {"type": "group", "userId": "u1", "groupId": "hh_a", "traits": {"status": "active"}, "messageId": "j1",
+        "timestamp": "2026-11-01T10:00:00Z"}
+
+
+def track(message_id: str, **ids: str) -> dict:
+    return {"type": "track", "event": "Order Placed", "messageId": message_id, "timestamp": "2026-11-02T10:00:00Z",
+            **ids}
+
+
+@pytest.fixture(params=[pytest.param("redis", marks=needs_redis), pytest.param("redis-cluster", marks=needs_redis_server)])
+def engine(request):
+    sandbox = RedisSandbox(request.getfixturevalue("redis_cluster")) if request.param == "redis-cluster" else RedisSandbox()
+    store = sandbox.open()
+    engine = Engine(CONFIG, store)
+    engine.kind = request.param
+    msg, = engine.run(JOIN)
+    assert not msg.quarantined
+    yield engine
+    store.close()
+    sandbox.clean()
+
+
+def cost(engine: Engine, message: dict) -> tuple[int, dict]:
+    """The round trips one message takes through the engine, and what it was forwarded as."""
+    with RoundTrips() as trips:
+        msg, = engine.run(message)
+    assert not msg.quarantined, msg.violations
+    return trips.count, msg.body
+
+
+def test_a_track_message_resolved_by_membership_costs_one_round_trip_on_a_single_redis(engine):
+    if engine.kind != "redis":
+        pytest.skip("a single Redis")
+    trips, body = cost(engine, track("t1", userId="u1"))
+    assert body["context"]["groupId"] == "hh_a" and body["context"]["groupspec"]["group_traits"] == {"status": "active"}
+    assert trips == 1  # admit, identities, memberships, deletions and the traits snapshot: one script
+
+
+def test_what_a_message_teaches_is_written_in_one_more_round_trip(engine):
+    if engine.kind != "redis":
+        pytest.skip("a single Redis")
+    trips, body = cost(engine, track("t2", userId="u1", anonymousId="anon"))  # links the two ids
+    assert body["context"]["groupId"] == "hh_a" and trips == 2
+    trips, _ = cost(engine, {**JOIN, "messageId": "j2", "groupId": "hh_b", "traits": {"status": "new"}})
+    assert trips == 3  # the lookup, the stale-trait check, then the membership and the traits in one pipeline
+
+
+def test_a_track_message_resolved_by_membership_costs_two_rounds_on_a_cluster(engine):
+    if engine.kind != "redis-cluster":
+        pytest.skip("a Redis Cluster")
+    engine.store.admit("warm-up")  # the cluster client learns the slot map on its first command
+    trips, body = cost(engine, track("t1", userId="u1"))
+    assert body["context"]["groupId"] == "hh_a" and body["context"]["groupspec"]["group_traits"] == {"status": "active"}
+    assert trips == 2  # the arrival number, links and events; then the group's deletions and traits
+    trips, body = cost(engine, track("t3", userId="nobody"))
+    assert "groupId" not in body["context"] and trips == 1
