@@ -17,6 +17,8 @@ from groupspec.middleware.stores import StoreError, open_store
 from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.sender import SendHeld, SharedTokenBucket, TokenBucket, rate_limiter
 from groupspec.plugin.sender.shared_ratelimit import LimitUnavailable
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.crc import key_slot
 from redis_support import REDIS_URL, RedisSandbox, needs_redis, sandbox_url
 
@@ -174,3 +176,22 @@ def test_the_worker_holds_delivery_while_the_limit_is_unreachable_shows_it_and_r
     assert stopping.shown and "shared rate limit in Redis does not answer" in stopping.shown[0]  # /health: 503
     assert worker.problem is None  # delivered once Redis answered
     assert len(cio) == len(outcome.ops) > 0
+
+
+@needs_redis
+@settings(max_examples=25, deadline=None)
+@given(rate=st.floats(5, 500), capacity=st.integers(1, 5), turns=st.lists(st.integers(0, 2), min_size=2, max_size=40))
+def test_however_clients_interleave_no_window_holds_more_than_the_rate_and_the_burst(rate, capacity, turns):
+    sandbox = RedisSandbox()
+    clients = [redis.Redis.from_url(REDIS_URL) for _ in range(3)]
+    buckets = [SharedTokenBucket(c, f"{sandbox.prefix}{{limits}}:customerio", rate, capacity=capacity,
+                                 sleep=lambda s: None) for c in clients]
+    try:
+        slots = sorted(sum(buckets[turn].take()) for turn in turns)
+    finally:
+        for client in clients:
+            client.close()
+        sandbox.clean()
+    for i in range(len(slots)):
+        for j in range(i + capacity, len(slots)):  # j - i + 1 tokens in [slots[i], slots[j]]: capacity free
+            assert slots[j] - slots[i] >= (j - i + 1 - capacity) / rate - 1e-5  # microsecond rounding
