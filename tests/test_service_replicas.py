@@ -32,9 +32,9 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from rate_support import most_in_one_second
 from redis_support import RedisSandbox, needs_redis, sandbox_url
 from service_harness import WRITE_KEYS, ServiceProcess, metrics, track_id, wait_for, write_config
-from test_shared_limits import most_in_one_second
 
 RATE_LIMIT = 15  # requests/s to Customer.io for all replicas together
 BURST = 1  # the shared bucket's capacity

@@ -19,21 +19,11 @@ from groupspec.plugin.sender import SendHeld, SharedTokenBucket, TokenBucket, ra
 from groupspec.plugin.sender.shared_ratelimit import LimitUnavailable
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rate_support import most_in_one_second
 from redis.crc import key_slot
 from redis_support import REDIS_URL, RedisSandbox, needs_redis, sandbox_url
 
 RATE, BURST = 50.0, 1.0
-
-
-def most_in_one_second(times: list[float]) -> int:
-    """The most of `times` falling in any window [t, t + 1 s)."""
-    times = sorted(times)
-    best, start = 0, 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def _take_tokens(url: str, count: int) -> list[float]:
