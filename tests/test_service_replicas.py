@@ -18,7 +18,8 @@ Checked afterwards:
 - every delivered operation (the event's `group_id` and group traits, the object's relationships) equals the
   one-process replay's operation for the same message;
 - the stand-in never saw more than `rate_limit` + the bucket's burst (1) requests in any 1-second window,
-  across all three replicas (each replica alone would allow `rate_limit`: three times that together).
+  across all three replicas, give or take one request delayed on its way (each replica alone would allow
+  `rate_limit`: three times that together), and no more than the limit over the whole run.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from service_harness import WRITE_KEYS, ServiceProcess, metrics, track_id, wait_
 
 RATE_LIMIT = 15  # requests/s to Customer.io for all replicas together
 BURST = 1  # the shared bucket's capacity
+JITTER = 1  # requests: a request delayed on its way by up to a slot (1/RATE_LIMIT) can share a window with the next
 BATCH_SIZE = 4  # operations per request: the stream needs about 120 requests, 8 s at the limit
 HOUSEHOLDS, MEMBERS = 30, 3
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=timezone.utc)
@@ -165,12 +167,13 @@ def test_three_replicas_with_a_kill_9_deliver_everything_as_one_process_would_wi
         posts = batches(tracks)
         for body in posts[:len(posts) // 2]:
             replicas.post(body)
-        victim = replicas.services[1]
-        assert metrics(victim.url)["groupspec_spool_depth"] > 0  # it has accepted tracks it has not delivered
-        replicas.kill(1)
+        depths = [metrics(service.url)["groupspec_spool_depth"] for service in replicas.services]
+        victim = depths.index(max(depths))
+        assert depths[victim] > 0, depths  # it has accepted tracks it has not delivered
+        replicas.kill(victim)
         for body in posts[len(posts) // 2:len(posts) * 3 // 4]:
             replicas.post(body)  # the other two take these
-        replicas.restart(1)  # on the same spool: it resumes what it had accepted
+        replicas.restart(victim)  # on the same spool: it resumes what it had accepted
         for body in posts[len(posts) * 3 // 4:]:
             replicas.post(body)
         wait_for(replicas.drained, timeout=60, interval=0.2)
@@ -192,6 +195,11 @@ def test_three_replicas_with_a_kill_9_deliver_everything_as_one_process_would_wi
     assert {op["attributes"].get("group_traits", {}).get("plan") for op in events} == {"basic", "pro"}
     assert all("group_id" in op["attributes"] for op in events)
 
-    sent = [r.at for r in cio.requests if r.path == "/api/v2/batch"]
+    sent = sorted(r.at for r in cio.requests if r.path == "/api/v2/batch")
     assert len(sent) >= len(answered) / BATCH_SIZE  # the limit held back real demand
-    assert most_in_one_second(sent) <= RATE_LIMIT + BURST
+    # the bucket spaces the requests' slots; over the whole run they went out no faster than the limit allows ...
+    assert sent[-1] - sent[0] >= (len(sent) - BURST) / RATE_LIMIT - 0.05, (len(sent), sent[-1] - sent[0])
+    # ... and in any second at most `rate_limit` + the burst, give or take one request: a request that reaches
+    # the stand-in late (a replica descheduled after its wait; the stand-in's threads) shares a window with the
+    # next one, on time. Without the shared bucket three replicas send about three times as many.
+    assert most_in_one_second(sent) <= RATE_LIMIT + BURST + JITTER, most_in_one_second(sent)
