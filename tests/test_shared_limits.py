@@ -16,7 +16,7 @@ from groupspec.middleware.config import CustomerIO
 from groupspec.middleware.stores import StoreError, open_store
 from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.sender import SendHeld, SharedTokenBucket, TokenBucket, rate_limiter
-from groupspec.plugin.sender.shared_ratelimit import LimitUnavailable
+from groupspec.plugin.sender.ratelimit import LimitUnavailable
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rate_support import most_in_one_second
@@ -185,3 +185,25 @@ def test_however_clients_interleave_no_window_holds_more_than_the_rate_and_the_b
     for i in range(len(slots)):
         for j in range(i + capacity, len(slots)):  # j - i + 1 tokens in [slots[i], slots[j]]: capacity free
             assert slots[j] - slots[i] >= (j - i + 1 - capacity) / rate - 1e-5  # microsecond rounding
+
+
+class _StopDuringWait(threading.Event):
+    """A stop that arrives while the worker waits."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.set()
+        return True
+
+
+def test_a_stop_abandons_a_send_waiting_for_its_turn_instead_of_hurrying_it(tmp_path):
+    from freshness_support import worker_over
+
+    clock, holder = FakeClock(), []
+    bucket = TokenBucket(1.0, clock=clock, sleep=lambda seconds: holder[0].hold(seconds))  # child.py: sleep=hold
+    worker, cio = worker_over(tmp_path, bucket=bucket, stopping=_StopDuringWait(), batch_size=2)
+    holder.append(worker)
+    outcome = worker.process(worker.spool.take(0, 10))
+    assert len(outcome.ops) == 4
+    assert worker.deliver(outcome) is False  # stopping: the chunk stays spooled for the next start
+    assert len(cio) == 2  # the first batch had its turn; the second never went out early
+    assert worker.problem is None

@@ -22,7 +22,7 @@ from groupspec.middleware.config import Config, CustomerIO
 from ..sender import (Batch, BatchSender, DeadLetterFile, SendFailed, SendHeld, SendReport, SharedTokenBucket, TokenBucket,
                       json_client)
 from ..sender.sender import FORBIDDEN, Accepted, DeadLetter, describe
-from ..sender.shared_ratelimit import LimitUnavailable
+from ..sender.ratelimit import LimitUnavailable
 from .batching import plan
 
 

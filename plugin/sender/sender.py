@@ -14,9 +14,9 @@ import httpx
 from groupspec.middleware.config import Sending
 
 from .batch import Batch, Unsendable
-from .ratelimit import TokenBucket
+from .ratelimit import LimitUnavailable, TokenBucket
 from .report import SendFailed, SendHeld, SendReport, Unauthorized
-from .shared_ratelimit import LimitUnavailable, SharedTokenBucket
+from .shared_ratelimit import SharedTokenBucket
 from .retry import backoff, retry_after, retryable
 
 log = logging.getLogger("groupspec.sender")

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from .ratelimit import TokenBucket
+from .ratelimit import LimitUnavailable, TokenBucket
 
 #: store URL schemes whose store is one Redis (or Redis Cluster) that every replica shares: their senders
 #: share their rate limits. The one place that decides it (the schemes are registered in stores/urls.py).
@@ -40,10 +40,6 @@ if tokens < 0 then wait = -tokens / rate end
 redis.call('PEXPIRE', KEYS[1], math.ceil((wait + capacity / rate) * 1000) + 1000)
 return {string.format('%.6f', now), string.format('%.6f', wait)}
 """
-
-
-class LimitUnavailable(Exception):
-    """The shared rate limit cannot be read (Redis does not answer): nothing may be sent."""
 
 
 class SharedTokenBucket:

@@ -68,10 +68,13 @@ def main() -> int:
     def pause(seconds: float) -> None:  # the senders wait through the worker, which shows a throttled wait
         worker.pause(seconds)
 
+    def hold(seconds: float) -> None:  # a turn in the rate limit, never cut short by a stop
+        worker.hold(seconds)
+
     store = open_store(config.store_url("live"))
     if config.customerio_configured:
         bucket = rate_limiter(config.store_url("live"), store, "customerio", config.customerio.rate_limit,
-                              clock=time.monotonic, sleep=pause)  # shared by the replicas on a Redis store
+                              clock=time.monotonic, sleep=hold)  # shared by the replicas on a Redis store
         delivery = Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add,
                                         sleep=pause, bucket=bucket)
     if config.upstream.url is not None:

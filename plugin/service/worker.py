@@ -25,6 +25,7 @@ from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery
 from ..sender import SendFailed, SendHeld, SendReport, Unauthorized
+from ..sender.ratelimit import LimitUnavailable
 from .freshness import group_op_times
 from .metrics import DeliveryStats
 from .spool import Entry, SpoolQueue
@@ -143,6 +144,8 @@ class Worker:
                     bodies = self._send(self.upstream.send, bodies, self._count_upstream)
                 self.problem = None
             except SendFailed as exc:
+                if self.stopping.is_set():  # abandoned for the stop (`hold`): what is left stays spooled
+                    return False
                 failures += 1
                 self.problem = str(exc) if isinstance(exc, (Unauthorized, SendHeld)) else None
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
@@ -201,6 +204,12 @@ class Worker:
         if self._throttled():
             self._publish()
         self.stopping.wait(seconds)
+
+    def hold(self, seconds: float) -> None:
+        """The rate limit's sleep: a stop abandons the send rather than hurrying it past the limit (the rest of
+        the chunk stays spooled for the next start)."""
+        if self.stopping.wait(seconds):
+            raise LimitUnavailable("the service is stopping")
 
     def _throttled(self) -> bool:
         """A destination asked to wait (429, `Retry-After`) and the wait is not over."""
