@@ -34,7 +34,7 @@ import httpx
 import orjson
 import pytest
 from rate_support import most_in_one_second
-from redis_support import RedisSandbox, needs_redis, sandbox_url
+from redis_support import REDIS_URL, RedisSandbox, needs_redis, sandbox_url
 from service_harness import WRITE_KEYS, ServiceProcess, metrics, track_id, wait_for, write_config
 
 RATE_LIMIT = 15  # requests/s to Customer.io for all replicas together
@@ -78,11 +78,11 @@ def batches(messages: list[dict], size: int = 10) -> list[dict]:
     return [{"batch": messages[i:i + size]} for i in range(0, len(messages), size)]
 
 
-@pytest.fixture
-def shared_store() -> Iterator[str]:
-    """The store URL every replica shares: single Redis under a throw-away namespace (a Redis Cluster URL
-    works the same way)."""
-    sandbox = RedisSandbox()
+@pytest.fixture(params=[pytest.param("redis", marks=needs_redis), "cluster"])
+def shared_store(request) -> Iterator[str]:
+    """The store URL every replica shares, under a throw-away namespace: one Redis, or the session's local
+    three-master Redis Cluster."""
+    sandbox = RedisSandbox(REDIS_URL if request.param == "redis" else request.getfixturevalue("redis_cluster"))
     yield sandbox_url(sandbox)
     sandbox.clean()
 
@@ -154,7 +154,6 @@ def canonical(op: dict) -> bytes:
     return orjson.dumps(op, option=orjson.OPT_SORT_KEYS)
 
 
-@needs_redis
 def test_three_replicas_with_a_kill_9_deliver_everything_as_one_process_would_within_one_rate_limit(
         tmp_path, cio, shared_store):
     setup, changes, tracks = stream()

@@ -13,10 +13,12 @@ and the service retries, showing the problem in `/health`.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 import redis
+from redis.exceptions import NoScriptError, RedisClusterException
 
 from .ratelimit import LimitUnavailable, TokenBucket
 
@@ -40,6 +42,7 @@ if tokens < 0 then wait = -tokens / rate end
 redis.call('PEXPIRE', KEYS[1], math.ceil((wait + capacity / rate) * 1000) + 1000)
 return {string.format('%.6f', now), string.format('%.6f', wait)}
 """
+_TAKE_SHA = hashlib.sha1(_TAKE.encode()).hexdigest()
 
 
 class SharedTokenBucket:
@@ -55,7 +58,7 @@ class SharedTokenBucket:
         self.rate = rate
         self.capacity = capacity
         self._sleep = sleep
-        self._take = client.register_script(_TAKE)
+        self._client = client  # a store's: a cluster client connects on its first command, not here
 
     def acquire(self) -> float:
         """Take one token, waiting for it when the bucket is empty; `LimitUnavailable` when Redis does not answer."""
@@ -66,9 +69,13 @@ class SharedTokenBucket:
 
     def take(self) -> tuple[float, float]:
         """Take one token without waiting: (Redis time, seconds until it may be used)."""
+        args = [self.key, repr(float(self.rate)), repr(float(self.capacity))]
         try:
-            now, wait = self._take(keys=[self.key], args=[repr(float(self.rate)), repr(float(self.capacity))])
-        except redis.RedisError as exc:
+            try:
+                now, wait = self._client.evalsha(_TAKE_SHA, 1, *args)
+            except NoScriptError:  # the first time on this server (or after a SCRIPT FLUSH)
+                now, wait = self._client.eval(_TAKE, 1, *args)
+        except (redis.RedisError, RedisClusterException) as exc:
             raise LimitUnavailable(f"the shared rate limit in Redis does not answer ({type(exc).__name__}: {exc})") \
                 from None
         return float(now), float(wait)
