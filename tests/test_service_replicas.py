@@ -101,8 +101,13 @@ class Replicas:
             config.write_text(config.read_text().replace("[contract]\n", '[contract]\nattach_group_traits = ["plan"]\n'))
             self.configs.append(config)
             self.logs.append(folder / "serve.log")
-        self.services: list[ServiceProcess | None] = [ServiceProcess(c, log, group=True)
-                                                      for c, log in zip(self.configs, self.logs)]
+        self.services: list[ServiceProcess | None] = []
+        try:
+            for config, log in zip(self.configs, self.logs):
+                self.services.append(ServiceProcess(config, log, group=True))
+        except BaseException:
+            self.stop()
+            raise
         self.turn = 0
         self.answered: list[dict] = []  # messages answered 200
 
