@@ -1,12 +1,16 @@
 """Benchmark: `groupspec serve` under load on loopback, delivering to a counting stand-in for Customer.io.
 
     python bench/serve_load.py [--seconds 30] [--connections 4] [--batch 100] [--rate REQUESTS_PER_S]
+                               [--replicas 3] [--redis redis://127.0.0.1:6379/0] [--rate-limit 1000]
 
-Starts a minimal Customer.io stand-in (a child process that answers 200 and counts operations) and
-`groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts `/v1/batch`
-requests of `--batch` messages from `--connections` concurrent connections for `--seconds`. Prints accepted
-messages/s, p50/p99 request latency, and delivered messages/s (during the load, and until the spool drained,
-waiting at most `--drain` seconds). Everything stops by itself. `--before REV` first runs this benchmark as it
+Starts a minimal Customer.io stand-in (a child process that answers 200 and counts operations and requests per
+second) and `groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts
+`/v1/batch` requests of `--batch` messages from `--connections` concurrent connections for `--seconds`. Prints
+accepted messages/s, p50/p99 request latency, delivered messages/s (during the load, and until the spool
+drained, waiting at most `--drain` seconds) and Customer.io requests/s against `--rate-limit`. With
+`--replicas N` (N > 1) it runs twice in one run, on a Redis store (`--redis`, under a throw-away key prefix
+deleted afterwards): one instance, then N replicas sharing the store and its Customer.io rate limit, the
+connections spread across them. Everything stops by itself. `--before REV` first runs this benchmark as it
 was at git revision REV against that revision's code (`bench/revision.py`): before and after in one run.
 """
 
@@ -40,8 +44,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _standin(port: int, counter) -> None:
-    """Customer.io stand-in: 200 to every batch, operations counted in a shared integer."""
+def _standin(port: int, counter, per_second) -> None:
+    """Customer.io stand-in: 200 to every batch, operations counted in a shared integer, requests per wall-clock
+    second in a shared array (index: seconds since the stand-in started)."""
+    began = int(time.time())
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -52,6 +58,7 @@ def _standin(port: int, counter) -> None:
             n = len(orjson.loads(body)["batch"])
             with counter.get_lock():
                 counter.value += n
+                per_second[min(len(per_second) - 1, int(time.time()) - began)] += 1
             self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
@@ -64,7 +71,7 @@ def _standin(port: int, counter) -> None:
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
 
 
-def _config(work: Path, cio_port: int, rate_limit: float) -> Path:
+def _config(work: Path, cio_port: int, rate_limit: float, store: str) -> Path:
     path = work / "groupspec.toml"
     path.write_text(f"""
 [contract]
@@ -81,7 +88,7 @@ batch_size = 100
 rate_limit = {rate_limit}
 dead_letter = "{work / 'dead-letter.jsonl'}"
 [store]
-url = "sqlite:///{work / 'store.db'}"
+url = "{store}"
 [quarantine]
 path = "{work / 'quarantine.jsonl'}"
 [service]
@@ -113,18 +120,19 @@ def _templates(batch: int, count: int = 50, people: int = 20_000, seed: int = 7)
     return out
 
 
-async def _load(url: str, templates: list[bytes], seconds: float, connections: int, rate: float):
+async def _load(urls: list[str], templates: list[bytes], seconds: float, connections: int, rate: float):
     """Closed loop (each connection posts again as soon as answered) or, with `rate`, requests sent on a fixed
-    schedule of `rate` per second, their latency counted from the scheduled time (no coordinated omission)."""
+    schedule of `rate` per second, their latency counted from the scheduled time (no coordinated omission).
+    Connection i posts to `urls[i % len(urls)]`."""
     latencies: list[float] = []
     failures = 0
     counter = iter(range(10**12))
     start = time.perf_counter()
     deadline = start + seconds
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(base_url=url, auth=(WRITE_KEY, ""), limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(auth=(WRITE_KEY, ""), limits=limits, timeout=30) as client:
 
-        async def one_connection() -> None:
+        async def one_connection(url: str) -> None:
             nonlocal failures
             headers = {"Content-Type": "application/json"}
             while time.perf_counter() < deadline:
@@ -136,13 +144,13 @@ async def _load(url: str, templates: list[bytes], seconds: float, connections: i
                     if began >= deadline:
                         return
                     await asyncio.sleep(max(0.0, began - time.perf_counter()))
-                response = await client.post("/v1/batch", content=body, headers=headers)
+                response = await client.post(url + "/v1/batch", content=body, headers=headers)
                 if response.status_code == 200:
                     latencies.append(time.perf_counter() - began)
                 else:
                     failures += 1
 
-        await asyncio.gather(*(one_connection() for _ in range(connections)))
+        await asyncio.gather(*(one_connection(urls[i % len(urls)]) for i in range(connections)))
         elapsed = time.perf_counter() - start
     return latencies, failures, elapsed
 
@@ -150,6 +158,86 @@ async def _load(url: str, templates: list[bytes], seconds: float, connections: i
 def _depth(url: str) -> int:
     text = httpx.get(url + "/metrics", timeout=10).text
     return int(float(re.search(r"^groupspec_spool_depth (\S+)$", text, re.M).group(1)))
+
+
+def _run(args: argparse.Namespace, replicas: int, store: str | None) -> dict[str, float]:
+    """One measurement: `replicas` services (each with its own spool) on `store` (None: SQLite of its own)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        delivered = multiprocessing.Value("q", 0)
+        per_second = multiprocessing.Array("q", 3600)
+        cio_port = _free_port()
+        cio = multiprocessing.Process(target=_standin, args=(cio_port, delivered, per_second), daemon=True)
+        cio.start()
+        services, urls, logs = [], [], []
+        try:
+            for i in range(replicas):
+                folder = work / f"replica{i}"
+                folder.mkdir()
+                config = _config(folder, cio_port, args.rate_limit, store or f"sqlite:///{folder / 'store.db'}")
+                port = _free_port()
+                logs.append((folder / "service.log").open("wb"))
+                services.append(subprocess.Popen(
+                    [sys.executable, "-m", "groupspec.plugin.cli", "serve", "--config", str(config), "--port",
+                     str(port)], stdout=logs[-1], stderr=subprocess.STDOUT))
+                urls.append(f"http://127.0.0.1:{port}")
+            for url in urls:
+                for _ in range(200):
+                    try:
+                        if httpx.get(url + "/health", timeout=1).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        time.sleep(0.1)
+            templates = _templates(args.batch)
+            latencies, failures, elapsed = asyncio.run(
+                _load(urls, templates, args.seconds, args.connections, args.rate))
+            delivered_in_load = delivered.value
+            depth_at_end = sum(map(_depth, urls))
+            drain_began = time.perf_counter()
+            while sum(map(_depth, urls)) > 0 and time.perf_counter() - drain_began < args.drain:
+                time.sleep(0.25)
+            drain = time.perf_counter() - drain_began
+            depth_after = sum(map(_depth, urls))
+            delivered_total = delivered.value
+            counts = [n for n in per_second[:] if n]
+        finally:
+            for service in services:
+                service.send_signal(signal.SIGTERM)
+            for service in services:
+                try:
+                    service.wait(30)
+                except subprocess.TimeoutExpired:
+                    service.kill()
+            cio.terminate()
+            for log in logs:
+                log.close()
+    latencies.sort()
+    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
+    full = counts[1:-1] or counts  # whole seconds only: the first and last are partial
+    return {"replicas": replicas, "elapsed": elapsed, "accepted": len(latencies) * args.batch,
+            "requests": len(latencies), "failures": failures, "p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0),
+            "delivered_in_load": delivered_in_load, "depth_at_end": depth_at_end, "drain": drain,
+            "depth_after": depth_after, "delivered_total": delivered_total,
+            "cio_requests": sum(counts), "cio_mean": sum(full) / len(full) if full else 0.0,
+            "cio_peak": max(full, default=0)}
+
+
+def _print(r: dict[str, float], args: argparse.Namespace, store: str) -> None:
+    elapsed, accepted = r["elapsed"], r["accepted"]
+    pacing = f"{args.rate:g} requests/s scheduled" if args.rate else "closed loop"
+    print(f"== {r['replicas']} instance(s), {store} store: {args.connections} connections, {pacing}, /v1/batch of "
+          f"{args.batch} messages, {elapsed:.1f} s, {os.cpu_count()} cores")
+    print(f"accepted: {accepted:,} messages = {accepted / elapsed:,.0f} messages/s "
+          f"({r['requests'] / elapsed:,.0f} requests/s, {r['failures']} failed)")
+    print(f"request latency: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms")
+    print(f"delivered during the load: {r['delivered_in_load']:,} operations = {r['delivered_in_load'] / elapsed:,.0f}"
+          f" /s; spool depth at the end of the load: {r['depth_at_end']:,} messages")
+    depth_after = r["depth_after"]
+    print(f"delivered in all: {r['delivered_total']:,} operations, {elapsed + r['drain']:.1f} s until the spool "
+          f"{'drained' if depth_after == 0 else f'still held {depth_after:,} (gave up waiting)'} = "
+          f"{r['delivered_total'] / (elapsed + r['drain']):,.0f} /s")
+    print(f"Customer.io requests: {r['cio_requests']:,}, {r['cio_mean']:.1f}/s on average and at most "
+          f"{r['cio_peak']} in one second, all instances together (rate_limit = {args.rate_limit:g})")
 
 
 def main() -> int:
@@ -162,6 +250,9 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=60, help="most seconds to wait for the spool to drain")
     parser.add_argument("--rate-limit", type=float, default=1000,
                         help="[customerio] rate_limit, requests/s (Customer.io documents 1000)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="also run N replicas on one Redis store, after one instance on the same store")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the Redis for --replicas")
     parser.add_argument("--before", metavar="REV", help="also run the benchmark of this git revision, first")
     args = parser.parse_args()
     if args.before:
@@ -174,58 +265,31 @@ def main() -> int:
             print(run(tree, "bench/serve_load.py", *passed), end="")
         print("--- after (this tree)")
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        delivered = multiprocessing.Value("q", 0)
-        cio_port, port = _free_port(), _free_port()
-        cio = multiprocessing.Process(target=_standin, args=(cio_port, delivered), daemon=True)
-        cio.start()
-        config = _config(work, cio_port, args.rate_limit)
-        log = (work / "service.log").open("wb")
-        service = subprocess.Popen([sys.executable, "-m", "groupspec.plugin.cli", "serve", "--config", str(config),
-                                    "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-            templates = _templates(args.batch)
-            latencies, failures, elapsed = asyncio.run(
-                _load(url, templates, args.seconds, args.connections, args.rate))
-            delivered_in_load = delivered.value
-            depth_at_end = _depth(url)
-            drain_began = time.perf_counter()
-            while _depth(url) > 0 and time.perf_counter() - drain_began < args.drain:
-                time.sleep(0.25)
-            drain = time.perf_counter() - drain_began
-            depth_after = _depth(url)
-            delivered_total = delivered.value
-        finally:
-            service.send_signal(signal.SIGTERM)
-            try:
-                service.wait(30)
-            except subprocess.TimeoutExpired:
-                service.kill()
-            cio.terminate()
-            log.close()
+    if args.replicas <= 1:
+        _print(_run(args, 1, None), args, "SQLite")
+        return 0
+    import redis
 
-    accepted = len(latencies) * args.batch
-    latencies.sort()
-    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
-    pacing = f"{args.rate:g} requests/s scheduled" if args.rate else "closed loop"
-    print(f"load: {args.connections} connections, {pacing}, /v1/batch of {args.batch} messages, {elapsed:.1f} s, "
-          f"{os.cpu_count()} cores")
-    print(f"accepted: {accepted:,} messages = {accepted / elapsed:,.0f} messages/s "
-          f"({len(latencies) / elapsed:,.0f} requests/s, {failures} failed)")
-    print(f"request latency: p50 {pct(0.50):.1f} ms, p99 {pct(0.99):.1f} ms, max {pct(1.0):.1f} ms")
-    print(f"delivered during the load: {delivered_in_load:,} operations = {delivered_in_load / elapsed:,.0f} /s; "
-          f"spool depth at the end of the load: {depth_at_end:,} messages")
-    print(f"delivered in all: {delivered_total:,} operations, {elapsed + drain:.1f} s until the spool "
-          f"{'drained' if depth_after == 0 else f'still held {depth_after:,} (gave up waiting)'} = "
-          f"{delivered_total / (elapsed + drain):,.0f} /s")
+    prefix = f"gsbench-{os.getpid()}-{random.randrange(1 << 30):x}:"
+    client = redis.Redis.from_url(args.redis)
+    try:
+        single = _run(args, 1, f"{args.redis}?prefix={prefix}1:")
+        _print(single, args, "Redis")
+        several = _run(args, args.replicas, f"{args.redis}?prefix={prefix}{args.replicas}:")
+        _print(several, args, "Redis")
+    finally:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for start in range(0, len(keys), 1000):
+            client.delete(*keys[start:start + 1000])
+        client.close()
+    rate = lambda r, key, seconds: r[key] / seconds(r)
+    load = lambda r: r["elapsed"]
+    whole = lambda r: r["elapsed"] + r["drain"]
+    print(f"== {args.replicas} replicas / 1 instance, measured in this run: accepted messages/s "
+          f"x{rate(several, 'accepted', load) / rate(single, 'accepted', load):.2f}, p50 x{several['p50'] / single['p50']:.2f}, "
+          f"p99 x{several['p99'] / single['p99']:.2f}, delivered operations/s "
+          f"x{rate(several, 'delivered_total', whole) / rate(single, 'delivered_total', whole):.2f}, "
+          f"Customer.io requests/s x{several['cio_mean'] / max(single['cio_mean'], 1e-9):.2f}")
     return 0
 
 

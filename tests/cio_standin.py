@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import socket
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class Request:
     ops: int  # operations in the body (0 when unreadable)
     size: int  # body bytes after gzip decoding
     gzip: bool
+    at: float = 0.0  # time.monotonic() when the request had arrived (its body read)
 
 
 @dataclass
@@ -246,12 +248,13 @@ class CioStandin:
         gzipped = handler.headers.get("Content-Encoding", "").lower() == "gzip"
         headers: dict[str, str] = {}
         accepted: list[dict[str, Any]] = []
-        body, ops = b"", 0
+        body, ops, arrived = b"", 0, time.monotonic()
         if not length.isdigit() or int(length) > _READ_CAP:
             handler.close_connection = True
             status, payload = 411, _error("length_required", "a Content-Length of at most 16 MB is required")
         else:
             body, data, problem = _decode(handler.rfile.read(int(length)), gzipped, path)
+            arrived = time.monotonic()
             ops = len(data["batch"]) if _is_batch(data) else int(path == "/api/v2/entity" and data is not None)
             fault = self._next_fault()
             if fault and fault.hang:
@@ -266,7 +269,7 @@ class CioStandin:
                 status, payload, accepted = self._route(method, path, data, problem)
         with self._lock:  # recorded before answering: a client that has its answer sees the record
             self._accepted.extend(accepted)
-            self._requests.append(Request(method, path, status, ops, len(body), gzipped))
+            self._requests.append(Request(method, path, status, ops, len(body), gzipped, arrived))
         self._answer(handler, status, payload, headers)
 
     def _authorized(self, header: str) -> bool:

@@ -204,3 +204,8 @@ class RedisSandbox:
                 pass  # a master a test stopped
             finally:
                 client.close()
+
+
+def sandbox_url(sandbox: RedisSandbox) -> str:
+    """The store URL of `sandbox`'s namespace (`?prefix=`), for a service or a process the test starts."""
+    return f"{sandbox.url}?prefix={sandbox.prefix}"

@@ -132,15 +132,18 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """`groupspec serve` as a child process; its JSON logs go to `log_path`."""
+    """`groupspec serve` as a child process; its JSON logs go to `log_path`. With `group`, it leads a process
+    group of its own (with its delivery process) that `kill_group` kills at once."""
 
-    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, config_path: Path, log_path: Path, env: dict[str, str] | None = None, *,
+                 port: int | None = None, group: bool = False) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "groupspec.plugin.cli", "serve", "--config", str(config_path),
-             "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+             "--port", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+            start_new_session=group)
         wait_for(self._up, 20)
 
     def _up(self) -> bool:
@@ -157,6 +160,12 @@ class ServiceProcess:
     def kill(self) -> None:
         """kill -9: no shutdown of any kind."""
         self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self.log.close()
+
+    def kill_group(self) -> None:
+        """kill -9 of the service and its delivery process together (a machine or container dying)."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
         self.log.close()
 

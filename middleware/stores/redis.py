@@ -38,7 +38,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis
@@ -287,6 +287,18 @@ def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2]))
 
 
+def split_prefix(url: str) -> tuple[str, str]:
+    """(the URL without its `prefix` query parameter, the key prefix it names or ``gs``): several deployments
+    (or tests) can share one Redis under their own namespaces, `redis://host:6379/0?prefix=acme:`."""
+    if "?" not in url:
+        return url, "gs"
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), prefixes[-1] if prefixes else "gs"
+
+
 def _client(url: str) -> tuple[redis.Redis | _LazyCluster, str]:
     """The redis-py client of a store URL, and where it points without any password (for messages). A cluster
     client discovers the masters on its first command, so opening never waits for a server."""
@@ -343,8 +355,13 @@ class RedisStore:
     """Point-in-time membership, identity links, group trait history and activity in Redis (one server or a
     cluster)."""
 
-    def __init__(self, url: str, prefix: str = "gs") -> None:
-        self.keys = Keys(prefix)
+    def __init__(self, url: str, prefix: str | None = None) -> None:
+        """`prefix` (else the URL's `?prefix=`, else ``gs``) is the namespace of every key."""
+        url, named = split_prefix(url)
+        try:
+            self.keys = Keys(prefix if prefix is not None else named)
+        except ValueError as exc:
+            raise StoreError(f"bad Redis store url: {exc}") from None
         self.cluster = url.startswith(CLUSTER_SCHEME)
         self.redis, self._where = _client(url)  # on a cluster: made on first use
         self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}

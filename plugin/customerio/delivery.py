@@ -19,21 +19,25 @@ import httpx
 import orjson
 from groupspec.middleware.config import Config, CustomerIO
 
-from ..sender import Batch, BatchSender, DeadLetterFile, SendFailed, SendReport, TokenBucket, json_client
-from ..sender.sender import FORBIDDEN, DeadLetter, describe
+from ..sender import (Batch, BatchSender, DeadLetterFile, SendFailed, SendHeld, SendReport, SharedTokenBucket, TokenBucket,
+                      json_client)
+from ..sender.sender import FORBIDDEN, Accepted, DeadLetter, describe
+from ..sender.ratelimit import LimitUnavailable
 from .batching import plan
 
 
 class Delivery:
-    """A Track API v2 client over one kept-alive httpx connection pool (`transport` replaces the network).
+    """A Track API v2 client over one kept-alive httpx connection pool (`transport` replaces the network;
+    `bucket` replaces this process's own bucket of `settings.rate_limit`, e.g. by one shared with other replicas).
     Use one sender per instance: concurrent `send` calls would interleave their batches. `sender.throttled`
     says whether Customer.io is throttling it."""
 
     def __init__(self, settings: CustomerIO, site_id: str, api_key: str, *, dead_letter: DeadLetter | None = None,
                  sleep: Callable[[float], Any] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 rng: random.Random | None = None, transport: httpx.BaseTransport | None = None) -> None:
+                 rng: random.Random | None = None, transport: httpx.BaseTransport | None = None,
+                 bucket: TokenBucket | SharedTokenBucket | None = None) -> None:
         self.settings = settings
-        self._bucket = TokenBucket(settings.rate_limit, clock=clock, sleep=sleep)
+        self._bucket = bucket or TokenBucket(settings.rate_limit, clock=clock, sleep=sleep)
         client = json_client(httpx.BasicAuth(site_id, api_key), settings.timeout, base_url=settings.base_url,
                              transport=transport)
         self.sender = BatchSender(
@@ -64,7 +68,10 @@ class Delivery:
     def check_auth(self) -> bool:
         """True when Customer.io accepts the credentials (`GET /auth`), False when it refuses them;
         SendFailed when it cannot tell (unreachable, or another answer)."""
-        self._bucket.acquire()
+        try:
+            self._bucket.acquire()
+        except LimitUnavailable as exc:
+            raise SendHeld(f"{self.settings.base_url}/auth: {exc}", [], SendReport()) from None
         try:
             response = self.sender.client.get("/auth")
         except httpx.RequestError as exc:
@@ -76,9 +83,10 @@ class Delivery:
         raise SendFailed(f"{self.settings.base_url}/auth: unexpected HTTP {response.status_code}", [],
                          SendReport())
 
-    def send(self, ops: list[dict[str, Any]]) -> SendReport:
-        """Deliver `ops` in order; raises `Unauthorized` or `SendFailed` with the undelivered rest."""
-        return self.sender.send(ops, plan(ops, self.settings.batch_size))
+    def send(self, ops: list[dict[str, Any]], accepted: Accepted | None = None) -> SendReport:
+        """Deliver `ops` in order; raises `Unauthorized` or `SendFailed` with the undelivered rest. `accepted` is
+        called with the operations of each batch Customer.io accepted."""
+        return self.sender.send(ops, plan(ops, self.settings.batch_size), accepted)
 
 
 def refusal(response: httpx.Response) -> dict[str, Any]:

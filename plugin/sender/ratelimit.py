@@ -6,6 +6,11 @@ import threading
 from collections.abc import Callable
 
 
+class LimitUnavailable(Exception):
+    """No turn can be had from a rate limit (a shared one's Redis does not answer; the service is stopping, see
+    the service's `Worker.hold`): nothing may be sent."""
+
+
 class TokenBucket:
     """`acquire()` blocks (through the injected `sleep`) until a request may go out.
 

@@ -32,3 +32,7 @@ class SendFailed(errors.GroupspecError):
 
 class Unauthorized(SendFailed, errors.Unauthorized):
     """The destination refused the credentials (401/403): stop, report unhealthy, keep everything queued."""
+
+
+class SendHeld(SendFailed):
+    """The shared rate limit could not be read: nothing was sent (never unthrottled); report it, retry later."""

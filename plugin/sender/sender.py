@@ -14,8 +14,9 @@ import httpx
 from groupspec.middleware.config import Sending
 
 from .batch import Batch, Unsendable
-from .ratelimit import TokenBucket
-from .report import SendFailed, SendReport, Unauthorized
+from .ratelimit import LimitUnavailable, TokenBucket
+from .report import SendFailed, SendHeld, SendReport, Unauthorized
+from .shared_ratelimit import SharedTokenBucket
 from .retry import backoff, retry_after, retryable
 
 log = logging.getLogger("groupspec.sender")
@@ -23,6 +24,7 @@ log = logging.getLogger("groupspec.sender")
 DeadLetter = Callable[[Any, dict[str, Any]], None]
 Refusal = Callable[[httpx.Response], dict[str, Any]]
 Partial = Callable[[Batch, httpx.Response], dict[int, dict[str, Any]]]
+Accepted = Callable[[list[Any]], None]
 REFUSED = frozenset({400, 413, 422})  # the whole request is invalid: retrying cannot help
 FORBIDDEN = frozenset({401, 403})
 
@@ -56,7 +58,7 @@ class BatchSender:
 
     def __init__(self, client: httpx.Client, url: str, settings: Sending, dead_letter: DeadLetter, *,
                  name: str, hint: str, refusal: Refusal = refusal, partial: Partial | None = None,
-                 bucket: TokenBucket | None = None, sleep: Callable[[float], Any] = time.sleep,
+                 bucket: TokenBucket | SharedTokenBucket | None = None, sleep: Callable[[float], Any] = time.sleep,
                  clock: Callable[[], float] = time.monotonic, rng: random.Random | None = None) -> None:
         self.client = client
         self.url = url
@@ -77,16 +79,18 @@ class BatchSender:
         """Whether the destination's last 429 or `Retry-After` still holds."""
         return self._clock() < self.throttled_until
 
-    def send(self, items: list[Any], plan: Iterable[Batch | Unsendable]) -> SendReport:
+    def send(self, items: list[Any], plan: Iterable[Batch | Unsendable],
+             accepted: Accepted | None = None) -> SendReport:
         """Send `plan`, the batches (and unsendable items) of `items` in order. Every item ends delivered,
-        dead-lettered, or in the `remaining` of the `SendFailed` (or `Unauthorized`) that stopped the call."""
+        dead-lettered, or in the `remaining` of the `SendFailed` (or `Unauthorized`) that stopped the call.
+        `accepted` is called with the items of each batch the destination accepted, as it answers."""
         report = SendReport()
         for entry in plan:
             if isinstance(entry, Unsendable):
                 self._dead([entry.item], {"status": None, "reason": entry.reason, "message": entry.message}, report)
                 continue
             remaining = entry.items + items[entry.end:]
-            self._settle(entry, remaining, self._post(entry, remaining, report), report)
+            self._settle(entry, remaining, self._post(entry, remaining, report), report, accepted)
         return report
 
     def _post(self, batch: Batch, remaining: list[Any], report: SendReport) -> httpx.Response:
@@ -94,7 +98,11 @@ class BatchSender:
         settings = self.settings
         for attempt in range(settings.max_retries + 1):
             if self._bucket is not None:
-                report.throttled_seconds += self._bucket.acquire()
+                try:
+                    report.throttled_seconds += self._bucket.acquire()
+                except LimitUnavailable as exc:
+                    raise SendHeld(f"{self.name}: {exc}; {len(remaining)} items held back", remaining, report) \
+                        from None
             report.requests += 1
             status = asked = None
             try:
@@ -123,7 +131,8 @@ class BatchSender:
         raise SendFailed(f"{self.url}: {failure} after {settings.max_retries} retries; {len(remaining)} items "
                          f"not sent", remaining, report)
 
-    def _settle(self, batch: Batch, remaining: list[Any], response: httpx.Response, report: SendReport) -> None:
+    def _settle(self, batch: Batch, remaining: list[Any], response: httpx.Response, report: SendReport,
+                accepted: Accepted | None) -> None:
         status = response.status_code
         if status in FORBIDDEN:
             raise Unauthorized(f"{self.url}: {self.name} refused the credentials (HTTP {status}); {self.hint}",
@@ -135,6 +144,8 @@ class BatchSender:
             for index, error in sorted(refused.items()):
                 self._dead([batch.items[index]], error, report)
             report.delivered += len(batch.items) - len(refused)
+            if accepted is not None:
+                accepted([item for index, item in enumerate(batch.items) if index not in refused])
         else:
             raise SendFailed(f"{self.url}: unexpected HTTP {status}", remaining, report)
 

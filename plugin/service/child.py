@@ -13,13 +13,14 @@ import pickle
 import signal
 import sys
 import threading
+import time
 
 from groupspec.middleware import Config, Engine, open_store
 from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery
 from ..customerio.mapping import CUSTOMERIO
-from ..sender import DeadLetterFile
+from ..sender import DeadLetterFile, rate_limiter
 from . import logs
 from .spool import SpoolQueue
 from .supervisor import QUIT
@@ -67,12 +68,17 @@ def main() -> int:
     def pause(seconds: float) -> None:  # the senders wait through the worker, which shows a throttled wait
         worker.pause(seconds)
 
+    def hold(seconds: float) -> None:  # a turn in the rate limit, never cut short by a stop
+        worker.hold(seconds)
+
+    store = open_store(config.store_url("live"))
     if config.customerio_configured:
+        bucket = rate_limiter(config.store_url("live"), store, "customerio", config.customerio.rate_limit,
+                              clock=time.monotonic, sleep=hold)  # shared by the replicas on a Redis store
         delivery = Delivery.from_config(config, dead_letter=DeadLetterFile(config.customerio.dead_letter).add,
-                                        sleep=pause)
+                                        sleep=pause, bucket=bucket)
     if config.upstream.url is not None:
         upstream = Upstream(config, sleep=pause)
-    store = open_store(config.store_url("live"))
     spool = SpoolQueue(config.service.spool, config.service.sync)
     engine = Engine(config, store, destination=CUSTOMERIO)
     worker = Worker(spool, engine, JsonlFile(config.quarantine.path), delivery, upstream, stopping=stopping)

@@ -19,6 +19,8 @@ from prometheus_client import generate_latest
 from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+#: group update lag (event time -> accepted by Customer.io): 1 s to a day
+LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 10800.0, 21600.0, 43200.0, 86400.0)
 
 
 @dataclass
@@ -35,10 +37,17 @@ class DeliveryStats:
     upstream_retries: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
+    lag: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
+    lag_sum: float = 0.0
 
     def observe(self, seconds: float, times: int = 1) -> None:
         self.latency[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += times
         self.latency_sum += seconds * times
+
+    def observe_lag(self, seconds: float) -> None:
+        """A group-changing operation Customer.io accepted `seconds` after its message's event time."""
+        self.lag[bisect.bisect_left(LAG_BUCKETS, seconds)] += 1
+        self.lag_sum += seconds
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DeliveryStats:
@@ -146,9 +155,18 @@ class _Collector:
             for kind, n in sorted(m.store_size.items()):
                 records.add_metric([kind], n)
             yield records
-        buckets, running = [], 0
-        for bound, n in zip((*map(repr, LATENCY_BUCKETS), "+Inf"), d.latency):
-            running += n
-            buckets.append((bound, running))
         yield HistogramMetricFamily("groupspec_delivery_latency_seconds", "from acceptance to delivery of a "
-                                    "spooled request", buckets=buckets, sum_value=d.latency_sum)
+                                    "spooled request", buckets=_cumulative(LATENCY_BUCKETS, d.latency),
+                                    sum_value=d.latency_sum)
+        yield HistogramMetricFamily("groupspec_group_update_lag_seconds", "from a message's event time to "
+                                    "Customer.io accepting its object or relationship operation",
+                                    buckets=_cumulative(LAG_BUCKETS, d.lag), sum_value=d.lag_sum)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, int]]:
+    """Prometheus histogram buckets (upper bound, count at or below it) from per-bucket counts."""
+    buckets, running = [], 0
+    for bound, n in zip((*map(repr, bounds), "+Inf"), counts):
+        running += n
+        buckets.append((bound, running))
+    return buckets

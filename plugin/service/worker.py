@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from groupspec.middleware import Engine, Outcome
@@ -23,7 +24,9 @@ from groupspec.middleware.errors import StoreError
 from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery
-from ..sender import SendFailed, SendReport, Unauthorized
+from ..sender import SendFailed, SendHeld, SendReport, Unauthorized
+from ..sender.ratelimit import LimitUnavailable
+from .freshness import group_op_times
 from .metrics import DeliveryStats
 from .spool import Entry, SpoolQueue
 from ..sender.upstream import Upstream
@@ -128,19 +131,23 @@ class Worker:
         """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
         ops = outcome.ops if self.delivery is not None else []
         bodies = outcome.forwarded if self.upstream is not None else []
+        times = group_op_times(outcome) if ops else {}
         failures = 0
         while ops or bodies:
             if self.stopping.is_set():
                 return False
             try:
                 if ops:
-                    ops = self._send(self.delivery, ops, self._count)
+                    ops = self._send(partial(self.delivery.send, accepted=lambda sent: self._lag(sent, times)),
+                                     ops, self._count)
                 if bodies:
-                    bodies = self._send(self.upstream, bodies, self._count_upstream)
+                    bodies = self._send(self.upstream.send, bodies, self._count_upstream)
                 self.problem = None
             except SendFailed as exc:
+                if self.stopping.is_set():  # abandoned for the stop (`hold`): what is left stays spooled
+                    return False
                 failures += 1
-                self.problem = str(exc) if isinstance(exc, Unauthorized) else None
+                self.problem = str(exc) if isinstance(exc, (Unauthorized, SendHeld)) else None
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
                 log.error("delivery stalled; retrying", extra={"error": str(exc), "pause": pause,
                                                                "waiting": len(ops) + len(bodies)})
@@ -156,12 +163,20 @@ class Worker:
         except Exception as exc:
             log.error("cannot record the worker state", extra={"error": str(exc)})
 
+    def _lag(self, sent: list[dict[str, Any]], times: dict[int, float]) -> None:
+        """Customer.io accepted `sent`: the group update lag of each group-changing operation among them."""
+        now = self.wall()
+        for op in sent:
+            at = times.get(id(op))
+            if at is not None:
+                self.stats.observe_lag(now - at)
+
     @staticmethod
-    def _send(destination: Delivery | Upstream, items: list[dict[str, Any]],
+    def _send(send: Callable[[list[dict[str, Any]]], SendReport], items: list[dict[str, Any]],
               count: Callable[[SendReport], None]) -> list[dict[str, Any]]:
         """Send `items`, counting what happened; on a failure the exception's `remaining` is still to send."""
         try:
-            report = destination.send(items)
+            report = send(items)
         except SendFailed as exc:
             count(exc.report)
             if exc.remaining is not items:
@@ -189,6 +204,12 @@ class Worker:
         if self._throttled():
             self._publish()
         self.stopping.wait(seconds)
+
+    def hold(self, seconds: float) -> None:
+        """The rate limit's sleep: a stop abandons the send rather than hurrying it past the limit (the rest of
+        the chunk stays spooled for the next start)."""
+        if self.stopping.wait(seconds):
+            raise LimitUnavailable("the service is stopping")
 
     def _throttled(self) -> bool:
         """A destination asked to wait (429, `Retry-After`) and the wait is not over."""
