@@ -16,7 +16,6 @@ API operations on its state, so a Track API write changes what it serves.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
+from cio_standin import answer_json
 
 PERSON_KEYS = ("id", "email", "cio_id")
 
@@ -176,14 +175,7 @@ class AppApiStandin:
             else:
                 status, body = self._route(path, query)
             self.seen.append(Seen(parts.path, query, status, now))
-        data = orjson.dumps(body)
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        handler.wfile.write(data)
+        answer_json(handler, status, body, headers)
 
     def _route(self, path: list[str], query: dict[str, str]) -> tuple[int, dict[str, Any]]:
         missing = 404, {"errors": [{"detail": "not found", "status": "404"}]}

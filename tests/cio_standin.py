@@ -270,7 +270,7 @@ class CioStandin:
         with self._lock:  # recorded before answering: a client that has its answer sees the record
             self._accepted.extend(accepted)
             self._requests.append(Request(method, path, status, ops, len(body), gzipped, arrived))
-        self._answer(handler, status, payload, headers)
+        answer_json(handler, status, payload, headers)
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")
@@ -319,20 +319,6 @@ class CioStandin:
                 accepted.append(op)
         return (207, {"errors": errors}, accepted) if errors else (200, {}, accepted)
 
-    @staticmethod
-    def _answer(handler: _Handler, status: int, payload: dict[str, Any], headers: dict[str, str]) -> None:
-        data = orjson.dumps(payload)
-        try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
-            handler.send_header("Content-Length", str(len(data)))
-            for name, value in headers.items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(data)
-        except OSError:  # the client gave up waiting (a scripted hang)
-            handler.close_connection = True
-
 
 def _error(reason: str, message: str, field: str = "") -> dict[str, Any]:
     return {"errors": [{"reason": reason, "field": field, "message": message}]}
@@ -362,3 +348,18 @@ def _decode(raw: bytes, gzipped: bool, path: str) -> tuple[bytes, Any, tuple[str
         return body, orjson.loads(body), None
     except orjson.JSONDecodeError:
         return body, None, ("invalid_json", "the body is not JSON")
+
+
+def answer_json(handler: BaseHTTPRequestHandler, status: int, payload: Any, headers: dict[str, str]) -> None:
+    """Send `payload` as a JSON response (a client that gave up waiting, as after a scripted hang, is let go)."""
+    data = orjson.dumps(payload)
+    try:
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+    except OSError:
+        handler.close_connection = True

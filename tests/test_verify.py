@@ -11,39 +11,23 @@ import httpx
 import pytest
 from appapi_standin import AppApiStandin
 from cio_standin import CioStandin
+from fake_clock import FakeClock
 from groupspec.middleware.config import CustomerIO, parse_config
 from groupspec.middleware.errors import Unauthorized
 from groupspec.middleware.stores.memory import MemoryStore
-from groupspec.middleware.stores.sqlite import SQLiteStore
 from groupspec.plugin.cli import main
 from groupspec.plugin.verify.appapi import AppApi
-from groupspec.plugin.verify.compare import Actual, Finding, compare, same
+from groupspec.plugin.verify.compare import Actual, Finding, GroupResult, compare, same
 from groupspec.plugin.verify.expected import GroupView, owned_attributes, view
 from groupspec.plugin.verify.repair import operations
-from groupspec.plugin.verify.compare import GroupResult
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "verify-drift"
 KEY = "app-key-standin-not-a-real-secret"
 
 
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
-def client(app: AppApiStandin, time: FakeTime | None = None, key: str = KEY, **settings) -> AppApi:
-    time = time or FakeTime()
-    return AppApi(CustomerIO(app_url=app.url, **settings), key, clock=time.clock, sleep=time.sleep)
+def client(app: AppApiStandin, time: FakeClock | None = None, key: str = KEY, **settings) -> AppApi:
+    time = time or FakeClock()
+    return AppApi(CustomerIO(app_url=app.url, **settings), key, clock=time, sleep=time.sleep)
 
 
 def people(n: int) -> dict:
@@ -65,8 +49,8 @@ def test_relationships_are_read_across_pages_with_next():
 
 
 def test_the_client_stays_under_ten_requests_per_second_without_sleeping_for_real():
-    time = FakeTime()
-    with AppApiStandin(people(1), clock=time.clock) as app:
+    time = FakeClock()
+    with AppApiStandin(people(1), clock=time) as app:
         api = client(app, time)
         for _ in range(40):
             assert api.object_attributes("1", "acme") == {"plan": "pro"}
@@ -78,20 +62,20 @@ def test_the_client_stays_under_ten_requests_per_second_without_sleeping_for_rea
 
 def test_the_standin_refuses_an_eleventh_request_in_one_second():
     # the rate test above has teeth: without the client's limit the App API (and the stand-in) answers 429
-    time = FakeTime()
-    with AppApiStandin(people(1), clock=time.clock) as app:
+    time = FakeClock()
+    with AppApiStandin(people(1), clock=time) as app:
         statuses = [httpx.get(f"{app.url}/v1/objects/1/acme/attributes",
                               headers={"Authorization": f"Bearer {KEY}"}).status_code for _ in range(11)]
     assert statuses == [200] * 10 + [429]
 
 
 def test_a_429_is_retried_after_its_retry_after():
-    time = FakeTime()
-    with AppApiStandin(people(1), clock=time.clock) as app:
+    time = FakeClock()
+    with AppApiStandin(people(1), clock=time) as app:
         app.script(429, retry_after="3")
         assert client(app, time).object_attributes("1", "acme") == {"plan": "pro"}
     assert [s.status for s in app.seen] == [429, 200]
-    assert 3.0 in time.slept
+    assert 3.0 in time.sleeps
 
 
 def test_a_401_names_the_setting_and_never_the_key():
