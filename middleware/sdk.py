@@ -219,6 +219,7 @@ class Hook:
         self.contract = engine.config.contract_for(source)
         self.failures = 0  # messages groupspec could not judge (passed through, or quarantined if fail_closed)
         self._lock = threading.Lock()
+        self._compacting = threading.Lock()
         self._logged: set[tuple[str, str]] = set()
 
     # the SDK's seams
@@ -275,9 +276,10 @@ class Hook:
         """Consumer mode, `Consumer.request(batch)` in the consumer thread: one decision (and one store
         transaction) for the batch, then the SDK's own upload of what is kept."""
         kept = [m for m in self._decide(batch, defer=False) if m is not None]
-        if not kept:
-            return None
-        return request(kept)
+        try:
+            return request(kept) if kept else None
+        finally:
+            self._compact()
 
     # deciding
 
@@ -392,6 +394,19 @@ class Hook:
                     self.learn(msg)
         except Exception as exc:  # the message is on its way already: say so, never raise to the caller
             self._log_once(("learn", type(exc).__name__), f"the store did not learn from a sent message: {exc}")
+        self._compact()
+
+    def _compact(self) -> None:
+        """With `[store] retention`, compact the store once `compact_every` has passed, after the hand-over (the
+        SDK's upload never waits for it), one thread at a time; a failure is logged, never raised to the SDK."""
+        if not self._compacting.acquire(blocking=False):
+            return  # another thread is at it
+        try:
+            self.engine.compact()
+        except Exception as exc:
+            self._log_once(("compact", type(exc).__name__), f"store compaction failed: {exc}")
+        finally:
+            self._compacting.release()
 
     def _before(self, step: UserStep, msg: dict[str, Any]) -> dict[str, Any] | None:
         where = f"before step {_name(step)}"

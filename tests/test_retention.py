@@ -4,13 +4,19 @@ off while a long stream grows (1,000,000 messages)."""
 from __future__ import annotations
 
 import tomllib
+from datetime import datetime, timedelta, timezone
 
+import orjson
 import pytest
+import segment.analytics
+from batch_server import BatchServer
 from core_support import config, group, track, unix
-from groupspec.middleware import ConfigError, Engine, open_store
+from groupspec.middleware import ConfigError, Engine, install, open_store
 from groupspec.middleware.config import parse_config
+from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from retention_support import TOML, run_stream
+from sdk_support import make_config
 
 
 def test_retention_shorter_than_a_rollup_window_is_a_config_error_naming_the_file_and_key():
@@ -142,3 +148,45 @@ def test_a_replay_compacts_at_stream_time(tmp_path):
     store = open_store(url)
     assert store.size()["arrivals"] < 40  # about the last 2 days' 20; 100 without retention
     store.close()
+
+
+# the SDK hook: it records an arrival per SDK call too, so it compacts as the service does (after the hand-over)
+
+@pytest.mark.parametrize("mode", ["consumer", "inline"])
+def test_the_sdk_hook_compacts_its_store(tmp_path, mode):
+
+    url = f"sqlite:///{tmp_path / 'gs.db'}"
+    old = datetime.now(timezone.utc) - timedelta(hours=3)
+    with BatchServer() as server:
+        client = segment.analytics.Client("wk", host=server.url, upload_interval=0.01)
+        install(client, make_config(tmp_path, store={"retention": "1h", "compact_every": "1m"}), store=url, mode=mode)
+        for i in range(5):  # three hours old: outside the one-hour window
+            client.track(f"u{i}", "Viewed", timestamp=old)
+        client.flush()
+        client.join()
+        client = segment.analytics.Client("wk", host=server.url, upload_interval=0.01)
+        install(client, make_config(tmp_path, store={"retention": "1h", "compact_every": "1m"}), store=url, mode=mode)
+        client.track("u9", "Viewed")  # now: the new hook's first batch compacts
+        client.flush()
+        client.join()
+        assert len(server.messages) == 6  # every call still reached the wire
+    store = open_store(url)
+    try:
+        assert store.size()["arrivals"] == 1  # only the message inside the window keeps its arrival record
+    finally:
+        store.close()
+
+
+def test_a_backfill_compacts_its_store_once_per_run(tmp_path):
+    (tmp_path / "g.toml").write_text(f'[store]\nretention = "1h"\n[quarantine]\npath = "{tmp_path / "q.jsonl"}"\n')
+    rows = [{"type": "track", "userId": f"u{i}", "event": "Viewed", "messageId": f"m{i}",
+             "timestamp": "2026-11-27T00:00:00Z" if i < 4 else "2026-11-27T23:30:00Z"} for i in range(5)]
+    (tmp_path / "in.jsonl").write_text("".join(orjson.dumps(row).decode() + "\n" for row in rows))
+    url = f"sqlite:///{tmp_path / 'gs.db'}"
+    assert main(["backfill", str(tmp_path / "in.jsonl"), "--config", str(tmp_path / "g.toml"), "--store", url,
+                 "--dry-run", "--out", str(tmp_path / "out"), "--at", "2026-11-28T00:00:00Z", "--quiet"]) == 0
+    store = open_store(url)
+    try:
+        assert store.size()["arrivals"] == 1  # a day old: gone; half an hour before --at: kept
+    finally:
+        store.close()

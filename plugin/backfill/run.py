@@ -119,6 +119,7 @@ class Backfill:
                     yield here, outcome
         with self.engine.transaction():
             flushed = self.engine.flush()
+        self.engine.compact()  # with [store] retention: once per run, at `--at` (the engine's clock)
         yield Position(len(self.inputs), 1), flushed
 
     def _outcome(self, path: str, rec: Record) -> Outcome:
