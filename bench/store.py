@@ -2,7 +2,7 @@
 trips per message and messages/s through the engine on a single Redis and on a three-master Redis Cluster.
 
     python bench/store.py [--people 1000000] [--lookups 20000] [--stores sqlite,redis] [--redis redis://127.0.0.1:6379/0]
-    python bench/store.py --engine [--before main] [--people 2000] [--messages 5000]
+    python bench/store.py --engine [--before main] [--people 2000] [--messages 5000] [--replicas 3]
 
 Bulk: loads N people (two per household, one join each; every tenth also has an anonymous id linked), then
 times lookups as the resolver does them — `identities(person)` then `memberships_at(those, ts)` — for random
@@ -14,6 +14,9 @@ process against that revision's code: N group calls (a join with a trait, two pe
 track messages of random people resolved by membership with the trait attached (`attach_group_traits`). Round
 trips are counted in redis-py (`RoundTrips`: batches sent to several masters before a reply is read count once).
 REV's store cannot open a cluster URL; its cluster figures are its store on a hand-wired cluster client.
+`--replicas N` then runs this tree's track phase in N processes at once on one store (the same key prefix, so
+they share its arrival counter and memberships, as replicas of the service do): combined messages/s and round
+trips per message, next to one process.
 
 The Redis data lives under a unique key prefix and is deleted afterwards.
 """
@@ -152,26 +155,30 @@ def open_bench_store(url: str, prefix: str):
     return store
 
 
-def engine_child(url: str, people: int, messages: int) -> dict[str, float]:
+def engine_child(url: str, people: int, messages: int, prefix: str | None = None, phases: str = "joins,tracks",
+                 seed: int = 7) -> dict[str, float]:
     """Joins then track messages through the engine on `url` (the code on `sys.path`): round trips per message
-    and messages/s of each phase."""
+    and messages/s of each phase of `phases`. Under a fresh prefix, deleted afterwards, unless `prefix` names the
+    one a run shares (the caller deletes it)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from groupspec.middleware import Engine
     from groupspec.middleware.config import parse_config
     from redis_support import RedisSandbox, RoundTrips
 
     sandbox = RedisSandbox(url)
-    store = open_bench_store(url, sandbox.prefix)
+    store = open_bench_store(url, prefix or sandbox.prefix)
     engine = Engine(parse_config(TRAITS), store)
-    rng = random.Random(7)
+    rng = random.Random(seed)
     joins = [{"type": "group", "userId": f"u{i}", "groupId": f"hh_{i // 2}", "traits": {"status": f"s{i % 5}"},
               "messageId": f"j{i}", "timestamp": iso(START + i)} for i in range(people)]
-    tracks = [{"type": "track", "userId": f"u{rng.randrange(people)}", "event": "Order Placed", "messageId": f"t{i}",
+    tracks = [{"type": "track", "userId": f"u{rng.randrange(people)}", "event": "Order Placed", "messageId": f"t{seed}-{i}",
                "timestamp": iso(START + people + i)} for i in range(messages)]
     out: dict[str, float] = {}
     try:
         store.admit("warm-up")  # a cluster client learns the slot map on its first command
         for phase, batch in (("joins", joins), ("tracks", tracks)):
+            if phase not in phases.split(","):
+                continue
             with RoundTrips() as trips:
                 started = time.perf_counter()
                 for message in batch:
@@ -180,11 +187,40 @@ def engine_child(url: str, people: int, messages: int) -> dict[str, float]:
                 elapsed = time.perf_counter() - started
             out[phase + "_rt"] = trips.count / len(batch)
             out[phase + "_rate"] = len(batch) / elapsed
-        assert msg.body["context"]["groupspec"]["group_traits"], msg.body
+        if "tracks" in phases:
+            assert msg.body["context"]["groupspec"]["group_traits"], msg.body
     finally:
         store.close()
-        sandbox.clean()
+        if prefix is None:
+            sandbox.clean()
     return out
+
+
+def child_command(url: str, args, *extra: str) -> list[str]:
+    return [sys.executable, __file__, "--engine-child", url, "--people", str(args.people),
+            "--messages", str(args.messages), *extra]
+
+
+def replicas_figures(url: str, args) -> dict[str, float]:
+    """This tree's track phase in `args.replicas` processes at once on one store, after one process's joins."""
+    from redis_support import RedisSandbox
+
+    sandbox = RedisSandbox(url)
+    try:
+        subprocess.run(child_command(url, args, "--prefix", sandbox.prefix, "--phases", "joins"), check=True,
+                       capture_output=True)
+        started = time.perf_counter()
+        children = [subprocess.Popen(child_command(url, args, "--prefix", sandbox.prefix, "--phases", "tracks",
+                                                   "--seed", str(100 + i)), stdout=subprocess.PIPE, text=True)
+                    for i in range(args.replicas)]
+        got = [json.loads(child.communicate()[0].splitlines()[-1]) for child in children]
+        wall = time.perf_counter() - started  # process start-up included: a floor for the combined rate
+        if any(child.returncode for child in children):
+            raise RuntimeError(f"a replica of the engine benchmark on {url} failed")
+    finally:
+        sandbox.clean()
+    return {"rt": sum(one["tracks_rt"] for one in got) / len(got), "rate": args.replicas * args.messages / wall,
+            "each": sum(one["tracks_rate"] for one in got) / len(got)}
 
 
 def engine_compare(args) -> None:
@@ -194,8 +230,7 @@ def engine_compare(args) -> None:
 
     def figures(url: str, pythonpath: str | None) -> dict[str, float]:
         env = dict(os.environ, PYTHONPATH=pythonpath) if pythonpath else dict(os.environ)
-        done = subprocess.run([sys.executable, __file__, "--engine-child", url, "--people", str(args.people),
-                               "--messages", str(args.messages)], env=env, capture_output=True, text=True)
+        done = subprocess.run(child_command(url, args), env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"the engine benchmark on {url} failed:\n{done.stderr[-2000:]}")
         return json.loads(done.stdout.splitlines()[-1])
@@ -209,12 +244,19 @@ def engine_compare(args) -> None:
             with exported(args.before) as tree:
                 runs += [(args.before, name, figures(url, str(tree / "path"))) for name, url in stores]
         runs += [("this tree", name, figures(url, None)) for name, url in stores]
+        shared = [(name, replicas_figures(url, args)) for name, url in stores] if args.replicas > 1 else []
     print(f"engine over Redis: {args.people:,} group calls (joins with a trait), then {args.messages:,} track "
           f"messages resolved by membership with the trait attached; one at a time")
     print(f"{'revision':<12}{'store':<15}{'joins RT/msg':>13}{'joins msg/s':>13}{'tracks RT/msg':>15}{'tracks msg/s':>14}")
     for revision, name, got in runs:
         print(f"{revision:<12}{name:<15}{got['joins_rt']:>13.2f}{got['joins_rate']:>13,.0f}"
               f"{got['tracks_rt']:>15.2f}{got['tracks_rate']:>14,.0f}")
+    if shared:
+        print(f"\nthis tree, track messages in {args.replicas} processes at once on one store (one key prefix)")
+        print(f"{'store':<15}{'1 process msg/s':>17}{f'{args.replicas} processes msg/s':>20}{'each msg/s':>12}{'RT/msg':>8}")
+        single = {name: got for revision, name, got in runs if revision == "this tree"}
+        for name, got in shared:
+            print(f"{name:<15}{single[name]['tracks_rate']:>17,.0f}{got['rate']:>20,.0f}{got['each']:>12,.0f}{got['rt']:>8.2f}")
 
 
 def main() -> None:
@@ -226,10 +268,15 @@ def main() -> None:
     parser.add_argument("--engine", action="store_true", help="round trips and messages/s through the engine")
     parser.add_argument("--messages", type=int, default=5_000, help="track messages (--engine)")
     parser.add_argument("--before", metavar="REV", help="--engine: also measure this git revision, first")
+    parser.add_argument("--replicas", type=int, default=3, help="--engine: this tree's tracks in N processes at once")
     parser.add_argument("--engine-child", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--prefix", help=argparse.SUPPRESS)
+    parser.add_argument("--phases", default="joins,tracks", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=7, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.engine_child:
-        print(json.dumps(engine_child(args.engine_child, args.people or 2_000, args.messages)))
+        print(json.dumps(engine_child(args.engine_child, args.people or 2_000, args.messages, args.prefix,
+                                      args.phases, args.seed)))
         return
     if args.engine:
         args.people = args.people or 2_000
