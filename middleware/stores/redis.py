@@ -21,11 +21,13 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known).
 
-Round trips: `lookup` (what a message needs before it is resolved) is one script on a single Redis; on a cluster,
-where one script reaches one slot, it is pipelined rounds across the masters: the arrival number, the person's links
-and membership events, then the events of newly linked persons and the deletions and traits of the groups found
-(two rounds for an unlinked person, one more per link hop). The writes of a message (`batch`) go out as one
-pipeline; on a cluster a membership write first takes its group's seq (one more round).
+Round trips: `lookup` (what a message needs before it is resolved, a group call's stale-trait check included) is
+one script on a single Redis; on a cluster, where one script reaches one slot, it is pipelined rounds across the
+masters: the arrival number, the person's links and membership events and a group call's own trait histories,
+then the events of newly linked persons and the deletions and traits of the groups found (two rounds for an
+unlinked person, one more per link hop). The writes of a message (`batch`) go out as one pipeline; on a cluster a
+membership write first takes its group's seq (one more round). So a track message resolved by membership costs one
+round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
 "unresolved" on an error.
