@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .events import object_type_source
+from .events import object_attributes, object_type_source
 from .config import duration_seconds
 from .message import Message, parse_time
 from .resolve import use_membership
@@ -17,17 +17,6 @@ MAX_ID_BYTES = 150
 _MUTABLE_ID = re.compile(r"(?P<email>[^@\s]+@[^@\s]+\.[^@\s]+)|(?P<url>^[A-Za-z][A-Za-z0-9+.-]*://)|(?P<space>\s)")
 _MUTABLE_PROBLEM = {"email": "looks like an email address", "url": "looks like a URL", "space": "contains whitespace"}
 _OBJECT_TYPE = re.compile(r"[1-9][0-9]*")
-#: keys of group traits that configure the object rather than describe it
-OBJECT_CONTROL_KEYS = ("objectTypeId", "object_type_id", "relationshipAttributes", "objectAttributes")
-
-
-def object_attributes(traits: dict[str, Any]) -> dict[str, Any]:
-    """A group call's object attributes: traits, Segment's nested `objectAttributes` flattened in."""
-    out = {k: v for k, v in traits.items() if k not in OBJECT_CONTROL_KEYS}
-    nested = traits.get("objectAttributes")
-    if isinstance(nested, dict):
-        out.update(nested)
-    return out
 
 
 def _trait_paths(name: str) -> tuple[tuple[str, ...], ...]:
@@ -230,7 +219,10 @@ def check_stale(msg: Message, store: Store) -> Message:
     names = list(object_attributes(msg.traits))
     if not names:
         return msg
-    stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.key, before=msg.arrival)
+    if msg.stale is None:  # not given by the lookup (`Resolve` asks for it): a read of its own
+        stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.key, before=msg.arrival)
+    else:  # the lookup's, for the names before any was stripped
+        stale = msg.stale.intersection(names)
     for name in sorted(stale):
         msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
                     strip=_trait_paths(name))

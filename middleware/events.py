@@ -41,6 +41,19 @@ GROUP_ACTIONS: dict[str, str] = {
 }
 
 
+#: keys of group traits that configure the object rather than describe it
+OBJECT_CONTROL_KEYS = ("objectTypeId", "object_type_id", "relationshipAttributes", "objectAttributes")
+
+
+def object_attributes(traits: dict[str, Any]) -> dict[str, Any]:
+    """A group call's object attributes: traits, Segment's nested `objectAttributes` flattened in."""
+    out = {k: v for k, v in traits.items() if k not in OBJECT_CONTROL_KEYS}
+    nested = traits.get("objectAttributes")
+    if isinstance(nested, dict):
+        out.update(nested)
+    return out
+
+
 def object_type_source(msg: Any) -> tuple[Any, str]:
     """(raw object type, its field) of a group call or an object event, as its compat profile reads it; the raw
     value is None when none is given (the contract's default applies)."""

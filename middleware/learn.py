@@ -3,8 +3,7 @@ traits). It runs after every step that may still drop the message, so a dropped 
 
 from __future__ import annotations
 
-from . import contract
-from .events import GROUP_ACTIONS, group_action, person_effect, relationship_type
+from .events import GROUP_ACTIONS, group_action, object_attributes, person_effect, relationship_type
 from .message import Message
 from .stores import Store
 
@@ -35,7 +34,7 @@ class Learn:
             if msg.person_key is not None:
                 store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, effect == "join",
                                         arrived=msg.arrival)
-            attributes = contract.object_attributes(msg.traits)
+            attributes = object_attributes(msg.traits)
             if msg.contract.compat == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from .events import object_attributes, object_type_source
 from .message import Message, message_key
 from .stores import Store
 
@@ -20,11 +23,15 @@ class Resolve:
         if msg.user_id is not None and msg.anonymous_id is not None:
             persons.append("a:" + msg.anonymous_id)
         # one store call: the arrival number (reads see the facts known when it first arrived), the linked
-        # persons' memberships at the message's time, and (where the store can) the traits `Attach` snapshots
+        # persons' memberships at the message's time, (where the store can) the traits `Attach` snapshots, and
+        # for a group call the names of its traits that have a newer value (`check_stale`)
         names = msg.contract.attach_group_traits if msg.type == "track" and not msg.object_event else ()
         hint = (msg.contract.default_object_type_id, named[0]) if named and isinstance(named[0], str) else None
-        found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts)
+        own, own_names = group_call_target(msg)
+        found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts,
+                                  stale_group=own, stale_names=own_names)
         msg.arrival, msg.memberships, msg.group_traits = found.arrival, found.memberships, found.traits
+        msg.stale = found.stale
         if named is not None:
             msg.group_id, msg.resolution = named
             return msg
@@ -48,6 +55,18 @@ def named_group(msg: Message) -> tuple[object, str] | None:
     if found not in (None, ""):
         return found, "property"
     return None
+
+
+def group_call_target(msg: Message) -> tuple[tuple[str, Any] | None, list[str]]:
+    """``((object type, group id), trait names)`` of a group call with traits, as `check_object_target`,
+    `check_group_id` and `check_stale` will read them; ``(None, [])`` for anything else (or an id that is no
+    string or number: such a call is dropped)."""
+    group_id = msg.body.get("groupId") if msg.type == "group" else None
+    names = list(object_attributes(msg.traits)) if group_id is not None else []
+    if not names or not isinstance(group_id, (str, int)) or isinstance(group_id, bool):
+        return None, []
+    raw, _ = object_type_source(msg)
+    return (msg.contract.default_object_type_id if raw is None else str(raw), str(group_id)), names
 
 
 def use_membership(msg: Message) -> Message:

@@ -295,6 +295,14 @@ def test_staleness_is_per_group_and_per_object_type():
     assert not c.one(group("u", "hh_1", 1, plan="basic", objectTypeId="2")).quarantined
 
 
+def test_a_trait_stripped_by_an_earlier_check_is_not_also_reported_stale():
+    c = Chain(f'[contract]\n[contract.actions]\ninvalid_group_trait = "strip"\nstale_group_update = "flag"\n{TRAITS}')
+    c.run(group("u", "hh_1", 2, plan="pro", seats=3))
+    msg = c.one(group("u", "hh_1", 1, plan="basic", seats="many"))  # both older; seats is not even an integer
+    assert [(v["code"], v["field"]) for v in msg.violations] == [
+        ("invalid_group_trait", "traits.seats"), ("stale_group_update", "traits.plan")]
+
+
 def test_the_same_group_call_twice_is_not_stale():
     c = chain("stale_group_update", "drop")
     payload = {**group("u", "hh_1", 2, plan="pro"), "messageId": "m-1"}

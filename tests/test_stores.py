@@ -293,7 +293,32 @@ def test_a_lookup_gives_what_the_separate_calls_give(store):
         if isinstance(store, RedisStore):  # in the same round trip: the named group's and every membership's
             assert set(found.traits) >= {("1", "hh_named"), *((m.object_type_id, m.group_id) for m in found.memberships)}
     assert groups(found.memberships) == ["loc_x", "hh_a"] and found.traits.get(("1", "hh_a"), {}) in ({}, {"status": "active", "plan": "pro"})
-    assert store.lookup("nobody", [], 200.0) == (store.admit("nobody"), [], [], {})
+    assert store.lookup("nobody", [], 200.0) == (store.admit("nobody"), [], [], {}, None)
+
+
+def test_a_lookup_gives_the_stale_traits_of_the_group_asked_as_stale_traits_would(store):
+    first = store.admit("m1", 100.0)
+    store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1", arrived=first)
+    store.apply_traits("1", "hh_a", {"status": "paused", "plan": "pro"}, 200.0, "m2", arrived=store.admit("m2", 200.0))
+    store.apply_traits("2", "hh_a", {"status": "closed"}, 300.0, "m3")  # another object type: not this group's
+    names = ["status", "plan", "never"]
+
+    def stale(message_id: str, at: float, group=("1", "hh_a")) -> set[str]:
+        # read at a later time than the event (a retention horizon): staleness is judged at the event's time
+        found = store.lookup(message_id, ["u:1"], at + 50.0, ["status"], ("1", "hh_a"), event_ts=at,
+                             stale_group=group, stale_names=names)
+        assert found.stale == store.stale_traits(*group, names, at, message_id, before=found.arrival)
+        return found.stale
+
+    remembers = first is not None  # a store with arrival numbers (not memory)
+    assert stale("late", 150.0) == {"status", "plan"}
+    # a replay compares as it did first: m2 was not known before m1 (memory: every fact is known)
+    assert stale("m1", 100.0) == (set() if remembers else {"plan"})
+    assert stale("m2", 200.0) == set()
+    assert stale("late", 150.0, ("2", "hh_a")) == {"status"}
+    store.apply_traits("1", "hh_a", {"plan": "basic"}, 50.0, "m0", arrived=store.admit("m0", 50.0))  # slipped in late
+    assert stale("m0", 50.0) == {"status", "plan"}  # re-applied: compares as when it was first recorded
+    assert store.lookup("m4", ["u:1"], 200.0).stale is None  # not asked
 
 
 def test_writes_in_a_batch_are_seen_by_reads_inside_it_and_kept(store):
@@ -492,6 +517,73 @@ def test_every_store_matches_the_model_for_any_event_sequence(kind, history, req
         for store in stores:
             store.close()
         sandbox.clean()
+
+
+# a lookup's stale traits agree with `stale_traits` and a brute-force model for any history of group calls
+
+TRAIT_NAMES = ["status", "plan", "seats"]
+GROUP_CALLS = st.lists(st.tuples(
+    st.sampled_from(["m1", "m2", "m3", "m4", "m5"]), st.sampled_from([("1", "hh_a"), ("2", "hh_a")]),
+    st.integers(0, 5).map(float), st.sets(st.sampled_from(TRAIT_NAMES), min_size=1)), max_size=14)
+
+
+def model_stale(recorded: list[tuple], arrivals: list[str], group, names, ts: float, message_id: str) -> set[str]:
+    """By brute force: a name is stale when a value newer than `ts` was recorded before the message's own entry
+    (if any) by a message that arrived before it (`recorded`: (group, name, ts, message id) in recording order)."""
+    before = arrivals.index(message_id)
+    out = set()
+    for name in names:
+        history = [(at, mid) for g, n, at, mid in recorded if (g, n) == (group, name) and arrivals.index(mid) < before]
+        own = next((i for i, (_, mid) in enumerate(history) if mid == message_id), len(history))
+        if any(at > ts for at, _ in history[:own]):
+            out.add(name)
+    return out
+
+
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(calls=GROUP_CALLS)
+def test_every_store_gives_the_stale_traits_of_the_model_in_its_lookup(kind, calls, request):
+    """Each call is a group call through the engine's steps: the lookup (asking its own group's stale
+    traits), then the write of its traits; a message id seen again is a replay (possibly with other times).
+    SQLite composes the lookup (`Store.lookup`); the memory store has no arrival numbers (every fact known)."""
+    sandbox = sandbox_of(kind, request)
+    stores = [SQLiteStore(":memory:"), sandbox.open()]
+    recorded: list[tuple] = []
+    arrivals: list[str] = []
+    try:
+        for message_id, group, at, names in calls:
+            names = sorted(names)
+            if message_id not in arrivals:
+                arrivals.append(message_id)
+            want = model_stale(recorded, arrivals, group, TRAIT_NAMES, at, message_id)
+            for store in stores:
+                found = store.lookup(message_id, ["u:1"], at + 1.0, ["status"], ("1", "hh_a"), event_ts=at,
+                                     stale_group=group, stale_names=TRAIT_NAMES)
+                assert found.stale == want == store.stale_traits(*group, TRAIT_NAMES, at, message_id,
+                                                                 before=found.arrival)
+                store.apply_traits(*group, {name: at for name in names}, at, message_id, arrived=found.arrival)
+            recorded += [(group, name, at, message_id) for name in names
+                         if not any(r[:2] == (group, name) and r[3] == message_id for r in recorded)]
+    finally:
+        for store in stores:
+            store.close()
+        sandbox.clean()
+
+
+def test_a_group_call_of_another_object_type_and_a_numeric_id_is_judged_against_its_own_group(store):
+    engine = Engine(TRAITS, store)
+
+    def call(message_id: str, day: int, **traits) -> list[str]:
+        msg, = engine.run({"type": "group", "userId": "u1", "groupId": 42, "messageId": message_id,
+                           "timestamp": f"2026-11-{day:02}T10:00:00Z", "traits": {"status": "x", **traits}})
+        return [v["code"] for v in msg.violations]
+
+    assert call("g1", 10, objectTypeId=2) == []
+    assert call("g2", 5, objectTypeId="2") == ["stale_group_update"]  # the same object: "2", "42"
+    assert call("g3", 5) == []  # the default type's 42 is another object
+    assert call("g1", 10, objectTypeId=2) == []  # a replay compares as it did first
 
 
 # the Redis layout works on a cluster

@@ -47,6 +47,7 @@ class Lookup(NamedTuple):
     persons: list[str]  # every key linked to the message's persons, theirs first
     memberships: list[Membership]  # of those persons at the message's time
     traits: dict[tuple[str, Any], dict[str, Any]]  # (type, group) -> trait values at that time, where prefetched
+    stale: set[str] | None = None  # the `stale_traits` of the group asked by `stale_group`; None when not asked
 
 
 class Store(Protocol):
@@ -66,17 +67,23 @@ class Store(Protocol):
         is older than any horizon); None from a store without per-message memory."""
 
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
-               group: tuple[str, Any] | None = None, event_ts: float | None = None) -> Lookup:
+               group: tuple[str, Any] | None = None, event_ts: float | None = None,
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
         """Admit `message_id` (event time `event_ts`, default `ts`), then the keys linked to `persons` and their
         memberships at `ts`, as known before its arrival. Where a store can in the same round trip, it also gives
         the trait values `names` at `ts` of `group` and of every membership's group (`Lookup.traits`); what it
-        leaves out, the caller asks `traits_at`. This default composes the calls above and prefetches no traits."""
-        arrival = self.admit(message_id, ts if event_ts is None else event_ts)
+        leaves out, the caller asks `traits_at`. With `stale_group` (a group call's own ``(type, id)``), it
+        gives `Lookup.stale`: ``stale_traits(*stale_group, stale_names, event_ts, message_id, before=arrival)``.
+        This default composes the calls above and prefetches no traits."""
+        event_ts = ts if event_ts is None else event_ts
+        arrival = self.admit(message_id, event_ts)
         linked: list[str] = []
         for person in persons:
             linked += [key for key in self.identities(person, before=arrival) if key not in linked]
         memberships = self.memberships_at(linked, ts, before=arrival) if linked else []
-        return Lookup(arrival, linked, memberships, {})
+        stale = None if stale_group is None else self.stale_traits(
+            *stale_group, list(stale_names), event_ts, message_id, before=arrival)
+        return Lookup(arrival, linked, memberships, {}, stale)
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:

@@ -21,11 +21,13 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known).
 
-Round trips: `lookup` (what a message needs before it is resolved) is one script on a single Redis; on a cluster,
-where one script reaches one slot, it is pipelined rounds across the masters: the arrival number, the person's links
-and membership events, then the events of newly linked persons and the deletions and traits of the groups found
-(two rounds for an unlinked person, one more per link hop). The writes of a message (`batch`) go out as one
-pipeline; on a cluster a membership write first takes its group's seq (one more round).
+Round trips: `lookup` (what a message needs before it is resolved, a group call's stale-trait check included) is
+one script on a single Redis; on a cluster, where one script reaches one slot, it is pipelined rounds across the
+masters: the arrival number, the person's links and membership events and a group call's own trait histories,
+then the events of newly linked persons and the deletions and traits of the groups found (two rounds for an
+unlinked person, one more per link hop). The writes of a message (`batch`) go out as one pipeline; on a cluster a
+membership write first takes its group's seq (one more round). So a track message resolved by membership costs one
+round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
 "unresolved" on an error.
@@ -95,9 +97,11 @@ redis.call('HSETNX', KEYS[2], ARGV[1], seq)
 # Everything a message needs before it is resolved, in one call on a single Redis (where a script may reach
 # keys of any slot). KEYS: arrival counter, message id hash, time zset; ARGV: prefix, message id, the message's
 # event time, ts (the time read at), the count of trait
-# names and the names, the count of start keys and the keys, the count of group tags asked for and the tags.
+# names and the names, the count of start keys and the keys, the count of group tags asked for and the tags,
+# the tag of the group whose stale traits are asked ("": none), the count of their names and the names.
 # Returns {arrival, {key, linked keys, their arrivals hash}..., events hash per visited key, group tags (asked
-# for and of the events at or before ts), deletions per tag, per tag the trait hashes per name}.
+# for and of the events at or before ts), deletions per tag, per tag the trait hashes per name, the stale-asked
+# group's trait hashes per name}.
 _LOOKUP = _ADMIT_BODY + """
 local prefix = ARGV[1]
 local arrival = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
@@ -116,6 +120,13 @@ local tagged, tags = {}, {}
 for i = 1, tonumber(ARGV[at]) do
   local tag = ARGV[at + i]
   if not tagged[tag] then tagged[tag] = true; tags[#tags + 1] = tag end
+end
+at = at + tonumber(ARGV[at]) + 1
+local stale = {}
+if ARGV[at] ~= '' then
+  for k = 1, tonumber(ARGV[at + 1]) do
+    stale[k] = redis.call('HGETALL', prefix .. '{g:' .. ARGV[at] .. '}:t:' .. ARGV[at + 1 + k])
+  end
 end
 local links, events = {}, {}
 local i = 1
@@ -149,7 +160,7 @@ for j, tag in ipairs(tags) do
   for k, name in ipairs(names) do histories[k] = redis.call('HGETALL', group .. 't:' .. name) end
   traits[j] = histories
 end
-return {arrival, links, events, tags, deletions, traits}
+return {arrival, links, events, tags, deletions, traits, stale}
 """ % {"limit": _LINK_LIMIT}
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
@@ -277,6 +288,14 @@ def _trait_entries(stored: dict[str, str]) -> list[tuple[float, int, str, Any, i
         at, value, *arrived = orjson.loads(payload)  # no `arrived`: written before it existed
         entries.append((at, int(seq), message_id, value, arrived[0] if arrived else None))
     return entries
+
+
+def _stale_names(names: list[str], stored: list[dict[str, str]], ts: float, message_id: str,
+                 before: int | None) -> set[str]:
+    """`stale_traits` from the trait-history hashes of `names`."""
+    return {name for name, one in zip(names, stored)
+            if stale_after(((at, seq, mid, arrived) for at, seq, mid, _, arrived in _trait_entries(one)),
+                           ts, message_id, before)}
 
 
 def _latest(entries, ts: float, before: int | None) -> tuple | None:
@@ -460,34 +479,54 @@ class RedisStore:
         return int(arrived)
 
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
-               group: tuple[str, Any] | None = None, event_ts: float | None = None) -> Lookup:
+               group: tuple[str, Any] | None = None, event_ts: float | None = None,
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
+        names, stale_names = list(names), list(stale_names)
         tags = [group_tag(*group)] if group is not None and names else []
-        admitted = repr(float(ts if event_ts is None else event_ts))
-        if self.cluster:
-            return self._lookup_in_rounds(message_id, admitted, persons, ts, list(names), tags)
-        args = [self.keys.prefix, message_id, admitted, repr(float(ts)), len(names), *names, len(persons), *persons,
-                len(tags), *tags]
-        (arrival, links, events, tags, deletions, traits), = self._read([self._script("lookup", self._arrival_keys(), args)])
+        event_ts = float(ts if event_ts is None else event_ts)
+        stale_tag = "" if stale_group is None else group_tag(*stale_group)
+        read = self._read_in_rounds if self.cluster else self._read_in_one_script
+        arrival, adjacency, stored, groups, stale = read(message_id, event_ts, persons, ts, names, tags, stale_tag,
+                                                         stale_names)
+        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)
+        if stale_group is None:
+            return found
+        return found._replace(stale=_stale_names(stale_names, stale, event_ts, message_id, arrival))
+
+    def _read_in_one_script(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
+                            tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
+        """What `lookup` reads, on a single Redis: one script. ``(arrival, adjacency, events hash per key,
+        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`)``."""
+        args = [self.keys.prefix, message_id, repr(event_ts), repr(float(ts)), len(names), *names, len(persons), *persons,
+                len(tags), *tags, stale_tag, len(stale_names), *stale_names]
+        (arrival, links, events, tags, deletions, traits, stale), = self._read(
+            [self._script("lookup", self._arrival_keys(), args)])
         adjacency = {key: _adjacent(others, _pairs(stamps)) for key, others, stamps in links}
         stored = {key: _pairs(flat) for (key, *_), flat in zip(links, events)}
         groups = {tag: (deletion, [_pairs(flat) for flat in histories])
                   for tag, deletion, histories in zip(tags, deletions, traits)}
-        return self._assemble(int(arrival), persons, adjacency, stored, groups, ts, list(names))
+        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale]
 
-    def _lookup_in_rounds(self, message_id: str, admitted: str, persons: list[str], ts: float, names: list[str],
-                          tags: list[str]) -> Lookup:
-        """`lookup` on a cluster: pipelined rounds, each asking for the links and events of the person keys
-        newly found and the deletions and traits of the groups newly found."""
+    def _read_in_rounds(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
+                        tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
+        """What `lookup` reads, on a cluster (as `_read_in_one_script`): pipelined rounds, the first asking for the
+        arrival number and the stale-asked trait histories, each the links and events of the person keys newly
+        found and the deletions and traits of the groups newly found."""
         keys = self.keys
         arrival = None
         adjacency: dict[str, list[tuple[str, int | None]]] = {}
         stored: dict[str, dict[str, str]] = {}
         groups: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
+        stale: list[dict[str, str]] = []
         asked = list(dict.fromkeys(persons))
         new_keys, new_tags = asked[:], list(dict.fromkeys(tags))
         first = True
         while first or new_keys or new_tags:
-            commands = [self._script("admit", self._arrival_keys(), [message_id, admitted])] if first else []
+            commands = []
+            if first:
+                commands.append(self._script("admit", self._arrival_keys(), [message_id, repr(event_ts)]))
+                if stale_tag:
+                    commands += [("HGETALL", keys.tagged(stale_tag, "t:" + name)) for name in stale_names]
             for key in new_keys:
                 commands += [("SMEMBERS", keys.person(key, "l")), ("HGETALL", keys.person(key, "la")),
                              ("HGETALL", keys.person(key, "e"))]
@@ -496,6 +535,8 @@ class RedisStore:
             answers = iter(self._read(commands))
             if first:
                 arrival, first = int(next(answers)), False
+                if stale_tag:
+                    stale = [next(answers) for _ in stale_names]
             for key in new_keys:
                 others, arrivals, stored[key] = next(answers), next(answers), next(answers)
                 adjacency[key] = _adjacent(others, arrivals)
@@ -506,7 +547,7 @@ class RedisStore:
             new_tags = list(dict.fromkeys(
                 group_tag(type_id, group_id) for key in stored for type_id, group_id, *_ in _events(stored[key], ts)))
             new_tags = [tag for tag in new_tags if tag not in groups]
-        return self._assemble(arrival, persons, adjacency, stored, groups, ts, names)
+        return arrival, adjacency, stored, groups, stale
 
     def _assemble(self, arrival: int, starts: list[str], adjacency: dict[str, list[tuple[str, int | None]]],
                   stored: dict[str, dict[str, str]], groups: dict[str, tuple[list[str], list[dict[str, str]]]],
@@ -560,9 +601,8 @@ class RedisStore:
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
                      before: int | None = None) -> set[str]:
-        histories = self._trait_histories(object_type_id, group_id, names)
-        return {name for name, entries in zip(names, histories)
-                if stale_after(((e[0], e[1], e[2], e[4]) for e in entries), ts, message_id, before)}
+        stored = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "t:" + name)) for name in names])
+        return _stale_names(names, stored, ts, message_id, before)
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
                      arrived: int | None = None) -> None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from groupspec.middleware.contract import object_attributes
-from groupspec.middleware.events import relationship_type
+from groupspec.middleware.events import object_attributes, relationship_type
 from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
 
