@@ -219,10 +219,10 @@ def check_stale(msg: Message, store: Store) -> Message:
     names = list(object_attributes(msg.traits))
     if not names:
         return msg
-    if msg.stale is None:  # not given by the lookup (`Resolve` asks for it): a read of its own
+    if msg.stale is not None and msg.stale[0] == (msg.object_type, msg.group_id):  # the lookup's (`Resolve`
+        stale = msg.stale[1].intersection(names)  # asks for it), for the names before any was stripped
+    else:  # not given, or for another group than the checks settled on: a read of its own
         stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.key, before=msg.arrival)
-    else:  # the lookup's, for the names before any was stripped
-        stale = msg.stale.intersection(names)
     for name in sorted(stale):
         msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
                     strip=_trait_paths(name))

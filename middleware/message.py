@@ -44,7 +44,7 @@ class Message:
     resolution = "unresolved"
     memberships: tuple = ()
     group_traits: dict = {}  # never mutated: (type, group) -> trait values the store gave with the memberships
-    stale: set[str] | None = None  # a group call's stale trait names, when the lookup gave them (`check_stale`)
+    stale: tuple[tuple[str, Any], set[str]] | None = None  # a group call's (group, stale trait names) from the lookup
     line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
     op_lines: list[bytes] | tuple = ()
     _copied: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset()  # paths of `body` already copied

@@ -31,7 +31,7 @@ class Resolve:
         found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts,
                                   stale_group=own, stale_names=own_names)
         msg.arrival, msg.memberships, msg.group_traits = found.arrival, found.memberships, found.traits
-        msg.stale = found.stale
+        msg.stale = None if found.stale is None else (own, found.stale)
         if named is not None:
             msg.group_id, msg.resolution = named
             return msg

@@ -465,3 +465,13 @@ def test_a_failing_step_logs_its_traceback_once_per_kind(caplog):
             (msg,) = pipeline.run(track("u", days=day))
             assert codes(msg) == ["internal_error"] and msg.violations[0]["field"] == "broken"
     assert len([r for r in caplog.records if r.exc_info]) == 1
+
+
+def test_a_stale_set_the_lookup_gave_for_another_group_is_not_used(monkeypatch):
+    from groupspec.middleware import resolve
+
+    c = chain("stale_group_update", "flag")
+    c.run(group("u", "hh_1", 2, plan="pro"))
+    # the lookup is asked about another group than the checks settle on: its answer is set aside, the store asked
+    monkeypatch.setattr(resolve, "group_call_target", lambda msg: (("1", "hh_other"), ["plan"]))
+    assert codes(c.one(group("u", "hh_1", 1, plan="basic"))) == ["stale_group_update"]
