@@ -208,7 +208,7 @@ class CustomerIO(Sending):
     batch_size: int = Field(100, ge=1, le=1000)
     rate_limit: float = Field(100.0, gt=0)
     dead_letter: str = "groupspec-dead-letter.jsonl"
-    compat: Literal["segment", "rudderstack"] = "segment"  # whose Customer.io mapping to reproduce (README)
+    compat: Literal["segment", "rudderstack"] = "segment"  # whose mapping to reproduce (docs/compatibility.md)
     device_token_event: str | None = None  # rudderstack: one more event that registers a device token
     app_api_key: SecretStr | None = None  # App API bearer key: `groupspec verify` reads Customer.io back
     app_url: str | None = None  # the App API base URL, overriding `region`'s

@@ -50,7 +50,7 @@ region = "eu"
 url = "sqlite:///groupspec.db"
 """
 
-#: README's violation table, "may be" column: the actions a config may choose per code
+#: docs/contract.md's violation table, "may be" column: the actions a config may choose per code
 MAY_BE = {
     "malformed": {"drop"},
     "missing_group_id": {"flag", "drop"},
@@ -67,7 +67,7 @@ MAY_BE = {
     "store_unavailable": {"drop"},
     "internal_error": {"drop"},
 }
-#: SPEC's and README's "default" column
+#: SPEC's and docs/contract.md's "default" column
 DEFAULTS = {
     "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "flag",
     "group_trait_on_person": "strip", "invalid_group_trait": "flag", "stale_group_update": "strip",

@@ -1,4 +1,4 @@
-"""Hostile input through `groupspec replay` (issue #9): the input limits of the README's `malformed` row (depth,
+"""Hostile input through `groupspec replay` (issue #9): the `malformed` row's input limits (docs/contract.md: depth,
 times, batch members, 64-bit integers), clock skew and dates in the future, and a bounded fuzz of random lines.
 Every bad line is one quarantine record and replay still exits 0 with its `summary.json`."""
 

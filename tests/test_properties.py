@@ -161,7 +161,7 @@ lines = st.one_of(st.binary(max_size=40), json_values.map(orjson.dumps), *[paylo
 
 
 def received_count(line: bytes) -> int:
-    """Messages a line holds, as the README counts them: a batch's object members once each, and all its members
+    """Messages a line holds, as docs/contract.md counts them: a batch's object members once each, and all its members
     that are not objects together once (so 250k stray values cost one record); anything else once."""
     try:
         obj = orjson.loads(line)

@@ -1,4 +1,4 @@
-"""The input limits of the README at the running service (issue #9): depth, 64-bit integers and batch members are
+"""The input limits (docs/limits.md) at the running service (issue #9): depth, 64-bit integers and batch members are
 refused at intake (400, nothing spooled); times at the edges and dates in the future are quarantined without
 harming the service; a `Retry-After` of a day waits at most `retry_cap` and shows as throttled; event names are
 bounded in `/report.json`; and a bounded fuzz of random requests never gets a 5xx and counts every message."""
@@ -153,7 +153,7 @@ def test_a_510_kb_batch_of_zeros_is_refused_400_without_spooling(service, tmp_pa
 
 
 def test_a_batch_key_at_a_single_type_endpoint_is_one_message(service, tmp_path):
-    """The path makes the body one message (README: "one message; the path sets type when the body has none")."""
+    """The path makes the body one message (docs/service.md: the path sets `type` when the body has none)."""
     body = dumps({"batch": [track(1), track(2), [], 0]})
     assert post(service, "/v1/track", body).status_code == 200
     shown = drained(service)

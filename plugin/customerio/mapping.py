@@ -176,7 +176,7 @@ def merge(msg: Message) -> list[dict[str, Any]]:
 
 #: which message becomes which Track API v2 operation: (type, event name or None for any) -> builder.
 #: The most specific row wins. Together the rows are every preset and every action's default subscription of
-#: Segment's Customer.io (Actions) destination (`compat = "segment"`, the default); README has the table.
+#: Segment's Customer.io (Actions) destination (`compat = "segment"`, the default); docs/compatibility.md has the table.
 ROUTES: dict[tuple[str, str | None], Builder] = {
     ("identify", None): identify,
     ("track", None): event,
