@@ -107,6 +107,7 @@ class Contract(_Model):
     group_id_pattern: str | None = None
     require_group: list[str] = Field(default_factory=list)
     default_object_type_id: str = "1"
+    object_types: dict[str, str] = Field(default_factory=dict)  # object type id -> the concept it is: documentation
     attach_group_traits: list[str] = Field(default_factory=list)
     group_traits: dict[str, GroupTrait] = Field(default_factory=dict)
     actions: dict[Code, Action] = Field(default_factory=dict)
@@ -150,6 +151,16 @@ class Contract(_Model):
         if isinstance(value, bool) or not re.fullmatch(r"[1-9][0-9]*", str(value)):
             raise ValueError("a positive integer object type id, as a string or a number")
         return str(value)
+
+    @field_validator("object_types")
+    @classmethod
+    def _named_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for type_id, name in value.items():
+            if not re.fullmatch(r"[1-9][0-9]*", type_id):
+                raise _KeyedError(type_id, "expected a positive integer object type id as the key")
+            if not name.strip():
+                raise _KeyedError(type_id, "expected the name of the concept (e.g. \"household\"), got an empty string")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Contract:

@@ -78,7 +78,8 @@ def check_anonymous_relationship_delete(msg: Message, store: Store) -> Message:
                     f"delete_relationships takes id, email or cio_id")
 
 
-def _id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
+def id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
+    """Why `value` is not a usable group id under `pattern` (the `invalid_group_id` message), or None."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         return f"group id must be a string, got {type(value).__name__}"
     value = str(value)
@@ -99,7 +100,7 @@ def check_group_id(msg: Message) -> Message:
     event) or the message dropped (a group call or object event, whose subject it is); so is a stripped one."""
     if msg.group_id is None or msg.resolution == "membership":
         return msg
-    problem = _id_problem(msg.group_id, msg.contract.group_id_regex)
+    problem = id_problem(msg.group_id, msg.contract.group_id_regex)
     if problem is None:
         msg.group_id = str(msg.group_id)
         return msg
