@@ -114,6 +114,7 @@ class Contract(_Model):
     rollups: dict[str, Rollup] = Field(default_factory=dict)
     rollup_interval: str = "5m"  # at most one rollup update per group per interval of event time
     freshness: str | None = None  # coverage report: a group not updated for this long is stale
+    id_change_window: str = "7d"  # coverage report: members all moving to one other group within it: an id change
     future_tolerance: str = "1d"  # a message dated further ahead of its receipt is `future_timestamp`
     _customerio: Any = PrivateAttr(default=None)  # the config's [customerio], set by `Config`
 
@@ -128,7 +129,7 @@ class Contract(_Model):
         """`[customerio] device_token_event` (RudderStack's `deviceTokenEventName`)."""
         return self._customerio.device_token_event if self._customerio is not None else None
 
-    @field_validator("rollup_interval", "freshness", "future_tolerance")
+    @field_validator("rollup_interval", "freshness", "future_tolerance", "id_change_window")
     @classmethod
     def _interval(cls, value: str | None) -> str | None:
         if value is not None:

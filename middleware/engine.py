@@ -12,6 +12,7 @@ as `store_unavailable` or `internal_error` with the reason, and the rest go on.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -27,11 +28,13 @@ from .counts import Counts
 from .enrich import Attach, annotate
 from .learn import Learn
 from .message import TIME_KEYS, Message, normalise, split
+from .migrated_ids import MapMigrated
 from .quarantine import record
 from .resolve import Resolve
 from .rollups import Rollups, Update, contributions
 from .step import Step, chains, only
 from .stores import Store, StoreError
+from .stores.migrated import migrated
 
 log = logging.getLogger("groupspec")
 
@@ -88,6 +91,20 @@ def encode(msg: Message) -> Message:
     return msg
 
 
+class TimedTaskFailed(Exception):
+    """A task scheduled with `Engine.at` failed: the door stops with its cause (never a quarantined message)."""
+
+
+def trait_owners(config: Config) -> dict[str, str]:
+    """Trait name -> the source that owns it, in any contract of `config` (the base contract's first)."""
+    owners: dict[str, str] = {}
+    for name in (None, *config.sources):
+        for trait, rule in config.contract_for(name).group_traits.items():
+            if rule.owner is not None:
+                owners.setdefault(trait, rule.owner)
+    return owners
+
+
 def _writable(value: Any) -> bool:
     try:
         orjson.dumps(value)
@@ -107,14 +124,16 @@ class Engine:
                  steps: Iterable[Step] = (), learn: Step | None = None,
                  clock: Callable[[], float] | None = time.time) -> None:
         self.config = config
-        self.store = store
+        self.store = store = migrated(store, trait_owners(config))  # read through its group id migrations
         self.clock = clock
         self.stream_time = 0.0
         self.destination = destination
         self.rollups = Rollups(store, config)
         mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
-        self.steps: list[Step] = [contract.check_time, Resolve(store), *contract.checks(store), Attach(store), annotate, *steps,
-                                  *mapping, encode, learn or Learn(store)]
+        self.steps: list[Step] = [contract.check_time, Resolve(store), MapMigrated(store), *contract.checks(store),
+                                  Attach(store), annotate, *steps, *mapping, encode, learn or Learn(store)]
+        self._timed: list[tuple[float, int, Callable[[], list[dict[str, Any]]]]] = []  # (when, order, task)
+        self._timed_ops: list[dict[str, Any]] = []  # what due tasks sent, before the next message's operations
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
         self._failures: set[tuple[str, type]] = set()
         self.retention = config.retention_seconds
@@ -136,8 +155,28 @@ class Engine:
         return self.store.compact(now - self.retention)
 
     def transaction(self) -> AbstractContextManager[None]:
-        """Group the store writes of many payloads into one commit (one per chunk, in every door)."""
+        """Group the store writes of many payloads into one commit (one per chunk, in every door). The migration
+        map is refreshed first when the store's migration counter moved (a store that does not answer keeps the
+        map: each message then meets the store's error itself)."""
+        try:
+            self.store.refresh()
+        except StoreError:
+            pass
         return self.store.transaction()
+
+    def at(self, when: float, task: Callable[[], list[dict[str, Any]]]) -> None:
+        """Run `task` once, when the stream reaches time `when` (before the first message dated at or after it, else
+        at `flush`); the destination operations it returns go out before that message's (an offline door:
+        `groupspec replay --migrations`). What it raises stops the door as `TimedTaskFailed`."""
+        heapq.heappush(self._timed, (when, len(self._timed), task))
+
+    def _run_timed(self, now: float) -> None:
+        while self._timed and self._timed[0][0] <= now:
+            task = heapq.heappop(self._timed)[2]
+            try:
+                self._timed_ops += task()
+            except Exception as exc:
+                raise TimedTaskFailed(str(exc)) from exc
 
     def process(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
                 kind: str | None = None, received_at: float | None = None, into: Outcome | None = None) -> Outcome:
@@ -197,10 +236,21 @@ class Engine:
         return out
 
     def flush(self) -> Outcome:
-        """Every pending rollup update (the end of a replay or a backfill)."""
-        return self.due(float("inf"))
+        """The tasks not yet run (`at`), then every pending rollup update (the end of a replay or a backfill)."""
+        self._run_timed(float("inf"))
+        out = Outcome()
+        self._timed_out(out)
+        out.extend(self.due(float("inf")))
+        return out
+
+    def _timed_out(self, out: Outcome) -> None:
+        for op in self._timed_ops:
+            self._add_op(op, out)
+        self._timed_ops = []
 
     def _collect(self, msg: Message, out: Outcome) -> None:
+        if self._timed_ops:
+            self._timed_out(out)
         if msg.quarantined:
             out.quarantined.append(record(msg))
         else:
@@ -228,6 +278,8 @@ class Engine:
             normalise(msg, received)
             if msg.quarantined:
                 return
+            if self._timed:
+                self._run_timed(max(self.stream_time, msg.ts))
             by_type = self._chains.get(id(msg.contract))
             if by_type is None:
                 by_type = self._chains[id(msg.contract)] = chains(self.steps, msg.contract)
@@ -235,6 +287,8 @@ class Engine:
                 step(msg)
                 if msg.quarantined:
                     return
+        except TimedTaskFailed:
+            raise
         except StoreError as exc:
             msg.drop("store_unavailable", "", str(exc))
         except Exception as exc:  # a bug must not lose the message: quarantine it with the reason

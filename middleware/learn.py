@@ -34,12 +34,15 @@ class Learn:
             if msg.person_key is not None:
                 store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, effect == "join",
                                         arrived=msg.arrival)
+                relationship = msg.traits.get("relationshipAttributes")
+                if effect == "join" and isinstance(relationship, dict) and relationship:
+                    store.record_relationship(msg.person_key, msg.object_type, msg.group_id, relationship, msg.ts)
             attributes = object_attributes(msg.traits)
             if msg.contract.compat == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":
                 store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, msg.key,
-                                   arrived=msg.arrival)
+                                   arrived=msg.arrival, source=msg.source)
         elif msg.type == "identify":
             self._relate(msg)
         elif person_effect(msg) == "delete_person":

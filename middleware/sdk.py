@@ -207,8 +207,8 @@ class Hook:
     def __init__(self, config: Config, store: Store, quarantine: QuarantineFile, source: str | None, *,
                  before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), fail_closed: bool = False,
                  mode: str = "consumer", on_drop: OnDrop | None = None) -> None:
-        self.learn = Learn(store)
         engine = self.engine = Engine(config, store, steps=[After(step) for step in after], learn=self._learn)
+        self.learn = Learn(engine.store)  # the store read through its migrations
         self.quarantine = quarantine
         self.source = source
         self.before = list(before)

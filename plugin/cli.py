@@ -49,6 +49,8 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--out", required=True, help="folder for the outputs")
     replay.add_argument("--expect", help="folder of expected outputs; exit 1 on a difference")
     replay.add_argument("--store", help="store url, overriding [store] (default: memory://)")
+    replay.add_argument("--migrations", metavar="MAP.csv",
+                        help="group id migrations applied at their `at` in stream time (docs/migrating-group-ids.md)")
     replay.set_defaults(run=_lazy(".replay_command:replay"))
 
     check = commands.add_parser("check-config", help="validate a config file")
@@ -129,6 +131,21 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("--repair", action="store_true", help="send the Track API operations that fix the drift")
     verify.add_argument("--dry-run", action="store_true", help="with --repair: list the operations, send nothing")
     verify.set_defaults(run=_lazy(".verify.command:run"))
+
+    groups = commands.add_parser("groups", help="work with group ids")
+    group_verbs = groups.add_subparsers(dest="verb", required=True)
+    migrate = group_verbs.add_parser("migrate", help="rename or merge group ids: the store, then Customer.io")
+    migrate.add_argument("--config", required=True)
+    migrate.add_argument("--map", required=True, metavar="MAP.csv",
+                         help="rows object_type_id,old_id,new_id[,mode][,at]; mode: rename | merge")
+    migrate.add_argument("--at", metavar="ISO", help="when rows without an at take effect (default: now)")
+    migrate.add_argument("--store", help="store url, overriding [store] (default: sqlite:///groupspec.db)")
+    migrate.add_argument("--dry-run", action="store_true", help="write the plan to --out DIR, change nothing")
+    migrate.add_argument("--out", metavar="DIR", help="dry run: customerio.jsonl and migration.json")
+    migrate.add_argument("--deliver", action="store_true", help="record the migrations and send the operations")
+    migrate.add_argument("--keep-old", action="store_true",
+                         help="keep the old Customer.io objects (with migrated_to) instead of deleting them")
+    migrate.set_defaults(run=_lazy(".migrate.command:run"))
 
     store = commands.add_parser("store", help="work with the membership store")
     store_verbs = store.add_subparsers(dest="verb", required=True)

@@ -64,6 +64,7 @@ RULES: dict[tuple[str, str], tuple[bool, str]] = {
     ("rollup", "changed"): (True, "rollup {subject} redefined: {old} -> {new}"),
     ("rollup_interval", "changed"): (False, "rollup interval {old} -> {new}"),
     ("freshness", "changed"): (False, "freshness window {old} -> {new}"),
+    ("id_change_window", "changed"): (False, "id change window {old} -> {new}"),
     ("source", "added"): (False, "source {subject} added"),
     ("source", "removed"): (True, "source {subject} removed"),
     ("write_key", "changed"): (True, "write key of {subject} changed: senders with the old key lose the source"),
@@ -74,7 +75,7 @@ ACTION_ORDER = ("flag", "strip", "drop")
 #: (old type, new type) pairs that accept more values than before; None is "any type"
 TYPE_WIDENING = frozenset({("integer", "number")})
 #: scalar contract keys compared as "changed" (group_id_pattern has its own added/removed/widened rules)
-SCALARS = ("version", "group_key", "default_object_type_id", "rollup_interval", "freshness")
+SCALARS = ("version", "group_key", "default_object_type_id", "rollup_interval", "freshness", "id_change_window")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from groupspec.middleware.errors import ConfigError
 from groupspec.middleware.jsonl import read_lines
 from groupspec.middleware.quarantine import payloads as quarantined_payloads
 
+from .migrate.rows import read_map
 from .replay import Replay, compare
 
 
@@ -23,7 +24,8 @@ def replay(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such input file")
     payloads = ((line, None) for path in args.inputs for line in read_lines(path))
-    summary = Replay(config, args.out, args.source, store_url=args.store).run(payloads)
+    migrations = read_map(args.migrations) if args.migrations else []
+    summary = Replay(config, args.out, args.source, store_url=args.store, migrations=migrations).run(payloads)
     print(orjson.dumps(summary).decode())
     return _expect(args)
 

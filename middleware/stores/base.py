@@ -18,11 +18,14 @@ record was removed is numbered as new.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ..errors import StoreError
 
-__all__ = ["Activity", "Lookup", "Membership", "Store", "StoreError"]
+if TYPE_CHECKING:
+    from ..migrations import Migration
+
+__all__ = ["Activity", "Lookup", "Membership", "Store", "StoreError", "TraitEntry"]
 
 
 class Membership(NamedTuple):
@@ -38,6 +41,17 @@ class Activity(NamedTuple):
     seq: int  # order of recording within the group
     message_id: str
     values: dict[str, Any]  # rollup name -> the value this event contributes
+
+
+class TraitEntry(NamedTuple):
+    """One recorded value of a group trait (`Store.trait_history`)."""
+
+    ts: float
+    seq: int  # order of recording within the store (Redis: within the group)
+    message_id: str
+    value: Any
+    arrived: int | None
+    source: str | None  # the source that wrote it (None: written before sources were recorded)
 
 
 class Lookup(NamedTuple):
@@ -101,8 +115,11 @@ class Store(Protocol):
         (a re-applied message compares as it did first)."""
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
-        """Record group trait values written at `ts` by message `message_id`."""
+                     arrived: int | None = None, source: str | None = None) -> None:
+        """Record group trait values written at `ts` by message `message_id` of `source` (kept in its own field)."""
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        """Every recorded value of one trait of a group (every fact known), in recording order."""
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
@@ -123,6 +140,32 @@ class Store(Protocol):
 
     def due_rollups(self, until: float) -> list[tuple[str, str, float, int]]:
         """``(object_type_id, group_id, due, seq)`` of the pending groups due at or before `until`, by due time."""
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        """The relationship attributes a group call at `ts` gave the person's membership (the latest by `ts` is
+        kept; memberships learned before they were kept have none)."""
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        """person key -> the latest relationship attributes of the group's members that have some."""
+
+    # group id migrations (`middleware/migrations.py`): one fact each, read through `stores/migrated.py`
+
+    def record_migration(self, migration: Migration) -> bool:
+        """Record a migration; True when it is new (the migration counter moves), False when its old id already
+        has one (recorded before: nothing changes)."""
+
+    def migrations(self) -> list[Migration]:
+        """Every recorded migration, in recording order."""
+
+    def migration_count(self) -> int:
+        """The migration counter (one cheap read): a process re-reads `migrations` when it moves."""
+
+    def membership_events(self, persons: list[str]) -> list[tuple]:
+        """Every membership event (`history.Event`) of `persons`, whatever its time."""
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[tuple[float, int | None]]]:
+        """The deletions ``(ts, arrived)`` of each of `groups` that has any."""
 
     def groups(self) -> list[tuple[str, str]]:
         """Every group the store knows of (by a membership, a trait or a deletion): sorted

@@ -8,7 +8,8 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
 
-from .base import Activity, Membership, Store
+from ..migrations import Migration
+from .base import Activity, Membership, Store, TraitEntry
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
 _NONE: tuple = ()
@@ -25,7 +26,9 @@ class MemoryStore(Store):
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_keys: set[tuple] = set()
         self._deletions: dict[tuple[str, str], list[Deletion]] = defaultdict(list)
-        self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any, int | None]]] = defaultdict(list)
+        self._traits: dict[tuple[str, str, str], list[TraitEntry]] = defaultdict(list)
+        self._relationships: dict[tuple[str, str], dict[str, tuple[float, dict[str, Any]]]] = defaultdict(dict)
+        self._migrations: dict[tuple[str, str], Migration] = {}  # (type, old id) -> its migration, in order
         self._activity: dict[tuple[str, str], dict[str, Activity]] = defaultdict(dict)
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
         self._seq = 0
@@ -90,19 +93,48 @@ class MemoryStore(Store):
         }
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
+                     arrived: int | None = None, source: str | None = None) -> None:
         with self._lock:
             for name, value in traits.items():
                 entries = self._traits[(object_type_id, group_id, name)]
                 if not any(entry[2] == message_id for entry in entries):
-                    entries.append((ts, self._next(), message_id, value, arrived))
+                    entries.append(TraitEntry(ts, self._next(), message_id, value, arrived, source))
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        return list(self._traits.get((object_type_id, group_id, name), _NONE))
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        with self._lock:
+            kept = self._relationships[(object_type_id, group_id)]
+            if person not in kept or ts >= kept[person][0]:
+                kept[person] = (ts, dict(attributes))
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        return {person: attrs for person, (_, attrs) in self._relationships.get((object_type_id, group_id), {}).items()}
+
+    def record_migration(self, migration: Migration) -> bool:
+        with self._lock:
+            return self._migrations.setdefault(migration[:2], migration) is migration
+
+    def migrations(self) -> list[Migration]:
+        return list(self._migrations.values())
+
+    def migration_count(self) -> int:
+        return len(self._migrations)
+
+    def membership_events(self, persons: list[str]) -> list[Event]:
+        return [row for person in persons for row in self._events.get(person, _NONE)]
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[Deletion]]:
+        return {group: list(self._deletions[group]) for group in groups if self._deletions.get(group)}
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
         out = {}
         for name in names:
             history = self._traits.get((object_type_id, group_id, name), _NONE)
-            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in history), ts, before)
+            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived, _ in history), ts, before)
             if best is not None:
                 out[name] = best[2]
         return out

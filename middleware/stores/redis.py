@@ -17,9 +17,12 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
 | ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by event time (retention) |
+| ``{g:[TYPE,ID]}:r`` | hash | relationship attributes: person key -> ``[ts, attributes]`` (the latest by ts) |
+| ``{migrations}:m`` / ``:n`` | hash / string | group id migrations: ``[type, old id]`` -> ``seq [new id, mode, at, keep_old, arrived]`` / the migration counter |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
-arrival numbers existed (always known).
+arrival numbers existed (always known). A trait value's payload is ``[ts, value, arrived, source]`` (the writing
+source; older values have no fourth item).
 
 Round trips: `lookup` (what a message needs before it is resolved, a group call's stale-trait check included) is
 one script on a single Redis; on a cluster, where one script reaches one slot, it is pipelined rounds across the
@@ -49,8 +52,9 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
-from .base import Activity, Lookup, Membership, StoreError
-from .history import fold_memberships, latest_at, linked, stale_after
+from ..migrations import Migration
+from .base import Activity, Lookup, Membership, Store, StoreError, TraitEntry
+from .history import Deletion, Event, fold_memberships, latest_at, linked, stale_after
 
 CLUSTER_SCHEME = "redis+cluster://"
 _LINK_LIMIT = 1000  # the most person keys one identity walk visits (as `history.linked`)
@@ -219,7 +223,20 @@ for i = 1, #times, 2 do
 end
 return removed
 """
-_SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "record_membership": _RECORD_MEMBERSHIP,
+# KEYS: relationships hash; ARGV: person, ts, attributes. Keeps the latest by ts.
+_RELATE = """
+local kept = redis.call('HGET', KEYS[1], ARGV[1])
+if not kept or tonumber(cjson.decode(kept)[1]) <= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], '[' .. ARGV[2] .. ',' .. ARGV[3] .. ']')
+end
+"""
+# KEYS: migrations hash, migration counter; ARGV: [type, old id], [new id, mode, at, keep_old]. 1 when new.
+_MIGRATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], redis.call('INCR', KEYS[2]) .. ' ' .. ARGV[2])
+return 1
+"""
+_SCRIPTS = {"admit": _ADMIT, "relate": _RELATE, "migrate": _MIGRATE, "link": _LINK, "apply_traits": _APPLY_TRAITS, "record_membership": _RECORD_MEMBERSHIP,
             "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
             "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY,
             "prune_links": _PRUNE_LINKS}
@@ -248,6 +265,9 @@ class Keys:
 
     def arrivals(self, kind: str) -> str:
         return f"{self.prefix}{{arrivals}}:{kind}"
+
+    def migrations(self, kind: str) -> str:
+        return f"{self.prefix}{{migrations}}:{kind}"
 
 
 def group_tag(object_type_id: str, group_id: Any) -> str:
@@ -370,7 +390,7 @@ class _LazyCluster:
             self._client.close()
 
 
-class RedisStore:
+class RedisStore(Store):
     """Point-in-time membership, identity links, group trait history and activity in Redis (one server or a
     cluster)."""
 
@@ -605,13 +625,60 @@ class RedisStore:
         return _stale_names(names, stored, ts, message_id, before)
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
+                     arrived: int | None = None, source: str | None = None) -> None:
         if not traits:
             return
         keys = [self.keys.group(object_type_id, group_id, "n")]
         keys += [self.keys.group(object_type_id, group_id, "t:" + name) for name in traits]
-        args = [message_id, *(orjson.dumps([float(ts), value, arrived]) for value in traits.values())]
+        args = [message_id, *(orjson.dumps([float(ts), value, arrived, source]) for value in traits.values())]
         self._write(self._script("apply_traits", keys, args))
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        stored, = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "t:" + name))])
+        entries = []
+        for message_id, entry in stored.items():
+            seq, _, payload = entry.partition(" ")
+            at, value, *rest = orjson.loads(payload)
+            rest += [None, None]
+            entries.append(TraitEntry(at, int(seq), message_id, value, rest[0], rest[1]))
+        return sorted(entries, key=lambda e: e.seq)
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        self._write(self._script("relate", [self.keys.group(object_type_id, group_id, "r")],
+                                 [person, repr(float(ts)), orjson.dumps(attributes)]))
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        stored, = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "r"))])
+        return {person: orjson.loads(kept)[1] for person, kept in sorted(stored.items())}
+
+    def record_migration(self, migration: Migration) -> bool:
+        keys = [self.keys.migrations("m"), self.keys.migrations("n")]
+        args = [orjson.dumps(migration[:2]), orjson.dumps(list(migration[2:]))]
+        new, = self._read([self._script("migrate", keys, args)])
+        return bool(int(new))
+
+    def migrations(self) -> list[Migration]:
+        stored, = self._read([("HGETALL", self.keys.migrations("m"))])
+        rows = []
+        for field, value in stored.items():
+            seq, _, payload = value.partition(" ")
+            new_id, mode, at, keep_old, arrived = orjson.loads(payload)
+            rows.append((int(seq), Migration(*orjson.loads(field), new_id, mode, float(at), bool(keep_old), arrived)))
+        return [migration for _, migration in sorted(rows)]
+
+    def migration_count(self) -> int:
+        count, = self._read([("GET", self.keys.migrations("n"))])
+        return int(count or 0)
+
+    def membership_events(self, persons: list[str]) -> list[Event]:
+        stored = self._read([("HGETALL", self.keys.person(person, "e")) for person in persons])
+        return [event for one in stored for event in _events(one, float("inf"))]
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[Deletion]]:
+        found = self._read([("SMEMBERS", self.keys.group(type_id, group_id, "d")) for type_id, group_id in groups])
+        return {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]
+                for group, deleted in zip(groups, found) if deleted}
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:

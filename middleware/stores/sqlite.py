@@ -15,8 +15,9 @@ from typing import Any
 
 import orjson
 
-from .base import Activity, Membership, Store, StoreError
-from .history import fold_memberships, linked, stale_after
+from ..migrations import Migration
+from .base import Activity, Membership, Store, StoreError, TraitEntry
+from .history import Deletion, Event, fold_memberships, linked, stale_after
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
@@ -41,10 +42,17 @@ CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
 CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS relationships (
+    type_id TEXT NOT NULL, group_id TEXT NOT NULL, person TEXT NOT NULL, ts REAL NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (type_id, group_id, person)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS migrations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, old_id TEXT NOT NULL, new_id TEXT NOT NULL,
+    mode TEXT NOT NULL, at REAL NOT NULL, keep_old INTEGER NOT NULL, arrived INTEGER, UNIQUE (type_id, old_id));
 """
 #: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
 _ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
-          ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
+          ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0",
+          ("traits", "source"): "TEXT"}  # the writing source of a trait value (NULL: written before it was kept)
 _TIME_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
 CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
@@ -190,11 +198,60 @@ class SQLiteStore(Store):
         return stale
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
+                     arrived: int | None = None, source: str | None = None) -> None:
         self._write(
-            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value, arrived) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value), arrived) for name, value in traits.items()],
+            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value, arrived, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value), arrived, source)
+             for name, value in traits.items()],
         )
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        rows = self._rows("SELECT ts, seq, message_id, value, arrived, source FROM traits WHERE type_id = ? AND"
+                          " group_id = ? AND name = ? ORDER BY seq", (object_type_id, group_id, name))
+        return [TraitEntry(at, seq, mid, orjson.loads(value), arrived, source)
+                for at, seq, mid, value, arrived, source in rows]
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        self._write("INSERT INTO relationships VALUES (?, ?, ?, ?, ?) ON CONFLICT (type_id, group_id, person) DO UPDATE"
+                    " SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= relationships.ts",
+                    [(object_type_id, group_id, person, ts, orjson.dumps(attributes))])
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._rows("SELECT person, value FROM relationships WHERE type_id = ? AND group_id = ? ORDER BY person",
+                          (object_type_id, group_id))
+        return {person: orjson.loads(value) for person, value in rows}
+
+    def record_migration(self, migration: Migration) -> bool:
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "INSERT OR IGNORE INTO migrations (type_id, old_id, new_id, mode, at, keep_old, arrived)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (*migration[:5], int(migration.keep_old), migration.arrived)).rowcount == 1
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store: {exc}") from None
+
+    def migrations(self) -> list[Migration]:
+        rows = self._rows("SELECT type_id, old_id, new_id, mode, at, keep_old, arrived FROM migrations ORDER BY seq")
+        return [Migration(*row[:5], bool(row[5]), row[6]) for row in rows]
+
+    def migration_count(self) -> int:
+        return self._rows("SELECT coalesce(max(seq), 0) FROM migrations")[0][0]
+
+    def membership_events(self, persons: list[str]) -> list[Event]:
+        marks = ",".join("?" * len(persons))
+        rows = self._rows(f"SELECT type_id, group_id, ts, seq, joined, arrived FROM memberships WHERE person IN ({marks})",
+                          persons)
+        return [(t, g, at, seq, bool(joined), arrived) for t, g, at, seq, joined, arrived in rows]
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[Deletion]]:
+        out: dict[tuple[str, str], list[Deletion]] = {}
+        for type_id, group_id in groups:
+            rows = self._rows("SELECT ts, arrived FROM deletions WHERE type_id = ? AND group_id = ?", (type_id, group_id))
+            if rows:
+                out[(type_id, group_id)] = [tuple(row) for row in rows]
+        return out
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:

@@ -31,6 +31,7 @@ WHEN: dict[str, str] = {
     "future_timestamp": "the message is dated in the future (a wrong device clock)",
     "customerio_limit": "the Customer.io call would break a Track API limit (id or value size, attribute count)",
     "anonymous_relationship_delete": "an anonymous visitor leaves a group and is linked to no single user id",
+    "group_id_migrated": "a message names a group id that was renamed or merged; it is sent on with the new id",
     "store_unavailable": "the membership store could not answer",
     "internal_error": "groupspec failed on the message (a bug)",
 }

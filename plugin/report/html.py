@@ -150,6 +150,16 @@ def _stale(report: Coverage) -> str:
     return _table(["object type", "group", "last update", "age"], rows, text_columns=3) + note
 
 
+def _id_changes(report: Coverage) -> str:
+    if report.id_changes is None:
+        return f'<p class="none">Not tracked by {escape(report.origin)}.</p>'
+    if not report.id_changes:
+        return '<p class="none">None found.</p>'
+    rows = [[escape(c.object_type_id), escape(c.old_id), escape(c.new_id), str(c.members), escape(c.first_move),
+             escape(c.last_move)] for c in report.id_changes]
+    return _table(["object type", "old id", "new id", "members", "moved from", "moved until"], rows, text_columns=3)
+
+
 def render(report: Coverage) -> str:
     """The whole page as a string."""
     title = f"groupspec coverage — {report.origin}"
@@ -164,4 +174,5 @@ def render(report: Coverage) -> str:
             f"<h2>Violations by code and source</h2>{_violations(report)}"
             f"<h2>People without any group</h2>{_people(report)}"
             f"<h2>Stale groups{freshness}</h2>{_stale(report)}"
+            f"<h2>Likely group id changes nobody migrated</h2>{_id_changes(report)}"
             "</main></body></html>\n")

@@ -59,6 +59,16 @@ def _stale(report: Coverage) -> Table:
     return table
 
 
+def _id_changes(report: Coverage) -> Table:
+    table = Table(title="likely group id changes nobody migrated (groupspec groups migrate)", title_justify="left")
+    for name in ("object type", "old id", "new id", "members", "moved from", "moved until"):
+        table.add_column(name)
+    for change in report.id_changes:
+        table.add_row(Text(change.object_type_id), Text(change.old_id), Text(change.new_id), str(change.members),
+                      change.first_move, change.last_move)
+    return table
+
+
 def render(report: Coverage, console: Console | None = None) -> None:
     """Print the report: headline, events, violations, people without a group, stale groups."""
     if console is None:
@@ -81,3 +91,5 @@ def render(report: Coverage, console: Console | None = None) -> None:
     else:
         console.print(_stale(report) if groups.stale_count else
                       f"groups: all {groups.total} updated within {groups.freshness}")
+    if report.id_changes:
+        console.print(_id_changes(report))

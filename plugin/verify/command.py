@@ -14,7 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from groupspec.middleware.config import Config, ConfigError, load_config
+from groupspec.middleware.engine import trait_owners
 from groupspec.middleware.stores import Store, open_store
+from groupspec.middleware.stores.migrated import migrated
 
 from . import report
 from .appapi import AppApi
@@ -60,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run and not args.repair:
         raise ConfigError("verify: --dry-run goes with --repair")
     config = load_config(args.config)
-    store = open_store(config.store_url("live", args.store))
+    store = migrated(open_store(config.store_url("live", args.store)), trait_owners(config))
     try:
+        store.refresh()  # a migrated id is checked as gone (or kept with migrated_to), its new id with its members
         known = set(store.groups()) if args.group else set()
         unknown = [f"{t}:{g}" for t, g in args.group or [] if (t, g) not in known]
         if unknown:

@@ -39,7 +39,12 @@ def owned_attributes(config: Config) -> set[str]:
 
 def view(store: Store, config: Config, object_type_id: str, group_id: str, now: float = math.inf) -> GroupView:
     """The group at `now` (default: every fact known). After a deletion only what was written since counts: a
-    group call after `Object Deleted` creates the object anew, with only its new attributes."""
+    group call after `Object Deleted` creates the object anew, with only its new attributes. A migrated id (read
+    through `stores.migrated`) has no members and no object, or with `--keep-old` an object with `migrated_to`."""
+    migration = store.map.migrated(object_type_id, group_id) if hasattr(store, "map") else None
+    if migration is not None and (migration.mode == "rename" or migration.at <= now):
+        kept = {"migrated_to": migration.new_id} if migration.keep_old else {}
+        return GroupView(object_type_id, group_id, {}, kept, [], [], deleted=not migration.keep_old)
     names = store.trait_names(object_type_id, group_id)
     gone = store.deleted_at(object_type_id, group_id)
     if gone is not None:
