@@ -46,7 +46,7 @@ class Replay:
         todo, done = check([row], store, config, None)
         migration = todo[0][1] if todo else next(m for m in store.map.rows if m[:2] == (row.object_type_id, row.old_id))
         migration = admit(store, migration)
-        plans = plan(store, config, [(row.where, migration)], before=migration.arrived)
+        plans = plan(store, config, [(row.where, migration)], migration.at, before=migration.arrived)
         record(store, [migration])
         return plans[0].ops
 

@@ -86,6 +86,10 @@ class Migrated:
         return sorted(person for person in candidates
                       if any((m.object_type_id, m.group_id) == group for m in self.memberships_at([person], ts, before)))
 
+    def groups(self) -> list[tuple[str, str]]:
+        """Every group the store knows of, the ids migrated to included (a rename's new id has no facts of its own)."""
+        return sorted({*self.raw.groups(), *((m.object_type_id, m.new_id) for m in self.map.rows)})
+
     # traits, activity and relationships of a group ids were migrated into
 
     def _history(self, object_type_id: str, group_id: str, name: str, ts: float,

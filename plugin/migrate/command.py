@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run != (args.out is not None):
         raise ConfigError("groups migrate: --dry-run and --out DIR go together")
     config = load_config(args.config)
-    at = time.time()
+    now = at = time.time()
     if args.at is not None:
         at = parse_time(args.at)
         if at is None:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         store.refresh()
         todo, done = check(rows, store, config, at, keep_old=args.keep_old)
-        plans = plan(store, config, [(row.where, migration) for row, migration in todo])
+        plans = plan(store, config, [(row.where, migration) for row, migration in todo], now)
         ops = [op for one in plans for op in one.ops]
         summary = {"rows": len(rows), "recorded_before": len(done), "migrated": len(plans), "operations": len(ops)}
         if args.dry_run:

@@ -38,22 +38,24 @@ class RowPlan:
     ops: list[dict[str, Any]]
 
 
-def plan(store: Migrated, config: Config, rows: list[tuple[str, Migration]],
+def plan(store: Migrated, config: Config, rows: list[tuple[str, Migration]], now: float,
          before: int | None = None) -> list[RowPlan]:
     """The plan of each ``(where, migration)`` in order (a chain's later rows see the earlier ones), read from the
-    facts known `before` an arrival number (default every fact). The store's own map is left as it was."""
+    facts known `before` an arrival number (default every fact): the members moved and the traits compared at the
+    migration's `at`, the new object's members and attributes as they are `now` (or at `at`, when later). The store's
+    own map is left as it was."""
     saved = store.map
     out = []
     try:
         for where, migration in rows:
-            out.append(_plan_row(store, config, where, migration, before))
+            out.append(_plan_row(store, config, where, migration, max(now, migration.at), before))
             store.map = store.map.with_rows([migration._replace(arrived=None)])
     finally:
         store.map = saved
     return out
 
 
-def _plan_row(store: Migrated, config: Config, where: str, m: Migration, before: int | None) -> RowPlan:
+def _plan_row(store: Migrated, config: Config, where: str, m: Migration, now: float, before: int | None) -> RowPlan:
     type_id, at = m.object_type_id, m.at
     moved = store.members_at(type_id, m.old_id, at, before)
     old_traits = _traits(store, type_id, m.old_id, at, before)
@@ -62,8 +64,9 @@ def _plan_row(store: Migrated, config: Config, where: str, m: Migration, before:
     saved = store.map
     store.map = saved.with_rows([m._replace(arrived=None)])
     try:
-        members = store.members_at(type_id, m.new_id, at, before)
-        traits = _traits(store, type_id, m.new_id, at, before)
+        merged = _traits(store, type_id, m.new_id, at, before)
+        members = store.members_at(type_id, m.new_id, now, before)
+        traits = _traits(store, type_id, m.new_id, now, before)
         relations = store.relationship_attributes(type_id, m.new_id)
         entries = store.activity_since(type_id, m.new_id, -math.inf)
         people = {key: _user(store, key, before) for key in {*members, *moved}}
@@ -72,14 +75,14 @@ def _plan_row(store: Migrated, config: Config, where: str, m: Migration, before:
     latest = max(entries, key=lambda e: (e.ts, e.seq)) if entries else None
     rollups = evaluate(config.contract_for(latest.values.get(SOURCE) if latest else None).rollups, entries)
     ops = _operations(config, m, traits, rollups, members, moved, relations, people)
-    conflicts = [{"trait": name, "old": value, "new": new_traits[name], "kept": traits.get(name)}
+    conflicts = [{"trait": name, "old": value, "new": new_traits[name], "kept": merged.get(name)}
                  for name, value in sorted(old_traits.items()) if name in new_traits and new_traits[name] != value]
     report = {
         "row": where, "object_type_id": type_id, "old_id": m.old_id, "new_id": m.new_id, "mode": m.mode,
         "at": iso(at), "keep_old": m.keep_old,
         "members_moved": sorted(moved), "members": len(members),
         "traits": {"carried": {name: value for name, value in sorted(old_traits.items())
-                               if name not in new_traits and traits.get(name) == value},
+                               if name not in new_traits and merged.get(name) == value},
                    "conflicting": conflicts},
         "rollups": {"entries_carried": len(carried_entries), "values": rollups},
         "operations": len(ops),
