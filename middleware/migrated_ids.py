@@ -20,14 +20,13 @@ class MapMigrated:
         self.store = store
 
     def __call__(self, msg: Message) -> Message:
-        migrations = self.store.map
-        if not migrations or msg.resolution not in ("explicit", "property"):
+        if not self.store.active or msg.resolution not in ("explicit", "property"):
             return msg
         old = msg.group_id
         if not isinstance(old, (str, int)) or isinstance(old, bool):
             return msg  # no id at all: the contract checks say so
         old = str(old)
-        migrations = migrations.known(msg.arrival)
+        migrations = self.store.map.known(msg.arrival)
         type_id = _object_type(msg, migrations.types_of(old))
         new = old if type_id is None else migrations.resolve(type_id, old, msg.ts)
         if new == old:

@@ -26,6 +26,14 @@ class Migrated:
         self.owners = owners or {}  # trait name -> the source that owns it
         self.map = MigrationMap()
 
+    @property
+    def map(self) -> MigrationMap:
+        return self._map
+
+    @map.setter
+    def map(self, value: MigrationMap) -> None:
+        self._map, self.active = value, bool(value)  # `active`: read on every message, a plain attribute
+
     def __getattr__(self, name: str) -> Any:  # every other call is the store's own (bound once, then direct)
         value = getattr(self.raw, name)
         if callable(value):
@@ -47,7 +55,7 @@ class Migrated:
                stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
         found = self.raw.lookup(message_id, persons, ts, names, group, event_ts=event_ts, stale_group=stale_group,
                                 stale_names=stale_names)
-        if not self.map:
+        if not self.active:
             return found
         migrations = self.map.known(found.arrival)
         if any(migrations.migrated(m.object_type_id, m.group_id) for m in found.memberships):
@@ -61,7 +69,7 @@ class Migrated:
 
     def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
         found = self.raw.memberships_at(persons, ts, before)
-        if not self.map:
+        if not self.active:
             return found
         migrations = self.map.known(before)
         if any(migrations.migrated(m.object_type_id, m.group_id) for m in found):
@@ -95,7 +103,7 @@ class Migrated:
     def _history(self, object_type_id: str, group_id: str, name: str, ts: float,
                  before: int | None) -> list[TraitEntry] | None:
         """The trait's entries with those of the group's sources that count at `ts`; None when it has none."""
-        sources = self.map.known(before).sources(object_type_id, group_id) if self.map else ()
+        sources = self.map.known(before).sources(object_type_id, group_id) if self.active else ()
         if not sources:
             return None
         entries = list(self.raw.trait_history(object_type_id, group_id, name))
@@ -110,7 +118,7 @@ class Migrated:
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
-        if not self.map or not self.map.has_sources(object_type_id, group_id):
+        if not self.active or not self.map.has_sources(object_type_id, group_id):
             return self.raw.traits_at(object_type_id, group_id, names, ts, before)
         out = {}
         for name in names:
@@ -122,7 +130,7 @@ class Migrated:
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
                      before: int | None = None) -> set[str]:
-        if not self.map or not self.map.has_sources(object_type_id, group_id):
+        if not self.active or not self.map.has_sources(object_type_id, group_id):
             return self.raw.stale_traits(object_type_id, group_id, names, ts, message_id, before)
         return {name for name in names
                 if stale_after(((e.ts, e.seq, e.message_id, e.arrived)
@@ -139,7 +147,7 @@ class Migrated:
         """The group's activity log and its sources' (up to each one's `until`; numbered 0, before the group's own
         entries), once per message."""
         own = self.raw.activity_since(object_type_id, group_id, since)
-        sources = self.map.sources(object_type_id, group_id) if self.map else ()
+        sources = self.map.sources(object_type_id, group_id) if self.active else ()
         if not sources:
             return own
         seen = {entry.message_id for entry in own}
