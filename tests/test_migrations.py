@@ -379,3 +379,12 @@ def test_the_report_lists_a_group_whose_members_all_moved_to_one_other_group(tmp
     printed = capsys.readouterr().out
     assert "hh_old" in printed and "hh_new" in printed
     assert "hh_x" not in printed and "hh_p" not in printed  # two groups / more than 7 days apart
+
+
+def test_without_migrations_a_message_reads_the_store_directly():
+    """The per-message path costs nothing more while no migration is recorded (and reads through them after)."""
+    raw = MemoryStore()
+    store = Migrated(raw)
+    assert store.lookup == raw.lookup and store.traits_at == raw.traits_at
+    migrate(store, Migration("1", "a", "b", "rename", T0))
+    assert store.lookup != raw.lookup

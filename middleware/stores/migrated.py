@@ -18,6 +18,10 @@ from .base import Activity, Lookup, Membership, Store, TraitEntry
 from .history import latest_at, stale_after
 
 
+#: the reads a message makes: the store's own, bound directly, while no migration is recorded
+_HOT_READS = ("lookup", "memberships_at", "traits_at", "stale_traits", "activity_since")
+
+
 class Migrated:
     """`store` read through `map` (its migrations as last read by `refresh`)."""
 
@@ -33,6 +37,11 @@ class Migrated:
     @map.setter
     def map(self, value: MigrationMap) -> None:
         self._map, self.active = value, bool(value)  # `active`: read on every message, a plain attribute
+        for name in _HOT_READS:  # no migration: a message's reads cost nothing more than the store's own
+            if self.active:
+                self.__dict__.pop(name, None)
+            else:
+                self.__dict__[name] = getattr(self.raw, name)
 
     def __getattr__(self, name: str) -> Any:  # every other call is the store's own (bound once, then direct)
         value = getattr(self.raw, name)
