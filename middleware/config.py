@@ -224,6 +224,8 @@ class CustomerIO(Sending):
     app_api_key: SecretStr | None = None  # App API bearer key: `groupspec verify` reads Customer.io back
     app_url: str | None = None  # the App API base URL, overriding `region`'s
     app_rate_limit: float = Field(9.0, gt=0, le=10)  # requests per second: the App API answers 429 above 10
+    verify_max_pages: int = Field(1000, ge=1)  # `groupspec verify`: relationship pages read per object at most
+    verify_time_limit: str = "30m"  # `groupspec verify`: the run reads the App API this long at most
 
     @field_validator("device_token_event")
     @classmethod
@@ -239,6 +241,12 @@ class CustomerIO(Sending):
                               f"only with compat = \"rudderstack\" (RudderStack's deviceTokenEventName), "
                               f"got compat = {self.compat!r}")
         return self
+
+    @field_validator("verify_time_limit")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
 
     @field_validator("url", "app_url")
     @classmethod

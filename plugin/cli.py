@@ -31,6 +31,16 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _duration(text: str) -> str:
+    from groupspec.middleware.config import duration_seconds
+
+    try:
+        duration_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _group(text: str) -> tuple[str, str]:
     type_id, _, group_id = text.partition(":")
     if not type_id.isdigit() or type_id.startswith("0") or not group_id:
@@ -126,7 +136,13 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--group", type=_group, action="append", metavar="TYPE:ID", help="check this group (repeatable)")
     verify.add_argument("--json", metavar="FILE", help="also write the report as JSON")
     verify.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    verify.add_argument("--max-pages", type=_positive, metavar="N",
+                        help="relationship pages read per object at most, overriding [customerio] verify_max_pages")
+    verify.add_argument("--time-limit", type=_duration, metavar="DURATION",
+                        help="read the App API this long at most (30m, 2h), overriding [customerio] verify_time_limit")
     verify.add_argument("--repair", action="store_true", help="send the Track API operations that fix the drift")
+    verify.add_argument("--delete-unknown", action="store_true",
+                        help="with --repair: also delete the relationships of people the store never saw in the group")
     verify.add_argument("--dry-run", action="store_true", help="with --repair: list the operations, send nothing")
     verify.set_defaults(run=_lazy(".verify.command:run"))
 

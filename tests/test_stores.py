@@ -689,6 +689,27 @@ def test_members_at_follows_joins_leaves_and_deletions(store):
     assert store.members_at("1", "nobody", 400.0) == []
 
 
+def test_persons_seen_are_members_and_former_members(store):
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    store.record_membership("u:2", "1", "hh_a", 100.0, True)
+    store.record_membership("u:2", "1", "hh_a", 150.0, False)
+    store.record_membership("a:left}:e", "1", "hh_a", 90.0, False)  # a leave alone is a fact of the group
+    store.record_membership("u:3", "1", "hh_b", 100.0, True)
+    store.record_object_deleted("1", "hh_b", 200.0)
+    assert store.persons_seen("1", "hh_a") == ["a:left}:e", "u:1", "u:2"]
+    assert store.persons_seen("1", "hh_b") == ["u:3"] and store.persons_seen("1", "nobody") == []
+
+
+def test_linked_to_is_the_direct_links_only(store):
+    store.link("a:anon", "u:old")  # identify with both ids
+    store.link("u:old", "u:new")  # alias old -> new
+    store.link("a:old", "u:new")
+    assert store.linked_to("u:new") == ["a:old", "u:old"]
+    assert store.linked_to("u:old") == ["a:anon", "u:new"]
+    assert store.linked_to("a:anon") == ["u:old"] and store.linked_to("u:nobody") == []
+    assert sorted(store.identities("a:anon")) == ["a:anon", "a:old", "u:new", "u:old"]  # the walk goes further
+
+
 def test_trait_names_are_every_name_recorded_for_the_group(store):
     assert store.trait_names("1", "hh_a") == []
     store.apply_traits("1", "hh_a", {"plan_type": "family", "status": "active"}, 100.0, "m1")

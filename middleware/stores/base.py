@@ -131,6 +131,12 @@ class Store(Protocol):
     def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
         """The person keys that belonged to the group at `ts` (every fact known), sorted."""
 
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        """Every person key with a membership fact of the group (members and former members), sorted."""
+
+    def linked_to(self, key: str) -> list[str]:
+        """The person keys linked to `key` directly (by a link of their own, every fact known), sorted."""
+
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         """The names of every trait ever recorded for the group, sorted."""
 

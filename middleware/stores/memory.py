@@ -147,6 +147,13 @@ class MemoryStore(Store):
                    for m in fold_memberships([r for r in rows if r[:2] == group], self._deletions, ts))
         )
 
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        group = (object_type_id, group_id)
+        return sorted(person for person, rows in list(self._events.items()) if any(r[:2] == group for r in rows))
+
+    def linked_to(self, key: str) -> list[str]:
+        return sorted(self._links.get(key, _NO_LINKS))
+
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         return sorted(name for type_id, gid, name in list(self._traits) if (type_id, gid) == (object_type_id, group_id))
 

@@ -671,6 +671,18 @@ class RedisStore:
 
     def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
         group = (object_type_id, group_id)
+        with self._guard():
+            deleted = self.redis.smembers(self.keys.group(object_type_id, group_id, "d"))
+        deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]}
+        return [person for person, events in self._group_events(group).items()
+                if fold_memberships(events, deletions, ts)]
+
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        return list(self._group_events((object_type_id, group_id)))
+
+    def _group_events(self, group: tuple[str, str]) -> dict[str, list]:
+        """Person key -> its membership events of `group`, for the persons that have some, in key order (a SCAN
+        of every person's events: for tools)."""
         start = len(self.keys.prefix) + len("{p:")
         with self._guard():
             keys = sorted(self._scan("e", "p"))
@@ -678,9 +690,7 @@ class RedisStore:
             for key in keys:
                 pipe.hgetall(key)
             stored = pipe.execute()
-            deleted = self.redis.smembers(self.keys.group(object_type_id, group_id, "d"))
-        deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]}
-        members = []
+        found = {}
         for key, fields in zip(keys, stored):
             events = []
             for field, value in fields.items():
@@ -688,9 +698,12 @@ class RedisStore:
                 if (type_id, gid) == group:
                     seq, arrived = unstamped(value)
                     events.append((type_id, gid, at, int(seq), joined, arrived))
-            if events and fold_memberships(events, deletions, ts):
-                members.append(key[start:-len("}:e")])
-        return members
+            if events:
+                found[key[start:-len("}:e")]] = events
+        return found
+
+    def linked_to(self, key: str) -> list[str]:
+        return sorted(self._read([("SMEMBERS", self.keys.person(key, "l"))])[0])
 
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         head = self.keys.group(object_type_id, group_id, "t:")

@@ -249,11 +249,17 @@ class SQLiteStore(Store):
             " UNION SELECT type_id, group_id FROM deletions ORDER BY 1, 2")]
 
     def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
-        persons = self._rows("SELECT DISTINCT person FROM memberships WHERE type_id = ? AND group_id = ? ORDER BY 1",
-                             (object_type_id, group_id))
-        return [person for (person,) in persons
+        return [person for person in self.persons_seen(object_type_id, group_id)
                 if any((m.object_type_id, m.group_id) == (object_type_id, group_id)
                        for m in self.memberships_at([person], ts))]
+
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        rows = self._rows("SELECT DISTINCT person FROM memberships WHERE type_id = ? AND group_id = ? ORDER BY 1",
+                          (object_type_id, group_id))
+        return [person for (person,) in rows]
+
+    def linked_to(self, key: str) -> list[str]:
+        return [other for (other,) in self._rows("SELECT b FROM links WHERE a = ? ORDER BY 1", (key,))]
 
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         rows = self._rows("SELECT DISTINCT name FROM traits WHERE type_id = ? AND group_id = ? ORDER BY 1",
