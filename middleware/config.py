@@ -119,9 +119,22 @@ class Contract(_Model):
 
     @cached_property  # read for every message: once, not through pydantic's private-attribute lookup
     def compat(self) -> str:
-        """`[customerio] compat`: whose conventions messages follow ("segment" | "rudderstack"). Every step
-        (resolution, contract, learning, the mapping) reads it here, so all of them agree on a message."""
+        """`[customerio] compat`: whose Customer.io mapping to reproduce ("segment" | "rudderstack" |
+        "rudderstack-v2"). Every step (resolution, contract, learning, the mapping) reads it here, so all of them
+        agree on a message."""
         return self._customerio.compat if self._customerio is not None else "segment"
+
+    @cached_property
+    def conventions(self) -> str:
+        """Whose message conventions the profile follows ("segment" | "rudderstack", both RudderStack paths):
+        where object types and group actions are read, what lifecycle events do to the store."""
+        return "segment" if self.compat == "segment" else "rudderstack"
+
+    @cached_property
+    def email_user_id(self) -> str:
+        """`[customerio] email_user_id`: how Customer.io reads an email-shaped userId that RudderStack's v1 path
+        puts in the URL ("id" | "email")."""
+        return self._customerio.email_user_id if self._customerio is not None else "id"
 
     @cached_property
     def device_token_event(self) -> str | None:
@@ -219,8 +232,9 @@ class CustomerIO(Sending):
     batch_size: int = Field(100, ge=1, le=1000)
     rate_limit: float = Field(100.0, gt=0)
     dead_letter: str = "groupspec-dead-letter.jsonl"
-    compat: Literal["segment", "rudderstack"] = "segment"  # whose mapping to reproduce (docs/compatibility.md)
-    device_token_event: str | None = None  # rudderstack: one more event that registers a device token
+    compat: Literal["segment", "rudderstack", "rudderstack-v2"] = "segment"  # whose Customer.io mapping to reproduce
+    device_token_event: str | None = None  # rudderstack, rudderstack-v2: one more event that registers a device token
+    email_user_id: Literal["id", "email"] = "id"  # rudderstack: how the workspace reads an email-shaped URL identifier
     app_api_key: SecretStr | None = None  # App API bearer key: `groupspec verify` reads Customer.io back
     app_url: str | None = None  # the App API base URL, overriding `region`'s
     app_rate_limit: float = Field(9.0, gt=0, le=10)  # requests per second: the App API answers 429 above 10
@@ -236,10 +250,13 @@ class CustomerIO(Sending):
 
     @model_validator(mode="after")
     def _profile(self) -> CustomerIO:
-        if self.device_token_event is not None and self.compat != "rudderstack":
+        if self.device_token_event is not None and self.compat == "segment":
             raise _KeyedError("device_token_event",
-                              f"only with compat = \"rudderstack\" (RudderStack's deviceTokenEventName), "
-                              f"got compat = {self.compat!r}")
+                              "only with compat = \"rudderstack\" or \"rudderstack-v2\" (RudderStack's "
+                              f"deviceTokenEventName), got compat = {self.compat!r}")
+        if self.email_user_id != "id" and self.compat != "rudderstack":
+            raise _KeyedError("email_user_id", "only with compat = \"rudderstack\" (RudderStack's v1 path puts the "
+                              f"userId in the URL), got compat = {self.compat!r}")
         return self
 
     @field_validator("verify_time_limit")

@@ -35,7 +35,7 @@ class Learn:
                 store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, effect == "join",
                                         arrived=msg.arrival)
             attributes = object_attributes(msg.traits)
-            if msg.contract.compat == "rudderstack":  # RudderStack's object action, not an attribute
+            if msg.contract.conventions == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":
                 store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, msg.key,
@@ -52,13 +52,15 @@ class Learn:
         return msg
 
     def _relate(self, msg: Message) -> None:
-        """Segment's identify with `traits.objectId` relates the person to that object (`cio_relationships`)."""
-        if msg.contract.compat != "segment":
+        """Segment's identify with `traits.objectId` relates the person to that object (`cio_relationships`); like
+        the mapping, it reads `traits` only, never `context.traits`."""
+        traits = msg.body.get("traits")
+        if msg.contract.conventions != "segment" or not isinstance(traits, dict):
             return
-        object_id = msg.traits.get("objectId")
+        object_id = traits.get("objectId")
         if not object_id or not isinstance(object_id, (str, int)) or isinstance(object_id, bool):
             return
-        type_id = relationship_type(msg.traits, msg.contract)
+        type_id = relationship_type(traits, msg.contract)
         if type_id.isdigit() and not type_id.startswith("0"):
             self.store.record_membership(msg.person_key, type_id, str(object_id), msg.ts, True, arrived=msg.arrival)
 

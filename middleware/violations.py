@@ -18,6 +18,7 @@ Code = Literal[
     "future_timestamp",
     "customerio_limit",
     "anonymous_relationship_delete",
+    "not_mapped",
     "store_unavailable",
     "internal_error",
 ]
@@ -36,6 +37,7 @@ _TABLE: dict[str, tuple[Action, tuple[Action, ...]]] = {
     "future_timestamp": ("drop", ("flag", "drop")),
     "customerio_limit": ("drop", ("drop",)),
     "anonymous_relationship_delete": ("drop", ("drop",)),
+    "not_mapped": ("flag", ("flag", "drop")),
     "store_unavailable": ("drop", ("drop",)),
     "internal_error": ("drop", ("drop",)),
 }

@@ -64,6 +64,7 @@ MAY_BE = {
     "customerio_limit": {"drop"},
     "future_timestamp": {"flag", "drop"},
     "anonymous_relationship_delete": {"drop"},
+    "not_mapped": {"flag", "drop"},
     "store_unavailable": {"drop"},
     "internal_error": {"drop"},
 }
@@ -72,7 +73,7 @@ DEFAULTS = {
     "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "flag",
     "group_trait_on_person": "strip", "invalid_group_trait": "flag", "stale_group_update": "strip",
     "invalid_object_type": "drop", "not_attribute_owner": "strip", "customerio_limit": "drop", "future_timestamp": "drop",
-    "anonymous_relationship_delete": "drop", "store_unavailable": "drop", "internal_error": "drop",
+    "anonymous_relationship_delete": "drop", "not_mapped": "flag", "store_unavailable": "drop", "internal_error": "drop",
 }
 
 
