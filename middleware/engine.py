@@ -140,17 +140,20 @@ class Engine:
         return self.store.transaction()
 
     def process(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
-                kind: str | None = None, received_at: float | None = None, into: Outcome | None = None) -> Outcome:
+                kind: str | None = None, received_at: float | None = None, into: Outcome | None = None,
+                authenticated: bool = False) -> Outcome:
         """Run every message `payload` holds through the chain; add what they became to `into` (a new
         `Outcome` by default) and return it. `kind` is the type a single-type endpoint gives a message that
-        has none; `received_at` overrides the clock (the time a spooled request was accepted)."""
+        has none; `received_at` overrides the clock (the time a spooled request was accepted).
+        `authenticated`: `source` is the one a request authenticated as (the service), which a message's
+        `writeKey` never changes; otherwise a known `writeKey` selects its source (a recorded stream)."""
         out = Outcome() if into is None else into
-        for msg in self.run(payload, source, kind=kind, received_at=received_at):
+        for msg in self.run(payload, source, kind=kind, received_at=received_at, authenticated=authenticated):
             self._collect(msg, out)
         return out
 
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
-            kind: str | None = None, received_at: float | None = None) -> list[Message]:
+            kind: str | None = None, received_at: float | None = None, authenticated: bool = False) -> list[Message]:
         """The messages of `payload`, each taken through the chain (forwarded or quarantined)."""
         received = received_at is not None  # a collector's receipt time: clock skew can be corrected
         if received_at is None:
@@ -161,7 +164,7 @@ class Engine:
             if body is not None:
                 if kind is not None and body.get("type") is None:
                     msg.body["type"] = kind
-                if isinstance(body.get("writeKey"), str):
+                if not authenticated and isinstance(body.get("writeKey"), str):
                     msg.source = self.config.source_for_key(body["writeKey"]) or source
             msg.contract = self.config.contract_for(msg.source)
             msg.live = self.clock is not None or received

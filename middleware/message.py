@@ -23,11 +23,13 @@ MAX_DEPTH = 64  # levels of objects and arrays a message may nest (orjson writes
 MAX_BATCH_MESSAGES = 2_500  # members of one batch: a 500 KB batch of valid messages holds far fewer
 MIN_TIME = 0.0  # 1970-01-01T00:00:00Z: a message time before it is malformed
 MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time ISO-8601 (and every reader of it) can write
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit "0", anything else " "
-_BIG_INT = b"0" * 20  # 2**64 has 20 digits: orjson reads larger integers as floats
+_DIGITS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))  # digits "0", "-" kept, else " "
+_BIG_INTS = (b"0" * 20, b"-" + b"0" * 19)  # 2**64 has 20 digits, -2**63 19: orjson reads what lies beyond as floats
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 TIME_KEYS = (  # where a message may carry its time, in order of preference
     "timestamp", "originalTimestamp", "sentAt", "receivedAt")
+AMBIGUOUS_BATCH = ("both a type and a batch list: it is neither one message nor a batch; send the messages in "
+                   "batch without a top-level type")
 _ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
 _ABSENT = object()
 _DICT_KEYS = ("context", "properties", "traits", "integrations")
@@ -40,6 +42,7 @@ class Message:
     # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
     type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
     horizon: float | None = None  # the start of the retention window (`[store] retention`), None without one
+    device_ts: float | None = None  # `originalTimestamp`, else `timestamp`, as sent (None: it carries neither)
     quarantined = object_event = live = False  # live: `received_at` is a real receipt time (not stream time)  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
@@ -63,6 +66,13 @@ class Message:
         """The time the store is read at: the message's own, or the start of the retention window when it is
         older (what the store forgot before then is gone)."""
         return self.ts if self.horizon is None or self.ts >= self.horizon else self.horizon
+
+    @property
+    def stable_ts(self) -> float:
+        """The time that does not move between re-sends of the message (what its Customer.io event id is made
+        of): `device_ts`, never `sentAt` nor the skew-corrected time; without one, the event time, which for a
+        message the store has seen before is its first arrival's (`Resolve`)."""
+        return self.ts if self.device_ts is None else self.device_ts
 
     @property
     def person_key(self) -> str | None:
@@ -240,7 +250,7 @@ def normalise(msg: Message, received: bool = False) -> Message:
         if ts is None or not MIN_TIME <= ts <= MAX_TIME:
             _times(msg, body, received)  # says what is wrong
             return msg
-        msg.ts = ts
+        msg.ts = msg.device_ts = ts
     else:
         _times(msg, body, received)
         if msg.quarantined:
@@ -262,8 +272,15 @@ def _times(msg: Message, body: dict[str, Any], received: bool) -> None:
             if not MIN_TIME <= ts <= MAX_TIME:
                 msg.drop("malformed", key, f"{key} {body[key]!r} is outside 1970-01-01 to 9999-12-31 (UTC)")
                 return
-    if times:
-        msg.ts = _event_time(times, msg.received_at if received else None)
+    if not times:
+        return
+    msg.device_ts = times.get("originalTimestamp", times.get("timestamp"))
+    ts = _event_time(times, msg.received_at if received else None)
+    if not MIN_TIME <= ts <= MAX_TIME:  # the correction moved a time in range out of it
+        msg.drop("malformed", "sentAt", f"corrected for the sender's clock by sentAt {body['sentAt']!r}, the time "
+                                        "lies outside 1970-01-01 to 9999-12-31 (UTC)")
+        return
+    msg.ts = ts
 
 
 def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
@@ -303,6 +320,8 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
         return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem)]
     if not isinstance(obj, dict):
         return [(obj, None, f"expected a JSON object, got {type(obj).__name__}")]
+    if batch and "type" in obj and isinstance(obj.get("batch"), list):
+        return [(obj, None, AMBIGUOUS_BATCH)]
     if batch and "batch" in obj and "type" not in obj:
         members = obj["batch"]
         if not isinstance(members, list):
@@ -333,12 +352,16 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
 
 def input_problem(obj: Any, raw: bytes | None = None) -> str | None:
     """Why a parsed payload cannot be taken as it is, or None: nested deeper than `MAX_DEPTH`, or an integer
-    beyond 64 bits (orjson reads it as a float: the value would change silently). With the `raw` bytes, both
-    are looked for only when a cheap scan of the bytes says they may be there."""
+    beyond 64 bits in either sign, below -2**63 or above 2**64 - 1 (orjson reads it as a float: the value would
+    change silently). With the `raw` bytes, both are looked for only when a cheap scan of the bytes says they may
+    be there (a run of 20 digits, or of 19 after a minus sign)."""
     if raw is None or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
         if isinstance(obj, (dict, list)) and _deeper_than(obj, MAX_DEPTH):
             return f"nested deeper than {MAX_DEPTH} levels"
-    if raw is not None and _BIG_INT in raw.translate(_DIGITS):
+    if raw is None:
+        return None
+    shape = raw.translate(_DIGITS)
+    if _BIG_INTS[0] in shape or _BIG_INTS[1] in shape:
         big = _big_int(json.loads(raw))
         if big is not None:
             return f"integer {big} is beyond 64 bits and would lose its value; send it as a string"

@@ -293,7 +293,8 @@ def test_a_lookup_gives_what_the_separate_calls_give(store):
         if isinstance(store, RedisStore):  # in the same round trip: the named group's and every membership's
             assert set(found.traits) >= {("1", "hh_named"), *((m.object_type_id, m.group_id) for m in found.memberships)}
     assert groups(found.memberships) == ["loc_x", "hh_a"] and found.traits.get(("1", "hh_a"), {}) in ({}, {"status": "active", "plan": "pro"})
-    assert store.lookup("nobody", [], 200.0) == (store.admit("nobody"), [], [], {}, None)
+    nobody = store.lookup("nobody", [], 200.0)
+    assert nobody == (store.admit("nobody"), [], [], {}, None, None if nobody.arrival is None else 200.0)
 
 
 def test_a_lookup_gives_the_stale_traits_of_the_group_asked_as_stale_traits_would(store):

@@ -1,5 +1,6 @@
 """The in-process store: hermetic replays and tests. It keeps no per-message memory (`admit` answers None: its
-size grows with people, not messages), but honours the `arrived`/`before` a caller passes."""
+size grows with people, not messages), but honours the `arrived`/`before` a caller passes; of a message without
+a time of its own it keeps the first arrival's time (`arrive`), so a re-send gets the same one."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class MemoryStore(Store):
         self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any, int | None]]] = defaultdict(list)
         self._activity: dict[tuple[str, str], dict[str, Activity]] = defaultdict(dict)
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
+        self._first: dict[str, float] = {}  # message id of a message without a time -> its first arrival's time
         self._seq = 0
 
     def _next(self) -> int:
@@ -54,6 +56,9 @@ class MemoryStore(Store):
 
     def admit(self, message_id: str, ts: float = 0.0) -> None:
         return None
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[None, float | None]:
+        return None, self._first.setdefault(message_id, ts) if timeless else None
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -183,12 +188,13 @@ class MemoryStore(Store):
             activity = {group: {mid: e for mid, e in log.items() if e.ts >= horizon}
                         for group, log in self._activity.items()}
             self._activity = defaultdict(dict, {group: log for group, log in activity.items() if log})
+            self._first = {message_id: at for message_id, at in self._first.items() if at >= horizon}
         after = self.size()
         return {kind: before[kind] - after[kind] for kind in before}
 
     def size(self) -> dict[str, int]:
         return {
-            "arrivals": 0,
+            "arrivals": len(self._first),
             "links": sum(map(len, self._links.values())) // 2,
             "memberships": sum(map(len, self._events.values())),
             "deletions": sum(map(len, self._deletions.values())),

@@ -16,7 +16,7 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value, arrived]`` |
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
-| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by event time (retention) |
+| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by its first arrival's event time (retention; a re-send gets it back) |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known).
@@ -74,19 +74,20 @@ if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[3], AR
 end
 """
 # admit(arrival counter, message id hash, time zset, message id, event time): its arrival number, the first one
-# given; the time index lets `compact` prune arrival records by event time.
+# given, and the event time of its first arrival (false: a record without one); the time index also lets
+# `compact` prune arrival records by event time.
 _ADMIT_BODY = """
 local function admit(counter, ids, times, message_id, ts)
   local seen = redis.call('HGET', ids, message_id)
-  if seen then return tonumber(seen) end
+  if seen then return tonumber(seen), redis.call('ZSCORE', times, message_id) end
   local arrived = redis.call('INCR', counter)
   redis.call('HSET', ids, message_id, arrived)
   redis.call('ZADD', times, ts, message_id)
-  return arrived
+  return arrived, ts
 end
 """
-# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time.
-_ADMIT = _ADMIT_BODY + "return admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])"
+# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time. Returns {arrival, first time}.
+_ADMIT = _ADMIT_BODY + "return {admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])}"
 # KEYS: the group's seq counter, the person's events hash (two slots: a single Redis only);
 # ARGV: event field, arrived ("": always known).
 _RECORD_MEMBERSHIP = """
@@ -101,10 +102,10 @@ redis.call('HSETNX', KEYS[2], ARGV[1], seq)
 # the tag of the group whose stale traits are asked ("": none), the count of their names and the names.
 # Returns {arrival, {key, linked keys, their arrivals hash}..., events hash per visited key, group tags (asked
 # for and of the events at or before ts), deletions per tag, per tag the trait hashes per name, the stale-asked
-# group's trait hashes per name}.
+# group's trait hashes per name, the first arrival's event time}.
 _LOOKUP = _ADMIT_BODY + """
 local prefix = ARGV[1]
-local arrival = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
+local arrival, first = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
 local ts = tonumber(ARGV[4])
 local at = 5
 local names = {}
@@ -160,7 +161,7 @@ for j, tag in ipairs(tags) do
   for k, name in ipairs(names) do histories[k] = redis.call('HGETALL', group .. 't:' .. name) end
   traits[j] = histories
 end
-return {arrival, links, events, tags, deletions, traits, stale}
+return {arrival, links, events, tags, deletions, traits, stale, first}
 """ % {"limit": _LINK_LIMIT}
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
@@ -300,6 +301,11 @@ def _stale_names(names: list[str], stored: list[dict[str, str]], ts: float, mess
 
 def _latest(entries, ts: float, before: int | None) -> tuple | None:
     return latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in entries), ts, before)
+
+
+def _first_time(stored: str | None) -> float | None:
+    """The first arrival's event time an arrival record holds (None: none, or 0 from a record written without)."""
+    return (float(stored) or None) if stored else None
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -475,20 +481,24 @@ class RedisStore:
         return [self.keys.arrivals(kind) for kind in ("n", "ids", "t")]
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
-        arrived, = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
-        return int(arrived)
+        return self.arrive(message_id, ts)[0]
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
+        (arrived, first), = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
+        return int(arrived), _first_time(first)
 
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
                group: tuple[str, Any] | None = None, event_ts: float | None = None,
-               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
+               timeless: bool = False) -> Lookup:
         names, stale_names = list(names), list(stale_names)
         tags = [group_tag(*group)] if group is not None and names else []
         event_ts = float(ts if event_ts is None else event_ts)
         stale_tag = "" if stale_group is None else group_tag(*stale_group)
         read = self._read_in_rounds if self.cluster else self._read_in_one_script
-        arrival, adjacency, stored, groups, stale = read(message_id, event_ts, persons, ts, names, tags, stale_tag,
-                                                         stale_names)
-        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)
+        arrival, adjacency, stored, groups, stale, first = read(message_id, event_ts, persons, ts, names, tags,
+                                                                stale_tag, stale_names)
+        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)._replace(first_ts=first)
         if stale_group is None:
             return found
         return found._replace(stale=_stale_names(stale_names, stale, event_ts, message_id, arrival))
@@ -496,16 +506,17 @@ class RedisStore:
     def _read_in_one_script(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                             tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
         """What `lookup` reads, on a single Redis: one script. ``(arrival, adjacency, events hash per key,
-        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`)``."""
+        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`, the first
+        arrival's event time)``."""
         args = [self.keys.prefix, message_id, repr(event_ts), repr(float(ts)), len(names), *names, len(persons), *persons,
                 len(tags), *tags, stale_tag, len(stale_names), *stale_names]
-        (arrival, links, events, tags, deletions, traits, stale), = self._read(
+        (arrival, links, events, tags, deletions, traits, stale, first), = self._read(
             [self._script("lookup", self._arrival_keys(), args)])
         adjacency = {key: _adjacent(others, _pairs(stamps)) for key, others, stamps in links}
         stored = {key: _pairs(flat) for (key, *_), flat in zip(links, events)}
         groups = {tag: (deletion, [_pairs(flat) for flat in histories])
                   for tag, deletion, histories in zip(tags, deletions, traits)}
-        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale]
+        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale], _first_time(first)
 
     def _read_in_rounds(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                         tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
@@ -513,7 +524,7 @@ class RedisStore:
         arrival number and the stale-asked trait histories, each the links and events of the person keys newly
         found and the deletions and traits of the groups newly found."""
         keys = self.keys
-        arrival = None
+        arrival = first_ts = None
         adjacency: dict[str, list[tuple[str, int | None]]] = {}
         stored: dict[str, dict[str, str]] = {}
         groups: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
@@ -534,7 +545,8 @@ class RedisStore:
                 commands += [("SMEMBERS", keys.tagged(tag, "d")), *(("HGETALL", keys.tagged(tag, "t:" + name)) for name in names)]
             answers = iter(self._read(commands))
             if first:
-                arrival, first = int(next(answers)), False
+                (arrival, first_ts), first = next(answers), False
+                arrival, first_ts = int(arrival), _first_time(first_ts)
                 if stale_tag:
                     stale = [next(answers) for _ in stale_names]
             for key in new_keys:
@@ -547,7 +559,7 @@ class RedisStore:
             new_tags = list(dict.fromkeys(
                 group_tag(type_id, group_id) for key in stored for type_id, group_id, *_ in _events(stored[key], ts)))
             new_tags = [tag for tag in new_tags if tag not in groups]
-        return arrival, adjacency, stored, groups, stale
+        return arrival, adjacency, stored, groups, stale, first_ts
 
     def _assemble(self, arrival: int, starts: list[str], adjacency: dict[str, list[tuple[str, int | None]]],
                   stored: dict[str, dict[str, str]], groups: dict[str, tuple[list[str], list[dict[str, str]]]],

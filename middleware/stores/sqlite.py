@@ -2,8 +2,9 @@
 
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
 NULL in a file written before it existed: always known). `messages.ts` (the event time) and `links.ts` (the latest
-event time that asserted the link) are what `compact` prunes by; a file written before they existed gets 0 (the
-first compaction removes those arrival records) and NULL (such a link is kept until asserted again)."""
+event time that asserted the link) are what `compact` prunes by, and `messages.ts` is the first arrival's time a
+re-send gets back (`arrive`); a file written before they existed gets 0 (the first compaction removes those arrival
+records; a re-send keeps its own time) and NULL (such a link is kept until asserted again)."""
 
 from __future__ import annotations
 
@@ -139,13 +140,18 @@ class SQLiteStore(Store):
         return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
+        return self.arrive(message_id, ts)[0]
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
         with self._lock:
             try:  # most messages are new: one insert; a replayed (or concurrently numbered) one: one lookup more
                 cursor = self._db.execute("INSERT OR IGNORE INTO messages (message_id, ts) VALUES (?, ?)",
                                           (message_id, ts))
                 if cursor.rowcount == 1:
-                    return cursor.lastrowid
-                return self._db.execute("SELECT arrived FROM messages WHERE message_id = ?", (message_id,)).fetchone()[0]
+                    return cursor.lastrowid, ts
+                arrived, first = self._db.execute("SELECT arrived, ts FROM messages WHERE message_id = ?",
+                                                  (message_id,)).fetchone()
+                return arrived, first or None  # 0: a record written before `messages.ts` existed
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite store: {exc}") from None
 

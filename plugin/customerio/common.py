@@ -17,9 +17,9 @@ _TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFOR
 
 
 def event_id(key: str, ts: float) -> str:
-    """A ULID whose time part is the event's time and whose rest derives from the message's key (source, person,
-    type and `messageId`, see `Message.key`): re-sends dedupe in Customer.io, another source's or person's message
-    with the same `messageId` does not.
+    """A ULID whose time part is `ts` and whose rest derives from the message's key (source, person, type and
+    `messageId`, see `Message.key`). Given the message's `stable_ts` (a time no re-send moves), re-sends dedupe
+    in Customer.io, another source's or person's message with the same `messageId` does not.
 
     The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
     (tests check it against python-ulid).

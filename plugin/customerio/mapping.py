@@ -82,7 +82,7 @@ def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> li
     attrs = _with_anonymous_id(msg, ids, attributes(msg.props))
     attrs.update(extra)
     return [{"type": "person", "action": action, "identifiers": ids, "name": name,
-             "id": event_id(msg.key, msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
+             "id": event_id(msg.key, msg.stable_ts), "timestamp": int(msg.ts), "attributes": attrs}]
 
 
 def event(msg: Message) -> list[dict[str, Any]]:

@@ -110,7 +110,7 @@ def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> li
     attrs = dict(msg.props)
     attrs.update(extra)
     return [{"type": "person", "action": action, "identifiers": person_ids(msg), "name": name,
-             "id": event_id(msg.key, msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
+             "id": event_id(msg.key, msg.stable_ts), "timestamp": int(msg.ts), "attributes": attrs}]
 
 
 def event(msg: Message) -> list[dict[str, Any]]:

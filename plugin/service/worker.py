@@ -100,7 +100,7 @@ class Worker:
         with self.engine.transaction():
             for entry in entries:
                 self.engine.process(entry.payload, entry.source, kind=entry.kind, received_at=entry.received_at,
-                                    into=outcome)
+                                    into=outcome, authenticated=True)
         return outcome
 
     def _commit(self, entries: list[Entry], outcome: Outcome) -> None:
