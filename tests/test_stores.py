@@ -12,6 +12,7 @@ import orjson
 import pytest
 from groupspec.middleware import Engine
 from groupspec.middleware.config import parse_config
+from groupspec.middleware.message import Message
 from groupspec.middleware.stores import Membership, StoreError, open_store
 from groupspec.middleware.stores.memory import MemoryStore
 from groupspec.middleware.stores.redis import Keys, RedisStore, membership_field
@@ -570,6 +571,102 @@ def test_every_store_gives_the_stale_traits_of_the_model_in_its_lookup(kind, cal
         for store in stores:
             store.close()
         sandbox.clean()
+
+
+# a late group update keeps its place in history: every trait value is recorded at its own time; "stale" only
+# decides what becomes current (what is sent), and a dropped message teaches nothing
+
+def history_engine(store, action: str) -> Engine:
+    """A replay-style engine (stream time) that snapshots `plan` and `seats`; `stale_group_update` is `action`."""
+    contract = {"attach_group_traits": ["plan", "seats"], "group_traits": {"plan": {}, "seats": {}},
+                "future_tolerance": "100000d", "actions": {"stale_group_update": action}}
+    return Engine(parse_config({"contract": contract}), store, clock=None)
+
+
+@pytest.mark.parametrize("action", ["strip", "flag", "drop"])
+def test_a_late_group_update_keeps_its_place_in_history(store, action):
+    engine = history_engine(store, action)
+
+    def run(message_id: str, day: int, **fields) -> Message:
+        msg, = engine.run({"userId": "u1", "messageId": message_id, "timestamp": f"2026-11-{day:02}T10:00:00Z",
+                           **fields})
+        return msg
+
+    run("g1", 1, type="group", groupId="hh_1", traits={"plan": "basic"})
+    run("g2", 4, type="group", groupId="hh_1", traits={"plan": "cancelled"})
+    late = run("g3", 2, type="group", groupId="hh_1", traits={"plan": "active"})  # arrives after Nov 4's
+    assert [v["code"] for v in late.violations] == ["stale_group_update"]
+    assert late.quarantined == (action == "drop")
+    assert ("plan" in late.body["traits"]) == (action != "strip")  # under strip it is not sent
+    snapshot = run("t1", 3, type="track", event="Order Placed").body["context"]["groupspec"]["group_traits"]
+    assert snapshot == {"plan": "basic" if action == "drop" else "active"}  # the value in force on Nov 3
+    now = run("t2", 5, type="track", event="Order Placed").body["context"]["groupspec"]["group_traits"]
+    assert now == {"plan": "cancelled"}  # what is current is unchanged
+
+
+LATE_UPDATES = st.lists(st.one_of(
+    st.tuples(st.just("group"), st.integers(0, 6), st.dictionaries(st.sampled_from(["plan", "seats"]),
+                                                                  st.integers(0, 3), min_size=1)),
+    st.tuples(st.just("track"), st.integers(0, 7), st.booleans()),  # explicit group id, else by membership
+), min_size=1, max_size=12)
+
+
+def model_history(calls: list[tuple], action: str) -> list[tuple[int, dict]]:
+    """By brute force, the group calls a store records, in arrival order: every one, except under `drop` one
+    carrying a value older than a recorded value of the same name (it is quarantined)."""
+    recorded: list[tuple[int, dict]] = []
+    for day, traits in calls:
+        stale = {name for name in traits for at, known in recorded if name in known and at > day}
+        if not (stale and action == "drop"):
+            recorded.append((day, traits))
+    return recorded
+
+
+def model_in_force(recorded: list[tuple[int, dict]], day: int) -> dict:
+    """Each name's value in force at `day`: the latest dated at or before it (the later recorded of a tie)."""
+    out: dict = {}
+    for name in ("plan", "seats"):
+        dated = [(at, i, known[name]) for i, (at, known) in enumerate(recorded) if name in known and at <= day]
+        if dated:
+            out[name] = max(dated)[2]
+    return out
+
+
+@pytest.mark.parametrize("action", ["strip", "flag", "drop"])
+@pytest.mark.parametrize("kind", ["memory", "sqlite", *REDIS_KINDS])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(stream=LATE_UPDATES)
+def test_whatever_order_updates_arrive_in_a_snapshot_is_the_value_in_force_at_its_time(kind, action, stream, request):
+    sandbox = sandbox_of(kind, request)
+    store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(":memory:")}.get(kind, sandbox and sandbox.open)()
+    engine = history_engine(store, action)
+    calls: list[tuple[int, dict]] = []
+    try:
+        for i, (what, day, detail) in enumerate(stream):
+            body = {"type": what, "userId": "u1", "messageId": f"m{i}", "timestamp": f"2026-11-{day + 1:02}T10:00:00Z"}
+            recorded = model_history(calls, action)
+            if what == "group":
+                msg, = engine.run({**body, "groupId": "hh_1", "traits": detail})
+                stale = {name for name in detail for at, known in recorded if name in known and at > day}
+                flagged = sorted(stale)[:1] if action == "drop" else sorted(stale)  # a drop stops at the first
+                assert [v["field"] for v in msg.violations] == [f"traits.{name}" for name in flagged]
+                assert msg.quarantined == bool(stale and action == "drop")
+                if not msg.quarantined:
+                    sent = {name for name in detail if action == "flag" or name not in stale}
+                    assert set(msg.body["traits"]) == sent
+                calls.append((day, detail))
+                continue
+            msg, = engine.run({**body, "event": "Order Placed", **({"context": {"groupId": "hh_1"}} if detail else {})})
+            info = msg.body["context"]["groupspec"]
+            if detail or any(at <= day for at, _ in recorded):  # named, or a member by then
+                assert info["group_traits"] == model_in_force(recorded, day)
+            else:
+                assert info["resolution"] == "unresolved" and "group_traits" not in info
+    finally:
+        store.close()
+        if sandbox is not None:
+            sandbox.clean()
 
 
 def test_a_group_call_of_another_object_type_and_a_numeric_id_is_judged_against_its_own_group(store):
