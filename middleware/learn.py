@@ -22,10 +22,10 @@ class Learn:
     def _learn(self, msg: Message) -> Message:
         store, body = self.store, msg.body
         if msg.user_id is not None and msg.anonymous_id is not None:
-            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
+            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival)
         if msg.type == "alias":
             for key in ("u:", "a:"):
-                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
+                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
         elif msg.type == "group":
             action = group_action(msg)
             effect = GROUP_ACTIONS[action]

@@ -798,15 +798,18 @@ def test_trait_names_are_every_name_recorded_for_the_group(store):
 
 H = 100.0  # the horizon of the retention tests
 
+PEOPLE = ["u:1", "a:1", "u:2", "a:2"]
 facts = st.lists(st.tuples(
-    st.sampled_from(["join", "leave", "delete", "trait"]), st.sampled_from(["u:1", "a:1", "u:2"]),
+    st.sampled_from(["join", "leave", "delete", "trait", "link"]), st.sampled_from(PEOPLE),
     st.sampled_from(["g1", "g2"]), st.sampled_from([10.0, 50.0, 90.0, 100.0, 120.0, 150.0]), st.integers(0, 3),
 ), max_size=25)
 
 
 def record(store, history) -> None:
     for i, (what, person, group, ts, value) in enumerate(history):
-        if what == "delete":
+        if what == "link":  # an identify with both ids or an alias, at any time: links carry none
+            store.link(person, PEOPLE[value])
+        elif what == "delete":
             store.record_object_deleted("1", group, ts)
         elif what == "trait":
             store.apply_traits("1", group, {"plan": value}, ts, f"m{i}")
@@ -825,9 +828,13 @@ def test_compaction_keeps_every_answer_at_or_after_the_horizon(kind, history):
         record(store, history)
         record(whole, history)
         store.compact(H)
+        for person in PEOPLE:
+            assert sorted(store.identities(person)) == sorted(whole.identities(person))
         for ts in (H, 110.0, 120.0, 150.0, 200.0):
             for persons in (["u:1"], ["u:1", "a:1"], ["u:2"]):
                 assert store.memberships_at(persons, ts) == whole.memberships_at(persons, ts)
+                found, want = store.lookup(f"r{ts}", persons, ts), whole.lookup(f"r{ts}", persons, ts)
+                assert (sorted(found.persons), found.memberships) == (sorted(want.persons), want.memberships)
             for group in ("g1", "g2"):
                 assert store.traits_at("1", group, ["plan"], ts) == whole.traits_at("1", group, ["plan"], ts)
                 stale = store.stale_traits("1", group, ["plan"], ts, "new")
@@ -864,16 +871,43 @@ def test_compaction_removes_activity_and_its_dedupe_records_older_than_the_horiz
     assert seq > store.activity_since("1", "g1", 150.0)[0].seq
 
 
-def test_links_last_asserted_before_the_horizon_are_removed(store):
-    store.link("a:1", "u:1", ts=50.0)
-    store.link("a:2", "u:2", ts=50.0)
-    store.link("a:2", "u:2", ts=150.0)  # asserted again inside the window
-    store.link("a:3", "u:3")  # no time: kept
-    assert store.compact(H)["links"] == 1
-    assert store.identities("u:1") == ["u:1"]
-    assert store.identities("u:2") == ["u:2", "a:2"]
-    assert store.identities("u:3") == ["u:3", "a:3"]
-    assert store.size()["links"] == 2
+def test_links_are_identity_not_history_and_compaction_keeps_every_one(store):
+    store.link("a:1", "u:1", arrived=1)  # a visitor signed up long before the horizon
+    store.link("u:1", "u:2", arrived=2)  # then an alias
+    removed = store.compact(H)
+    assert removed.get("links", 0) == 0 and store.size()["links"] == 2
+    assert sorted(store.identities("u:2")) == ["a:1", "u:1", "u:2"]
+
+
+def test_links_with_a_time_from_the_previous_release_are_kept_by_compaction(tmp_path):
+    path = str(tmp_path / "previous.db")
+    previous = sqlite3.connect(path)  # the links table as the previous release made it: with the link's time
+    previous.executescript("CREATE TABLE links (a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, ts REAL,"
+                           " PRIMARY KEY (a, b)) WITHOUT ROWID; INSERT INTO links VALUES ('a:1', 'u:1', 1, 50.0),"
+                           " ('u:1', 'a:1', 1, 50.0);")
+    previous.close()
+    store = SQLiteStore(path)
+    try:
+        store.link("u:1", "u:2", arrived=2)
+        store.compact(H)
+        assert sorted(store.identities("a:1")) == ["a:1", "u:1", "u:2"]
+    finally:
+        store.close()
+
+
+@needs_redis
+def test_redis_link_times_from_the_previous_release_are_ignored_by_compaction():
+    sandbox = RedisSandbox()
+    store = sandbox.open()
+    try:
+        store.link("a:1", "u:1", arrived=1)
+        for one, two in (("a:1", "u:1"), ("u:1", "a:1")):  # the previous release's link times
+            store.redis.hset(store.keys.person(one, "lt"), two, repr(50.0))
+        store.compact(H)
+        assert store.identities("a:1") == ["a:1", "u:1"] and store.size()["links"] == 1
+    finally:
+        store.close()
+        sandbox.clean()
 
 
 def test_arrival_records_older_than_the_horizon_are_removed_and_a_replay_of_one_is_new(store):
