@@ -1,5 +1,6 @@
 """The last step of the chain: what a forwarded message teaches the store (identity links, memberships, group
-traits). It runs after every step that may still drop the message, so a dropped message teaches nothing."""
+traits). It runs after every step that may still drop the message, so a dropped message teaches nothing; a
+forwarded group call's trait values all go into history at the call's time, the stale ones (`check_stale`) too."""
 
 from __future__ import annotations
 
@@ -21,10 +22,10 @@ class Learn:
     def _learn(self, msg: Message) -> Message:
         store, body = self.store, msg.body
         if msg.user_id is not None and msg.anonymous_id is not None:
-            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
+            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival)
         if msg.type == "alias":
             for key in ("u:", "a:"):
-                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
+                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
         elif msg.type == "group":
             action = group_action(msg)
             effect = GROUP_ACTIONS[action]
@@ -34,7 +35,7 @@ class Learn:
             if msg.person_key is not None:
                 store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, effect == "join",
                                         arrived=msg.arrival)
-            attributes = object_attributes(msg.traits)
+            attributes = {**msg.late_traits, **object_attributes(msg.traits)}  # stale or not: each at its time
             if msg.contract.conventions == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":

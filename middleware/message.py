@@ -48,6 +48,7 @@ class Message:
     memberships: tuple = ()
     group_traits: dict = {}  # never mutated: (type, group) -> trait values the store gave with the memberships
     stale: tuple[tuple[str, Any], set[str]] | None = None  # a group call's (group, stale trait names) from the lookup
+    late_traits: dict = {}  # never mutated: a group call's stale values, stripped (not sent) but recorded in history
     line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
     op_lines: list[bytes] | tuple = ()
     _copied: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset()  # paths of `body` already copied

@@ -10,8 +10,9 @@ first time, an unseen message sees everything known. None means no order (always
 
 Retention (`compact(horizon)`): every answer for a time at or after the horizon stays as it was. Each history (a
 person's membership of a group, a group's trait by name, an object's deletions) keeps its facts at or after the
-horizon and the latest one before it (the one in force at the horizon); arrival records, activity entries and
-identity links whose (latest) event time is before the horizon are removed. A replay of a message whose arrival
+horizon and the latest one before it (the one in force at the horizon); arrival records and activity entries whose
+event time is before the horizon are removed. An identity link is identity, not history: it holds at every time,
+so `compact` keeps every one (links are bounded by pairs of ids, not by time). A replay of a message whose arrival
 record was removed is numbered as new (and a re-send of a message without a time of its own gets a new time).
 """
 
@@ -55,9 +56,9 @@ class Store(Protocol):
     """What every store implements. `lookup` and `batch` have a default here (a store that subclasses `Store`
     inherits it); a store that talks to a server does each in one round trip."""
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        """Record that two person keys are the same person (identify with both ids, alias), asserted at event
-        time `ts` (the link's time is the latest assertion; None: never removed by `compact`)."""
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        """Record that two person keys are the same person (identify with both ids, alias); the first `arrived`
+        stays. A link holds at every time: `compact` never removes it."""
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
         """Every person key linked to `key` (by links known `before`), `key` first."""

@@ -22,7 +22,6 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._links: dict[str, dict[str, int | None]] = {}  # key -> linked key -> arrived
-        self._link_times: dict[tuple[str, str], float] = {}  # (key, other), sorted -> latest event time asserting it
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_keys: set[tuple] = set()
         self._deletions: dict[tuple[str, str], list[Deletion]] = defaultdict(list)
@@ -36,14 +35,8 @@ class MemoryStore(Store):
         self._seq += 1
         return self._seq
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        if key == other:
-            return
-        if ts is not None:
-            pair = (key, other) if key < other else (other, key)
-            if ts > self._link_times.get(pair, float("-inf")):
-                self._link_times[pair] = ts
-        if other in self._links.get(key, _NO_LINKS):
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key == other or other in self._links.get(key, _NO_LINKS):
             return
         with self._lock:
             self._links.setdefault(key, {}).setdefault(other, arrived)
@@ -167,14 +160,7 @@ class MemoryStore(Store):
 
     def compact(self, horizon: float) -> dict[str, int]:
         before = self.size()
-        with self._lock:
-            for pair, at in list(self._link_times.items()):
-                if at < horizon:
-                    del self._link_times[pair]
-                    for one, two in (pair, pair[::-1]):
-                        self._links[one].pop(two, None)
-                        if not self._links[one]:
-                            del self._links[one]
+        with self._lock:  # links are identity, not history: all kept
             by_history = lambda e: (e[0], e[1])  # noqa: E731 - (type, group) within one person
             by_time = lambda e: (e[2], e[3])  # noqa: E731
             self._events = defaultdict(list, {person: retained(rows, horizon, by_history, by_time)

@@ -9,7 +9,6 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | key | type | holds |
 |---|---|---|
 | ``{p:KEY}:l`` / ``:la`` | set / hash | person keys linked to KEY / linked key -> arrived (absent: always known) |
-| ``{p:KEY}:lt`` | hash | linked key -> the latest event time asserting the link (retention; absent: kept) |
 | ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> ``seq arrived`` (HSETNX dedupes) |
 | ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
 | ``{g:[TYPE,ID]}:d`` | set | deletions of the object: ``ts arrived`` |
@@ -19,7 +18,8 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by its first arrival's event time (retention; a re-send gets it back) |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
-arrival numbers existed (always known).
+arrival numbers existed (always known). Links are never pruned; a keyspace written by a release that pruned them
+may hold ``{p:KEY}:lt`` hashes (link times), which nothing reads.
 
 Round trips: `lookup` (what a message needs before it is resolved, a group call's stale-trait check included) is
 one script on a single Redis; on a cluster, where one script reaches one slot, it is pipelined rounds across the
@@ -63,14 +63,10 @@ for i = 2, #KEYS do
   end
 end
 """
-# KEYS: linked keys set, their arrivals hash, their times hash; ARGV: other key, arrived ("": always known), event
-# time ("": none). The first link's arrival stays; its time is the latest assertion.
+# KEYS: linked keys set, their arrivals hash; ARGV: other key, arrived ("": always known). The first arrival stays.
 _LINK = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-end
-if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-inf') then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 end
 """
 # admit(arrival counter, message id hash, time zset, message id, event time): its arrival number, the first one
@@ -206,24 +202,9 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 return #old
 """
-# KEYS: linked keys set, arrivals hash, times hash; ARGV: horizon. Removes the links last asserted before it.
-_PRUNE_LINKS = """
-local times = redis.call('HGETALL', KEYS[3])
-local removed = 0
-for i = 1, #times, 2 do
-  if tonumber(times[i + 1]) < tonumber(ARGV[1]) then
-    redis.call('SREM', KEYS[1], times[i])
-    redis.call('HDEL', KEYS[2], times[i])
-    redis.call('HDEL', KEYS[3], times[i])
-    removed = removed + 1
-  end
-end
-return removed
-"""
 _SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "record_membership": _RECORD_MEMBERSHIP,
             "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
-            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY,
-            "prune_links": _PRUNE_LINKS}
+            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY}
 
 
 class Keys:
@@ -461,13 +442,12 @@ class RedisStore:
         finally:
             self._local.queue = None
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
         # two idempotent one-slot writes (the persons may live on different cluster slots)
         if key == other:
             return
         stamp = "" if arrived is None else arrived
-        at = "" if ts is None else repr(float(ts))
-        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la", "lt")], [two, stamp, at])
+        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la")], [two, stamp])
                       for one, two in ((key, other), (other, key))))
 
     def _links(self, key: str) -> list[tuple[str, int | None]]:
@@ -735,15 +715,12 @@ class RedisStore:
         return self.redis.scan_iter(match=f"{_glob(self.keys.prefix)}{{{tag}:*}}:{kind}", count=1000)
 
     def compact(self, horizon: float) -> dict[str, int]:
-        removed = dict.fromkeys(("arrivals", "links", "memberships", "deletions", "traits", "activity"), 0)
+        removed = dict.fromkeys(("arrivals", "memberships", "deletions", "traits", "activity"), 0)
         h = repr(float(horizon))
         with self._guard():
             ids, times = self.keys.arrivals("ids"), self.keys.arrivals("t")
             while (batch := int(self._send([self._script("prune_arrivals", [ids, times], [h, 1000])])[0])) > 0:
                 removed["arrivals"] += batch
-            for key in self._scan("lt", "p"):
-                base = key[:-2]
-                removed["links"] += int(self._send([self._script("prune_links", [base + "l", base + "la", key], [h])])[0])
             for key in self._scan("e", "p"):
                 old = {}
                 for field, value in self.redis.hgetall(key).items():
@@ -760,7 +737,6 @@ class RedisStore:
                 removed["traits"] += self._drop(key, old, horizon, self.redis.hdel)
             for key in self._scan("a", "g"):
                 removed["activity"] += int(self._send([self._script("prune_activity", [key, key + "d"], [h])])[0])
-        removed["links"] //= 2  # each way
         return removed
 
     @staticmethod

@@ -1,10 +1,10 @@
 """The embedded default store: one SQLite file in WAL mode, safe to share between threads.
 
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
-NULL in a file written before it existed: always known). `messages.ts` (the event time) and `links.ts` (the latest
-event time that asserted the link) are what `compact` prunes by, and `messages.ts` is the first arrival's time a
-re-send gets back (`arrive`); a file written before they existed gets 0 (the first compaction removes those arrival
-records; a re-send keeps its own time) and NULL (such a link is kept until asserted again)."""
+NULL in a file written before it existed: always known). `messages.ts` (the event time) is what `compact` prunes
+arrival records by, and it is the first arrival's time a re-send gets back (`arrive`); a file written before it
+existed gets 0 (the first compaction removes those records; a re-send keeps its own time). Links are never pruned;
+a file written by a release that pruned them keeps its unused `links.ts` column."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS links (
-    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, ts REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
     ts REAL NOT NULL, joined INTEGER NOT NULL, arrived INTEGER, UNIQUE (person, type_id, group_id, ts, joined));
@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS rollups_pending (
 """
 #: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
 _ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
-          ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
+          ("traits", "arrived"): "INTEGER", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
 _TIME_INDEXES = """
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
 CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
@@ -53,7 +53,6 @@ CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
 #: `compact(horizon)`: every statement takes the horizon as ?1; each history keeps its latest fact before it
 _COMPACT = {
     "arrivals": "DELETE FROM messages WHERE ts < ?1",
-    "links": "DELETE FROM links WHERE ts < ?1",
     "memberships": "DELETE FROM memberships WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION"
                    " BY person, type_id, group_id ORDER BY ts DESC, seq DESC) AS n FROM memberships WHERE ts < ?1)"
                    " WHERE n > 1)",
@@ -130,11 +129,10 @@ class SQLiteStore(Store):
                     self._db.execute("ROLLBACK")
                 raise StoreError(f"SQLite store: {exc}") from None
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        if key != other:  # the first `arrived` stays; `ts` is the latest assertion's
-            self._write("INSERT INTO links (a, b, arrived, ts) VALUES (?, ?, ?, ?) ON CONFLICT (a, b) DO UPDATE"
-                        " SET ts = excluded.ts WHERE excluded.ts > coalesce(links.ts, -1e308)",
-                        [(key, other, arrived, ts), (other, key, arrived, ts)])
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key != other:  # the first `arrived` stays
+            self._write("INSERT OR IGNORE INTO links (a, b, arrived) VALUES (?, ?, ?)",
+                        [(key, other, arrived), (other, key, arrived)])
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
         return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
@@ -282,7 +280,6 @@ class SQLiteStore(Store):
                 if not self._grouped:
                     self._db.execute("BEGIN IMMEDIATE")
                 removed = {kind: self._db.execute(sql, (horizon,)).rowcount for kind, sql in _COMPACT.items()}
-                removed["links"] //= 2  # a row each way
                 if not self._grouped:
                     self._db.execute("COMMIT")
             except sqlite3.Error as exc:
