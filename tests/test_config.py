@@ -67,10 +67,11 @@ MAY_BE = {
     "store_unavailable": {"drop"},
     "internal_error": {"drop"},
 }
-#: SPEC's and README's "default" column
+#: the "default" column: SPEC's, with issue 18's defaults that protect (a bad group value is kept out of
+#: Customer.io): `group_id_conflict` and `invalid_group_trait` strip
 DEFAULTS = {
-    "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "flag",
-    "group_trait_on_person": "strip", "invalid_group_trait": "flag", "stale_group_update": "strip",
+    "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "strip",
+    "group_trait_on_person": "strip", "invalid_group_trait": "strip", "stale_group_update": "strip",
     "invalid_object_type": "drop", "not_attribute_owner": "strip", "customerio_limit": "drop", "future_timestamp": "drop",
     "anonymous_relationship_delete": "drop", "store_unavailable": "drop", "internal_error": "drop",
 }
