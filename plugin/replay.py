@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from groupspec.middleware import Config, Engine, Outcome, open_store
 from groupspec.middleware.counts import Counts
+from groupspec.middleware.quarantine import Refused
 
 from .customerio.mapping import CUSTOMERIO
 
@@ -30,7 +31,9 @@ class Replay:
         self.out = Path(out)
         self.counts = Counts()
 
-    def run(self, payloads: Iterable[tuple[Any, str | None]]) -> dict[str, Any]:
+    def run(self, payloads: Iterable[tuple[Any, str | None] | Refused]) -> dict[str, Any]:
+        """Run `(payload, source)` pairs (a recorded stream) or quarantine records (`Refused`: with what their
+        door supplied) and write the outputs; the summary."""
         self.out.mkdir(parents=True, exist_ok=True)
         forwarded, operations, quarantine = ((self.out / name).open("wb") for name in OUTPUTS[:3])
         payloads = iter(payloads)
@@ -38,8 +41,10 @@ class Replay:
             while chunk := list(islice(payloads, CHUNK)):
                 with self.engine.transaction():
                     outcome = Outcome(counts=self.counts)
-                    for payload, source in chunk:
-                        self.engine.process(payload, source or self.source, into=outcome)
+                    for item in chunk:
+                        payload, source, kind, received_at, receipt = Refused(*item)
+                        self.engine.process(payload, source or self.source, kind=kind, received_at=received_at,
+                                            receipt=receipt, into=outcome)
                 self._write(outcome, forwarded, operations, quarantine)
                 self.engine.compact()  # with [store] retention, at stream time: outputs still repeat exactly
             with self.engine.transaction():
