@@ -55,6 +55,7 @@ class Outcome:
 
     forwarded: list[dict[str, Any]] = field(default_factory=list)
     forwarded_lines: list[bytes] = field(default_factory=list)
+    forwarded_sources: list[str | None] = field(default_factory=list)  # each forwarded message's source
     ops: list[dict[str, Any]] = field(default_factory=list)
     op_lines: list[bytes] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
@@ -64,6 +65,7 @@ class Outcome:
     def extend(self, other: Outcome) -> None:
         self.forwarded += other.forwarded
         self.forwarded_lines += other.forwarded_lines
+        self.forwarded_sources += other.forwarded_sources
         self.ops += other.ops
         self.op_lines += other.op_lines
         self.quarantined += other.quarantined
@@ -216,6 +218,7 @@ class Engine:
         else:
             out.forwarded.append(msg.body)
             out.forwarded_lines.append(msg.line)
+            out.forwarded_sources.append(msg.source)
             out.ops += msg.ops
             out.op_lines += msg.op_lines
         out.counts.count(msg)

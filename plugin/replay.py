@@ -22,10 +22,14 @@ OUTPUTS = ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.j
 
 class Replay:
     """Feeds payloads to the engine, a chunk (one store transaction) at a time, and writes the four outputs
-    into `out`."""
+    into `out`. The store is `store_url`, memory:// without one (never `[store]` by itself). `keep_sources`:
+    `forwarded_sources` lists the source of each forwarded line (to deliver them upstream under its key)."""
 
-    def __init__(self, config: Config, out: str | Path, source: str | None = None, store_url: str | None = None) -> None:
+    def __init__(self, config: Config, out: str | Path, source: str | None = None, store_url: str | None = None,
+                 keep_sources: bool = False) -> None:
         self.source = source
+        self.forwarded_sources: list[str | None] = []
+        self._keep_sources = keep_sources
         self.engine = Engine(config, open_store(config.store_url("offline", store_url)), destination=CUSTOMERIO,
                              clock=None)
         self.out = Path(out)
@@ -46,6 +50,8 @@ class Replay:
                         self.engine.process(payload, source or self.source, kind=kind, received_at=received_at,
                                             receipt=receipt, into=outcome)
                 self._write(outcome, forwarded, operations, quarantine)
+                if self._keep_sources:
+                    self.forwarded_sources += outcome.forwarded_sources
                 self.engine.compact()  # with [store] retention, at stream time: outputs still repeat exactly
             with self.engine.transaction():
                 self._write(self.engine.flush(), forwarded, operations, quarantine)
