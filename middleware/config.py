@@ -475,6 +475,7 @@ _EXPECTED = {
 _BOUNDS = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}", "less_than": "less than {lt}",
            "less_than_equal": "at most {le}"}
 _PLURAL = {str: "strings", int: "whole numbers", float: "numbers", bool: "booleans"}
+_KIND = {int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "a table"}
 
 
 def did_you_mean(given: Any, choices: Any) -> str:
@@ -531,8 +532,9 @@ def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
         kinds = [_PLURAL.get(arg, "values") for arg in get_args(items[0]) or items] if items else ["values"]
         what = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
         return f"{key}: expected a list of {what}, got {_got(given)}"
-    if kind in _EXPECTED:
-        return f"{key}: expected {_EXPECTED[kind]}, got {_got(given)}"
+    if kind in _EXPECTED:  # a secret's wrong value is not shown, only its kind
+        secret = _optional(_annotation(root, loc)) is SecretStr
+        return f"{key}: expected {_EXPECTED[kind]}, got {_KIND.get(type(given), 'a value') if secret else _got(given)}"
     if kind in _BOUNDS:
         return f"{key}: expected a number {_BOUNDS[kind].format(**ctx)}, got {_got(given)}"
     message = error["msg"].removeprefix("Value error, ")

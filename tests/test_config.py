@@ -7,7 +7,7 @@ import re
 
 import pytest
 from core_support import config
-from groupspec.middleware.config import ConfigError, load_config
+from groupspec.middleware.config import ConfigError, load_config, parse_config
 from groupspec.middleware.violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS
 from groupspec.plugin.cli import main
 
@@ -366,6 +366,7 @@ def test_two_sources_with_one_write_key_are_refused_without_showing_it(tmp_path,
     ('[customerio]\nbatch_size = "many"', "customerio.batch_size: expected a whole number, got 'many'"),
     ('[customerio]\nbatch_size = 0', "customerio.batch_size: expected a number at least 1, got 0"),
     ('[store]\nurl = 5', "store.url: expected a string, got 5"),
+    ('[customerio]\napi_key = 918273645', "customerio.api_key: expected a string, got a number"),  # never the value
 ])
 def test_config_errors_speak_the_configs_language(tmp_path, text, message):
     error = error_of(tmp_path, text)
@@ -376,3 +377,18 @@ def test_an_action_error_offers_only_the_actions_the_code_allows(tmp_path):
     """`missing_group_id` may flag or drop; a typo must not be answered with "flag | strip | drop"."""
     error = error_of(tmp_path, '[contract.actions]\nmissing_group_id = "strp"')
     assert "contract.actions.missing_group_id: expected flag | drop, got 'strp'" in error and "strip" not in error
+
+
+def test_each_source_has_its_upstream_write_key():
+    """Issue 18: a source's `upstream_write_key`, else its own write key, else `upstream.write_key` (a webhook-fed
+    source without an override, or a message of no source)."""
+    cfg = parse_config({"sources": {"web": {"write_key": "wk_web"},
+                                    "billing": {"write_key": "wk_billing", "upstream_write_key": "seg_billing"},
+                                    "hooks": {"webhook_secret": "s", "upstream_write_key": "seg_hooks"},
+                                    "plain_hooks": {"webhook_secret": "s"}},
+                        "upstream": {"url": "http://up.test", "write_key": "seg_default"}})
+    assert [cfg.upstream_key(name) for name in ("web", "billing", "hooks", "plain_hooks", None)] == \
+        ["wk_web", "seg_billing", "seg_hooks", "seg_default", "seg_default"]
+    with pytest.raises(ConfigError, match=r"sources\.web\.upstream_write_key: environment variable GS_UNSET_18"):
+        parse_config({"sources": {"web": {"write_key": "wk", "upstream_write_key": "${GS_UNSET_18}"}}},
+                     "g.toml").upstream_key("web")
