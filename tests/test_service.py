@@ -310,8 +310,8 @@ def test_each_source_reaches_its_own_upstream_source(tmp_path, cio, upstream):
     with ThreadService(config) as svc:
         web = [track(1), track(2)]
         assert httpx.post(svc.url + "/v1/batch", json={"batch": web}, auth=WEB).status_code == 200
-        billing = track(3)
-        assert httpx.post(svc.url + "/v1/track", json=billing, auth=(WRITE_KEYS["billing"], "")).status_code == 200
+        billing = {**track(3), "writeKey": WRITE_KEYS["billing"]}  # the key in the body, as analytics.js sends it
+        assert httpx.post(svc.url + "/v1/track", json=billing).status_code == 200
         hooked = orjson.dumps(track(4))
         signature = hmac.new(secret.encode(), hooked, hashlib.sha1).hexdigest()
         assert httpx.post(svc.url + "/v1/webhook/hooks", content=hooked,
@@ -322,6 +322,9 @@ def test_each_source_reaches_its_own_upstream_source(tmp_path, cio, upstream):
         by_key.setdefault(auth, []).extend(message["messageId"] for message in body["batch"])
     assert by_key == {basic(WRITE_KEYS["web"]): ["m1", "m2"], basic("seg_billing"): ["m3"],
                       basic("seg_default"): ["m4"]}
+    sent = {message["messageId"]: message for _, _, body in upstream.received for message in body["batch"]}
+    assert sent["m3"]["writeKey"] == "seg_billing"  # Segment reads a body's writeKey first: it names the same source
+    assert "writeKey" not in sent["m1"]
 
 
 def test_upstream_write_key_is_needed_only_by_a_source_without_a_key(tmp_path, upstream):

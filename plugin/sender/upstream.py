@@ -4,7 +4,8 @@ report as Customer.io delivery; refusals go to `upstream.dead_letter`).
 
 Each message goes under the write key of its source (`Config.upstream_key`: the source's `upstream_write_key`,
 else the write key it arrived with, else `upstream.write_key`), so each groupspec source reaches its own upstream
-source; a request holds one source's messages (Basic auth with that key)."""
+source; a request holds one key's messages (Basic auth with that key), and a message that carries a `writeKey` of
+its own carries that key (Segment reads a body's `writeKey` before the header's)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Upstream:
             raise ConfigError(f"{config.path}: upstream.url: expected a URL")
         self.config = config
         self.endpoint = settings.url.rstrip("/") + "/v1/batch"
-        self._auth = {name: _basic(config.upstream_key(name)) for name in config.sources}  # fails fast when unset
+        self._keys = {name: config.upstream_key(name) for name in config.sources}  # fails fast when one is unset
         bucket = None if settings.rate_limit is None else TokenBucket(settings.rate_limit, clock=clock, sleep=sleep)
         dead = dead_letter or DeadLetterFile(settings.dead_letter, key="forwarded").add
         self.sender = BatchSender(
@@ -62,30 +63,30 @@ class Upstream:
         return self.sender.send(items, self._batches(items))
 
     def _key_of(self, source: str | None) -> str:
-        auth = self._auth.get(source)
-        if auth is None:  # a message of no (declared) source: the default key
-            auth = self._auth[source] = _basic(self.config.upstream_key(None))
-        return auth
+        key = self._keys.get(source)
+        if key is None:  # a message of no (declared) source: the default key
+            key = self._keys[source] = self.config.upstream_key(None)
+        return key
 
     def _batches(self, items: list[Forward]) -> Iterator[Batch]:
         """Consecutive slices of `items` as `/v1/batch` requests, each of one write key and under the limits."""
-        start, parts, size, auth = 0, [], 0, None
+        start, parts, size, current = 0, [], 0, None
         for index, (source, message) in enumerate(items):
-            encoded, key = orjson.dumps(message), self._key_of(source)
-            if parts and (key != auth or len(parts) == MAX_BATCH_MESSAGES or size + len(encoded) > MAX_BATCH_BYTES):
-                yield _batch(items[start:index], parts, index, auth)
+            key = self._key_of(source)
+            if message.get("writeKey", key) != key:  # the sender's key in the body: the upstream source's instead
+                message = {**message, "writeKey": key}
+            encoded = orjson.dumps(message)
+            if parts and (key != current or len(parts) == MAX_BATCH_MESSAGES or size + len(encoded) > MAX_BATCH_BYTES):
+                yield _batch(items[start:index], parts, index, current)
                 start, parts, size = index, [], 0
             parts.append(encoded)
             size += len(encoded) + 1
-            auth = key
+            current = key
         if parts:
-            yield _batch(items[start:], parts, len(items), auth)
+            yield _batch(items[start:], parts, len(items), current)
 
 
-def _basic(write_key: str) -> str:
-    """The HTTP Basic `Authorization` of a write key (the username; no password), as the Segment SDKs send it."""
-    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode("ascii")
-
-
-def _batch(items: list[Forward], parts: list[bytes], end: int, auth: str | None) -> Batch:
-    return Batch(items, b'{"batch":[' + b",".join(parts) + b"]}", end, {"Authorization": auth} if auth else None)
+def _batch(items: list[Forward], parts: list[bytes], end: int, write_key: str) -> Batch:
+    """One request: Basic auth with the write key as the username (no password), as the Segment SDKs send it."""
+    auth = "Basic " + base64.b64encode(f"{write_key}:".encode()).decode("ascii")
+    return Batch(items, b'{"batch":[' + b",".join(parts) + b"]}", end, {"Authorization": auth})
