@@ -43,6 +43,11 @@ class Message:
     type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
     horizon: float | None = None  # the start of the retention window (`[store] retention`), None without one
     device_ts: float | None = None  # `originalTimestamp`, else `timestamp`, as sent (None: it carries neither)
+    # what the door supplied, kept in a quarantine record so that a replay takes the same message: the type a
+    # single-type endpoint gave it, the batch envelope merged into it, whether `received_at` is a receipt
+    endpoint_type: str | None = None
+    envelope: dict[str, Any] | None = None
+    receipt = False
     quarantined = object_event = live = False  # live: `received_at` is a real receipt time (not stream time)  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
@@ -284,6 +289,9 @@ def _times(msg: Message, body: dict[str, Any], received: bool) -> None:
     msg.ts = ts
 
 
+ENVELOPE_KEYS = ("context", "integrations", "writeKey", "sentAt")  # what a batch envelope gives its members
+
+
 def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
     if not isinstance(member, dict):
         return member
@@ -299,11 +307,15 @@ def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
     return merged
 
 
-def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
-          batch: bool = True) -> list[tuple[Any, dict | None, str | None]]:
-    """A line or decoded object -> [(original, body or None, error or None)], one per message it holds.
+Split = tuple[Any, "dict | None", "str | None", "dict[str, Any] | None"]
 
-    A batch envelope yields one entry per member with the envelope's `context`/`integrations` merged in.
+
+def split(payload: bytes | str | dict[str, Any], size: int | None = None, *, batch: bool = True) -> list[Split]:
+    """A line or decoded object -> [(original, body or None, error or None, envelope or None)], one per message
+    it holds.
+
+    A batch envelope yields one entry per member with the envelope's `context`/`integrations` (and `writeKey`,
+    `sentAt`) merged in; `envelope` is those keys of the batch (a quarantine record keeps them for a replay).
     `batch=False`: the payload is one message whatever its keys (it came to a single-type endpoint).
     """
     if isinstance(payload, (bytes, str)):
@@ -312,30 +324,31 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return [(raw.decode("utf-8", "replace"), None, "not valid JSON")]
+            return [(raw.decode("utf-8", "replace"), None, "not valid JSON", None)]
         problem = input_problem(obj, raw)
     else:
         obj = payload
         problem = input_problem(obj)
     if problem is not None:
-        return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem)]
+        return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem, None)]
     if not isinstance(obj, dict):
-        return [(obj, None, f"expected a JSON object, got {type(obj).__name__}")]
+        return [(obj, None, f"expected a JSON object, got {type(obj).__name__}", None)]
     if batch and "type" in obj and isinstance(obj.get("batch"), list):
-        return [(obj, None, AMBIGUOUS_BATCH)]
+        return [(obj, None, AMBIGUOUS_BATCH, None)]
     if batch and "batch" in obj and "type" not in obj:
         members = obj["batch"]
         if not isinstance(members, list):
-            return [(obj, None, "batch must be a list of messages")]
+            return [(obj, None, "batch must be a list of messages", None)]
         if len(members) > MAX_BATCH_MESSAGES:  # one bad request must not cost more than a good one
-            return [(obj, None, f"batch of {len(members)} members is over the limit of {MAX_BATCH_MESSAGES}")]
+            return [(obj, None, f"batch of {len(members)} members is over the limit of {MAX_BATCH_MESSAGES}", None)]
         if size is None:
             try:
                 size = len(orjson.dumps(obj))
             except TypeError:  # a member that cannot be written out: that member alone is malformed, below
                 size = 0
         too_big = f"batch of {size} bytes is over the 500 KB limit" if size > MAX_BATCH_BYTES else None
-        out: list[tuple[Any, dict | None, str | None]] = []
+        out: list[Split] = []
+        envelope = {key: obj[key] for key in ENVELOPE_KEYS if key in obj} or None
         strays, at = [], 0  # members that are not objects: together one malformed message (where the first was)
         for member in members:
             if not isinstance(member, dict):
@@ -343,12 +356,13 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
                 strays.append(member)
                 continue
             merged = _merge_envelope(member, obj)
-            out.append((member, merged, too_big or _shape_error(merged, None)))
+            out.append((member, merged, too_big or _shape_error(merged, None), envelope))
         if strays:
             what = type(strays[0]).__name__ if len(strays) == 1 else f"{len(strays)} members that are not objects"
-            out.insert(at, (strays[0] if len(strays) == 1 else strays, None, f"expected a JSON object, got {what}"))
+            out.insert(at, (strays[0] if len(strays) == 1 else strays, None, f"expected a JSON object, got {what}",
+                            None))
         return out
-    return [(obj, obj, _shape_error(obj, size))]
+    return [(obj, obj, _shape_error(obj, size), None)]
 
 
 def input_problem(obj: Any, raw: bytes | None = None) -> str | None:

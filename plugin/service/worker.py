@@ -130,7 +130,7 @@ class Worker:
     def deliver(self, outcome: Outcome) -> bool:
         """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
         ops = outcome.ops if self.delivery is not None else []
-        bodies = outcome.forwarded if self.upstream is not None else []
+        bodies = list(zip(outcome.forwarded_sources, outcome.forwarded)) if self.upstream is not None else []
         times = group_op_times(outcome) if ops else {}
         failures = 0
         while ops or bodies:
