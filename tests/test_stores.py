@@ -790,6 +790,7 @@ def test_arrival_records_older_than_the_horizon_are_removed_and_a_replay_of_one_
     assert store.admit("old", 50.0) > kept > old  # numbered as new
 
 
+@pytest.mark.long  # issue 20: over ~20 s; `python -m pytest -m long`
 @pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
 def test_a_compacted_store_levels_off_while_the_stream_grows(kind, tmp_path):
     from retention_support import TOML, run_stream
