@@ -266,7 +266,8 @@ def test_a_redis_migration_runs_once_across_processes_opening_at_once(sandbox, m
     restore(sandbox)
     runs = sandbox.prefix + "{format}:runs"
 
-    def count(store):  # a later migration (version 1 -> 2)
+    def count(store):  # a later migration (version 1 -> 2), using the store's own reads as a migration may
+        assert store.size()["arrivals"] == 7
         store.redis.incr(runs)
         time.sleep(0.3)
 

@@ -231,8 +231,6 @@ _SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "reco
             "prune_links": _PRUNE_LINKS}
 
 
-
-
 def _unversioned(store: RedisStore) -> None:
     """Version 0 -> 1: the keyspace of groupspec 0.1.0 is version 1's (nothing to change)."""
 
@@ -405,7 +403,7 @@ class RedisStore:
             raise StoreError(f"bad Redis store url: {exc}") from None
         self.cluster = url.startswith(CLUSTER_SCHEME)
         self._url = url
-        self.redis, where = _client(url)  # on a cluster: made on first use
+        self.redis, where = _client(url)  # on a cluster: made at its first command
         self.where = f"Redis store at {where}"  # no password: for messages
         self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}
         self._local = threading.local()  # the writes queued by the current thread's `batch`
@@ -447,7 +445,11 @@ class RedisStore:
             try:
                 found = int(client.get(version) or 0)
                 FORMAT.refuse_newer(found, self.where)
+                self._format_checked = True  # a migration may use the store's own methods
                 FORMAT.migrate(self, found, lambda done: client.set(version, done))
+            except BaseException:
+                self._format_checked = False
+                raise
             finally:
                 client.eval(_UNLOCK, 1, lock, token)
         self._format_checked = True
