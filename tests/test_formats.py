@@ -278,3 +278,17 @@ def test_a_redis_migration_runs_once_across_processes_opening_at_once(sandbox, m
     assert store.redis.get(store.keys.format("lock")) is None
     old, new = ask(store, ANSWERS["redis"])
     assert new == old
+
+
+def test_the_command_line_says_which_file_is_too_new_without_a_traceback(tmp_path, capsys):
+    from groupspec.plugin.cli import main
+
+    path = tmp_path / "store.db"
+    open_store(f"sqlite:///{path}").close()
+    set_version(path, "store", sqlite_store.FORMAT.current + 1)
+    fixtures = Path(__file__).resolve().parent.parent / "fixtures" / "households"
+    code = main(["replay", str(fixtures / "stream.jsonl"), "--config", str(fixtures / "groupspec.toml"),
+                 "--store", f"sqlite:///{path}", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.startswith(f"groupspec: format error: SQLite store '{path}' has format version")
+    assert "Traceback" not in err

@@ -30,6 +30,8 @@ _TABLE = ("CREATE TABLE IF NOT EXISTS groupspec_format (id INTEGER PRIMARY KEY C
 class FormatError(StoreError):
     """A file or keyspace this groupspec cannot read: written by a newer release, or of another kind."""
 
+    label = "format error"
+
 
 @dataclass(frozen=True)
 class Format(Generic[Target]):
