@@ -21,6 +21,10 @@ timestamp) stays the SDK's.
 
 When groupspec itself fails (a bug, the store unavailable, a user step raising) the message goes on unchanged
 and the error is logged once per kind; with `fail_closed=True` it is quarantined (`internal_error`) instead.
+
+Across `os.fork()` (gunicorn `--preload`, Celery, multiprocessing): the hook, its store and its quarantine reset
+in the child what another thread of the parent held (`forks.py`). The SDK's consumer threads do not cross a
+fork, bare or hooked: a child makes a fresh client (a post-fork hook), and a hooked module hooks it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 
 import orjson
 
+from . import forks
 from .config import Config, did_you_mean, load_config
 from .errors import ConfigError
 from .counts import Counts
@@ -206,12 +211,11 @@ def _hook_module(module: types.ModuleType, hook: Hook) -> None:
     """Wrap the module's `_proxy` (behind `analytics.track(...)` etc.) so its default client, created lazily from
     the module's settings at first use, is hooked before it queues anything."""
     proxy = getattr(module._proxy, "original", module._proxy)
-    lock = threading.Lock()
 
     def hooked_proxy(method: str, *args: Any, **kwargs: Any) -> Any:
         client = module.default_client
         if not client or getattr(client._enqueue, "gate", None) is not hook:
-            with lock:
+            with hook.hooking:
                 if not module.default_client:
                     proxy("flush")  # the module creates its default client as on first use; flushing it is a no-op
                 client = module.default_client
@@ -247,7 +251,16 @@ class Hook:
         self.failures = 0  # messages groupspec could not judge (passed through, or quarantined if fail_closed)
         self._lock = threading.Lock()
         self._compacting = threading.Lock()
+        self.hooking = threading.Lock()  # a module's default client being made and hooked
         self._logged: set[tuple[str, str]] = set()
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A forked child's own locks (the parent's threads that held them are not in the child). Its store and
+        quarantine see to themselves; the SDK's consumer threads do not cross a fork: a child makes a fresh client
+        (e.g. in a post-fork hook), which this hook hooks when `install` was given the module."""
+        if child:
+            self._lock, self._compacting, self.hooking = threading.Lock(), threading.Lock(), threading.Lock()
 
     # the SDK's seams
 

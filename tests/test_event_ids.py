@@ -25,7 +25,7 @@ from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from service_harness import WRITE_KEYS, ThreadService, wait_for, write_config
-from test_stores import reopen, sandbox_of  # noqa: F401  (the store suite's fixture: every store kind)
+from store_support import reopen, sandbox_of  # noqa: F401  (the store suite's fixture: every store kind)
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

@@ -90,6 +90,7 @@ def test_the_engine_compacts_at_most_every_compact_every_of_its_time():
     assert chain("").compact(force=True) is None  # no retention: nothing is ever removed
 
 
+@pytest.mark.long  # issue 20: over ~20 s; `python -m pytest -m long`
 def test_the_sqlite_arrival_records_level_off(tmp_path):
     engine = Engine(parse_config(tomllib.loads(TOML), "t.toml"), open_store(f"sqlite:///{tmp_path}/s.db"),
                     destination=CUSTOMERIO, clock=None)
@@ -99,6 +100,7 @@ def test_the_sqlite_arrival_records_level_off(tmp_path):
     assert max(arrivals) < 25_000
 
 
+@pytest.mark.long  # issue 20: over ~20 s; `python -m pytest -m long`
 def test_a_million_messages_leave_a_store_of_the_same_size_as_a_quarter_million():
     engine = Engine(parse_config(tomllib.loads(TOML), "t.toml"), open_store("memory://"), destination=CUSTOMERIO,
                     clock=None)

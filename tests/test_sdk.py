@@ -324,7 +324,8 @@ def test_callers_dicts_change_only_as_the_bare_sdk_changes_them(sdk, client, kin
 
 
 def test_unexpected_errors_and_unwritable_quarantine_never_reach_the_caller(client, tmp_path, caplog, monkeypatch):
-    blocked = tmp_path / "no-such-dir" / "quarantine.jsonl"
+    (tmp_path / "a-file").write_text("")  # a missing folder would be made: a file in the way cannot be
+    blocked = tmp_path / "a-file" / "quarantine.jsonl"
     config = parse_config({"contract": CONTRACT, "quarantine": {"path": str(blocked)}})
     with caplog.at_level(logging.ERROR, logger="groupspec.sdk"):
         hooked = install(client, config, store="memory://", fail_closed=True, mode="inline")
@@ -336,7 +337,7 @@ def test_unexpected_errors_and_unwritable_quarantine_never_reach_the_caller(clie
         ok, msg = hooked.track("u1", "Viewed")
     assert ok is True and msg["messageId"] and "groupspec" not in msg["context"]
     kinds = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "groupspec.sdk"]
-    assert kinds == ["groupspec failed in quarantine (FileNotFoundError)"] * 2 + ["groupspec failed in hook (OSError)"]
+    assert kinds == ["groupspec failed in quarantine (NotADirectoryError)"] * 2 + ["groupspec failed in hook (OSError)"]
 
 
 def test_the_hooks_counts_read_as_totals(tmp_path):

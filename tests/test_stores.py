@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import tomllib
 import sqlite3
-from collections.abc import Callable
 
 import orjson
 import pytest
@@ -20,38 +19,9 @@ from groupspec.middleware.stores.sqlite import SQLiteStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
-from redis_support import RedisSandbox, needs_redis, needs_redis_server
+from redis_support import RedisSandbox, needs_redis
 
-REDIS_KINDS = [pytest.param("redis", marks=needs_redis), pytest.param("redis-cluster", marks=needs_redis_server)]
-
-
-def sandbox_of(kind: str, request) -> RedisSandbox | None:
-    """A key sandbox on the single Redis or on the session's cluster; None for the other stores."""
-    if kind == "redis":
-        return RedisSandbox()
-    if kind == "redis-cluster":
-        return RedisSandbox(request.getfixturevalue("redis_cluster"))
-    return None
-
-
-@pytest.fixture(params=["memory", "sqlite", *REDIS_KINDS])
-def reopen(request, tmp_path) -> Callable:
-    """Opens the store under test; calling it again reopens the same data (memory: a fresh store)."""
-    opened = []
-    sandbox = sandbox_of(request.param, request)
-
-    def open_one():
-        store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(str(tmp_path / "groupspec.db"))}.get(
-            request.param, sandbox and sandbox.open)()
-        opened.append(store)
-        return store
-
-    open_one.kind = request.param
-    yield open_one
-    for store in opened:
-        store.close()
-    if sandbox is not None:
-        sandbox.clean()
+from store_support import REDIS_KINDS, reopen, sandbox_of  # noqa: F401  (the fixture: every store kind)
 
 
 @pytest.fixture
@@ -943,6 +913,7 @@ def test_arrival_records_older_than_the_horizon_are_removed_and_a_replay_of_one_
     assert store.admit("old", 50.0) > kept > old  # numbered as new
 
 
+@pytest.mark.long  # issue 20: over ~20 s; `python -m pytest -m long`
 @pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
 def test_a_compacted_store_levels_off_while_the_stream_grows(kind, tmp_path):
     from retention_support import TOML, run_stream

@@ -1,6 +1,7 @@
 """The in-process store: hermetic replays and tests. It keeps no per-message memory (`admit` answers None: its
 size grows with people, not messages), but honours the `arrived`/`before` a caller passes; of a message without
-a time of its own it keeps the first arrival's time (`arrive`), so a re-send gets the same one."""
+a time of its own it keeps the first arrival's time (`arrive`), so a re-send gets the same one. A forked child
+gets a copy of it, taken between two writes (`forks.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
 
+from .. import forks
 from .base import Activity, Membership, Store
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
@@ -30,6 +32,17 @@ class MemoryStore(Store):
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
         self._first: dict[str, float] = {}  # message id of a message without a time -> its first arrival's time
         self._seq = 0
+        forks.register(self)
+
+    def before_fork(self) -> None:
+        """Wait for a write in flight: the child's copy is whole."""
+        self._lock.acquire()
+
+    def after_fork(self, child: bool) -> None:
+        if child:
+            self._lock = threading.Lock()
+        else:
+            self._lock.release()
 
     def _next(self) -> int:
         self._seq += 1

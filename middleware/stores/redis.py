@@ -16,6 +16,7 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
 | ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by its first arrival's event time (retention; a re-send gets it back) |
+| ``{format}:version`` / ``:lock`` | string / string | the keyspace's format version (`formats.py`; absent: written before versions) / held while a process migrates it |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known). Links are never pruned; a keyspace written by a release that pruned them
@@ -30,13 +31,16 @@ membership write first takes its group's seq (one more round). So a track messag
 round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
-"unresolved" on an error.
+"unresolved" on an error. The format version is checked (and an older keyspace migrated) when the store is
+opened, or at its first command when Redis did not answer then. A forked child makes its own client.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -49,7 +53,9 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
+from .. import forks
 from .base import Activity, Lookup, Membership, StoreError
+from .formats import Format, FormatError
 from .history import fold_memberships, latest_at, linked, stale_after
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -207,6 +213,17 @@ _SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "reco
             "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY}
 
 
+def _unversioned(store: RedisStore) -> None:
+    """Version 0 -> 1: the keyspace of groupspec 0.1.0 is version 1's (nothing to change)."""
+
+
+#: the keyspace's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[RedisStore] = Format("store", [_unversioned])
+MIGRATION_LOCK_MS = 600_000  # how long a migrating process that died holds the others back, at most
+# KEYS: the migration lock; ARGV: its holder's token. Released only by its holder.
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 class Keys:
     """Key names of the layout above under one namespace prefix."""
 
@@ -230,6 +247,9 @@ class Keys:
 
     def arrivals(self, kind: str) -> str:
         return f"{self.prefix}{{arrivals}}:{kind}"
+
+    def format(self, kind: str) -> str:
+        return f"{self.prefix}{{format}}:{kind}"
 
 
 def group_tag(object_type_id: str, group_id: Any) -> str:
@@ -342,9 +362,9 @@ class _LazyCluster:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # the client's commands, pipeline, nodes, ...
-        return getattr(self.get(), name)
+        return getattr(self.client(), name)
 
-    def get(self) -> RedisCluster:
+    def client(self) -> RedisCluster:
         with self._lock:
             if self._client is None:
                 self._client = RedisCluster(startup_nodes=self._nodes, decode_responses=True,
@@ -369,16 +389,57 @@ class RedisStore:
         except ValueError as exc:
             raise StoreError(f"bad Redis store url: {exc}") from None
         self.cluster = url.startswith(CLUSTER_SCHEME)
-        self.redis, self._where = _client(url)  # on a cluster: made on first use
+        self._url = url
+        self.redis, where = _client(url)  # on a cluster: made at its first command
+        self.where = f"Redis store at {where}"  # no password: for messages
         self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}
         self._local = threading.local()  # the writes queued by the current thread's `batch`
+        self._format_checked = False
+        try:
+            with self._guard():
+                pass  # the format is checked now if Redis answers
+        except FormatError:
+            raise
+        except StoreError:
+            pass  # not answering: checked at the first command
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A child makes its own client (the parent's connections and locks are not its own)."""
+        if child:
+            self.redis, _ = _client(self._url)
+            self._local = threading.local()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
+            if not self._format_checked:
+                self._check_format()
             yield
         except (redis.RedisError, RedisClusterException) as exc:
-            raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
+            raise StoreError(f"{self.where} unavailable: {type(exc).__name__}: {exc}") from None
+
+    def _check_format(self) -> None:
+        """Bring the keyspace to `FORMAT.current` (no version key: written before versions, or empty), migrating
+        under a lock key every process honours, the version written after each step; FormatError when newer."""
+        client, version, lock = self.redis, self.keys.format("version"), self.keys.format("lock")
+        while (found := int(client.get(version) or 0)) != FORMAT.current:
+            FORMAT.refuse_newer(found, self.where)
+            token = uuid.uuid4().hex
+            if not client.set(lock, token, nx=True, px=MIGRATION_LOCK_MS):
+                time.sleep(0.05)  # another process is migrating: wait for its version
+                continue
+            try:
+                found = int(client.get(version) or 0)
+                FORMAT.refuse_newer(found, self.where)
+                self._format_checked = True  # a migration may use the store's own methods
+                FORMAT.migrate(self, found, lambda done: client.set(version, done))
+            except BaseException:
+                self._format_checked = False
+                raise
+            finally:
+                client.eval(_UNLOCK, 1, lock, token)
+        self._format_checked = True
 
     def _send(self, commands: list[tuple]) -> list[Any]:
         """Run `commands` (``(NAME, *args)``: a redis-py method and its arguments) as one pipeline; on a cluster,

@@ -1,10 +1,14 @@
-"""The embedded default store: one SQLite file in WAL mode, safe to share between threads.
+"""The embedded default store: one SQLite file in WAL mode, safe to share between threads and across `os.fork()`.
 
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
 NULL in a file written before it existed: always known). `messages.ts` (the event time) is what `compact` prunes
 arrival records by, and it is the first arrival's time a re-send gets back (`arrive`); a file written before it
 existed gets 0 (the first compaction removes those records; a re-send keeps its own time). Links are never pruned;
-a file written by a release that pruned them keeps its unused `links.ts` column."""
+a file written by a release that pruned them keeps its unused `links.ts` column.
+
+The file carries its format version (`formats.py`); `FORMAT.migrations` brings an older file up to date on open.
+It is created owner-only (`private.py`). At a fork (`forks.py`) the store waits for a transaction in flight,
+closes its connection (SQLite's rule: none crosses a fork) and opens it again in the parent and in the child."""
 
 from __future__ import annotations
 
@@ -16,10 +20,13 @@ from typing import Any
 
 import orjson
 
+from .. import forks, private
 from .base import Activity, Membership, Store, StoreError
+from .formats import Format, open_sqlite
 from .history import fold_memberships, linked, stale_after
 
-_SCHEMA = """
+#: the tables of groupspec 0.1.0 (created when missing)
+_TABLES = """
 CREATE TABLE IF NOT EXISTS links (
     a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
@@ -34,22 +41,58 @@ CREATE TABLE IF NOT EXISTS traits (
     UNIQUE (type_id, group_id, name, message_id));
 CREATE TABLE IF NOT EXISTS messages (
     arrived INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
 CREATE TABLE IF NOT EXISTS activity (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, message_id TEXT NOT NULL,
     ts REAL NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, message_id));
-CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
 CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
+    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID
 """
-#: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
+CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
+CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts)
+"""
+#: columns the files of earlier 0.x releases lack: arrival numbers (NULL: always known), event times for retention
 _ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
           ("traits", "arrived"): "INTEGER", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
-_TIME_INDEXES = """
-CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
-CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
-"""
+
+
+def _unversioned(db: sqlite3.Connection) -> None:
+    """Version 0 -> 1: the layout of groupspec 0.1.0, from nothing or from any earlier file: its tables, the
+    columns an earlier file lacks, then the indexes (some name those columns)."""
+    for statement in _TABLES.split(";"):  # one at a time: `executescript` would commit the migration's transaction
+        db.execute(statement)
+    for (table, column), kind in _ADDED.items():
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in _INDEXES.split(";"):
+        db.execute(statement)
+
+
+#: the store file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[sqlite3.Connection] = Format("store", [_unversioned])
+
+
+class _Unusable:
+    """Stands for a connection the store no longer has (closed, or not opened again after a fork): every use
+    says why."""
+
+    in_transaction = False
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def execute(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError(self.why)
+
+    executemany = execute
+
+    def close(self) -> None:
+        pass
+
+
 #: `compact(horizon)`: every statement takes the horizon as ?1; each history keeps its latest fact before it
 _COMPACT = {
     "arrivals": "DELETE FROM messages WHERE ts < ?1",
@@ -70,22 +113,56 @@ class SQLiteStore(Store):
     """Point-in-time membership, identity links and group trait history in one SQLite file."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
+        self.where = f"SQLite store {path!r}"
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
-            for (table, column), kind in _ADDED.items():
-                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self._db.execute("COMMIT")
-            self._db.executescript(_TIME_INDEXES)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
+            if path != ":memory:":
+                private.create(path)
+            self._db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {self.where}: {exc}") from None
+        try:
+            open_sqlite(self._db, FORMAT, self.where)
+        except (sqlite3.Error, StoreError) as exc:
+            self._db.close()
+            if isinstance(exc, StoreError):  # a newer format, another kind of file
+                raise
+            raise StoreError(f"cannot open {self.where}: {exc}") from None
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction`: writes join its commit
+        self._closed_for_fork = False
+        forks.register(self)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def before_fork(self) -> None:
+        """Wait for the transaction in flight (another thread's), then close the connection."""
+        self._lock.acquire()
+        db = self._db  # the forking thread's own transaction (it holds the lock already) stays open
+        self._closed_for_fork = isinstance(db, sqlite3.Connection) and not db.in_transaction
+        if self._closed_for_fork:
+            db.close()
+
+    def after_fork(self, child: bool) -> None:
+        """Open the connection again (a child: with a new lock; a connection the fork cut mid-transaction is
+        not the child's to use)."""
+        if child:
+            self._lock, self._grouped = threading.RLock(), False
+            if isinstance(self._db, sqlite3.Connection) and not self._closed_for_fork:
+                self._db = _Unusable(f"{self.where} was forked inside one of its transactions; open it again")
+        if self._closed_for_fork:
+            try:
+                self._db = self._connect()
+            except sqlite3.Error as exc:
+                self._db = _Unusable(f"cannot open {self.where} again after a fork: {exc}")
+            self._closed_for_fork = False
+        if not child:
+            self._lock.release()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -93,13 +170,13 @@ class SQLiteStore(Store):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             self._grouped = True
             try:
                 yield
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             finally:
                 self._grouped = False
                 if self._db.in_transaction:
@@ -110,7 +187,7 @@ class SQLiteStore(Store):
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self._lock:
@@ -118,7 +195,7 @@ class SQLiteStore(Store):
                 try:
                     self._db.executemany(sql, rows)
                 except sqlite3.Error as exc:
-                    raise StoreError(f"SQLite store: {exc}") from None
+                    raise StoreError(f"{self.where}: {exc}") from None
                 return
             try:
                 self._db.execute("BEGIN")
@@ -127,7 +204,7 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def link(self, key: str, other: str, arrived: int | None = None) -> None:
         if key != other:  # the first `arrived` stays
@@ -151,7 +228,7 @@ class SQLiteStore(Store):
                                                   (message_id,)).fetchone()
                 return arrived, first or None  # 0: a record written before `messages.ts` existed
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -285,7 +362,7 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 if not self._grouped and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
         return removed
 
     def size(self) -> dict[str, int]:
@@ -296,3 +373,4 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._db = _Unusable(f"{self.where} is closed")
