@@ -61,9 +61,10 @@ class Migrated:
 
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
                group: tuple[str, Any] | None = None, event_ts: float | None = None,
-               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
+               timeless: bool = False) -> Lookup:
         found = self.raw.lookup(message_id, persons, ts, names, group, event_ts=event_ts, stale_group=stale_group,
-                                stale_names=stale_names)
+                                stale_names=stale_names, timeless=timeless)
         if not self.active:
             return found
         migrations = self.map.known(found.arrival)
@@ -102,6 +103,15 @@ class Migrated:
         group = (object_type_id, group_id)
         return sorted(person for person in candidates
                       if any((m.object_type_id, m.group_id) == group for m in self.memberships_at([person], ts, before)))
+
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        """Every person key with a membership fact of the group or of the ids migrated into it (a renamed id's
+        history is the new id's; a merged id's former members are known not to be the new group's)."""
+        sources = self.map.sources(object_type_id, group_id) if self.active else ()
+        seen = set(self.raw.persons_seen(object_type_id, group_id))
+        for source in sources:
+            seen.update(self.raw.persons_seen(object_type_id, source.group_id))
+        return sorted(seen)
 
     def groups(self) -> list[tuple[str, str]]:
         """Every group the store knows of, the ids migrated to included (a rename's new id has no facts of its own)."""
