@@ -17,6 +17,11 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
 | ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by event time (retention) |
+| ``{privacy}:key`` / ``:message_keys`` / ``:forgotten`` | string / string / set | the store's own hash key / ``keyed`` once message ids are keyed hashes (`rekey`) / keyed hashes of forgotten person keys |
+
+Message ids are keyed hashes (`privacy.KeyedHash`), never plain message keys. A person's records are the keys
+tagged ``{p:KEY}`` and KEY's entries in the link keys of the persons linked to it: `forget` reaches them by name
+(on a cluster, whichever master holds each slot), so it needs no scan.
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known).
@@ -36,6 +41,7 @@ A Redis error (refused connection, timeout, a cluster master gone, ...) raises `
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -248,6 +254,9 @@ class Keys:
 
     def arrivals(self, kind: str) -> str:
         return f"{self.prefix}{{arrivals}}:{kind}"
+
+    def privacy(self, kind: str) -> str:
+        return f"{self.prefix}{{privacy}}:{kind}"
 
 
 def group_tag(object_type_id: str, group_id: Any) -> str:
@@ -660,6 +669,50 @@ class RedisStore:
     def close(self) -> None:
         self.redis.close()
 
+    # -- privacy: the store's hash key, re-keying, erasure, the suppression list ---------------------------------
+
+    def privacy_key(self) -> bytes:
+        key = self.keys.privacy("key")
+        with self._guard():
+            self.redis.set(key, os.urandom(32).hex(), nx=True)  # the first process's stays
+            stored, = self._send([("GET", key)])
+        return bytes.fromhex(stored)
+
+    def rekey_message_keys(self, hash_key) -> int:
+        marker = self.keys.privacy("message_keys")
+        with self._guard():
+            if self.redis.exists(marker):
+                return 0
+            count = rekey(self, hash_key)  # idempotent: a process racing this one changes what is left, if any
+            self.redis.set(marker, "keyed")
+        return count
+
+    def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        person = self.keys.person
+        found = self._read([command for key in keys for command in (("SMEMBERS", person(key, "l")),
+                                                                    ("HLEN", person(key, "e")))])
+        linked = dict(zip(keys, found[::2]))
+        pairs = {frozenset((key, other)) for key, others in linked.items() for other in others}
+        removed = {"links": len(pairs), "memberships": sum(found[1::2])}
+        if dry_run:
+            return removed
+        doomed = set(keys)
+        commands = [("DELETE", person(key, kind)) for key in keys for kind in ("l", "la", "lt", "e")]
+        for key, others in linked.items():  # the other side of each link (another slot, maybe another master)
+            for other in set(others) - doomed:
+                commands += [("SREM", person(other, "l"), key), ("HDEL", person(other, "la"), key),
+                             ("HDEL", person(other, "lt"), key)]
+        self._write(*commands)
+        return removed
+
+    def suppress(self, hashes: list[str]) -> None:
+        if hashes:
+            self._write(("SADD", self.keys.privacy("forgotten"), *hashes))
+
+    def suppressed(self, hashes: list[str]) -> bool:
+        found, = self._read([("SMISMEMBER", self.keys.privacy("forgotten"), *hashes)])
+        return any(found)
+
     # -- read-only enumeration for tools (`groupspec verify`): SCAN over the layout above, no writes ----------
 
     def groups(self) -> list[tuple[str, str]]:
@@ -772,6 +825,47 @@ class RedisStore:
                 out[kind] = sum(getattr(self.redis, count)(key) for key in self._scan(suffix, tag))
             out["links"] //= 2
         return out
+
+
+def rekey(store: RedisStore, hash_key) -> int:
+    """Replace every plain message id (written before ids were hashed: they contain U+001F) by `hash_key` of it:
+    the arrival records, the trait histories and the activity logs, one key (one slot) at a time, each rewrite
+    atomic (MULTI on that key); the ids changed. A versioned migration may call it."""
+    plain = "\x1f"
+    count = 0
+    ids, times = store.keys.arrivals("ids"), store.keys.arrivals("t")
+    changes = [(key, [(f, hash_key(f), v) for f, v in store.redis.hgetall(key).items() if plain in f])
+               for key in [ids, *store._scan("t:*", "g"), *(a + "d" for a in store._scan("a", "g"))]]
+    for key, fields in changes:
+        if fields:
+            pipe = store.redis.pipeline(transaction=True)
+            pipe.hdel(key, *(old for old, _, _ in fields))
+            pipe.hset(key, mapping={new: value for _, new, value in fields})
+            pipe.execute()
+            count += len(fields)
+    old_times = [(member, score) for member, score in store.redis.zrange(times, 0, -1, withscores=True)
+                 if plain in member]
+    if old_times:
+        pipe = store.redis.pipeline(transaction=True)
+        pipe.zrem(times, *(member for member, _ in old_times))
+        pipe.zadd(times, {hash_key(member): score for member, score in old_times})
+        pipe.execute()
+    for key in list(store._scan("a", "g")):
+        entries = [(member, score) for member, score in store.redis.zrange(key, 0, -1, withscores=True)
+                   if plain in member]
+        if entries:
+            pipe = store.redis.pipeline(transaction=True)
+            pipe.zrem(key, *(member for member, _ in entries))
+            pipe.zadd(key, {_rekeyed_activity(member, hash_key): score for member, score in entries})
+            pipe.execute()
+    return count
+
+
+def _rekeyed_activity(member: str, hash_key) -> str:
+    """An activity entry ``seq [message id, values]`` with its message id hashed."""
+    seq, _, entry = member.partition(" ")
+    message_id, values = orjson.loads(entry)
+    return f"{seq} {orjson.dumps([hash_key(message_id), values]).decode()}"
 
 
 def _group_of(key: str, start: int) -> tuple[str, str] | None:

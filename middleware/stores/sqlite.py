@@ -3,10 +3,15 @@
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
 NULL in a file written before it existed: always known). `messages.ts` (the event time) and `links.ts` (the latest
 event time that asserted the link) are what `compact` prunes by; a file written before they existed gets 0 (the
-first compaction removes those arrival records) and NULL (such a link is kept until asserted again)."""
+first compaction removes those arrival records) and NULL (such a link is kept until asserted again).
+
+`privacy` holds the store's own hash key and whether message ids are keyed hashes (`rekey` made them so);
+`forgotten` the keyed hashes of forgotten person keys. `forget` deletes with `secure_delete` on; `scrub` (after
+the commit: `middleware/scrub.py`) truncates the WAL and rebuilds the file if an erased key is still in it."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -15,7 +20,10 @@ from typing import Any
 
 import orjson
 
+from ..scrub import scrub, secure_delete
 from .base import Activity, Membership, Store, StoreError
+
+log = logging.getLogger("groupspec")
 from .history import fold_memberships, linked, stale_after
 
 _SCHEMA = """
@@ -41,7 +49,11 @@ CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
 CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
     PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS privacy (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forgotten (hash TEXT PRIMARY KEY) WITHOUT ROWID;
 """
+#: the tables holding message ids (`rekey` turns plain ones, which contain U+001F separators, into keyed hashes)
+_MESSAGE_IDS = ("messages", "traits", "activity")
 #: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
 _ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
           ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
@@ -70,6 +82,9 @@ class SQLiteStore(Store):
     """Point-in-time membership, identity links and group trait history in one SQLite file."""
 
     def __init__(self, path: str) -> None:
+        self._path = path
+        self._erased: list[str] = []  # keys `forget` removed that `scrub` has not yet made unreadable
+        self._rebuild = False  # `scrub` rebuilds the file (VACUUM): plain message keys were re-keyed
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -104,6 +119,10 @@ class SQLiteStore(Store):
                 self._grouped = False
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                    self._erased = []  # rolled back: nothing was erased
+            if (self._erased or self._rebuild) and not self.scrub():  # a chunk that erased someone: after its commit
+                log.warning("SQLite store: the WAL could not be truncated after an erasure (a reader held it); "
+                            "`groupspec people forget` or the next erasure finishes it")
 
     def _rows(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         with self._lock:
@@ -290,6 +309,86 @@ class SQLiteStore(Store):
         out["links"] //= 2  # a row each way
         return out
 
+    # -- privacy ---------------------------------------------------------------------------------------------
+
+    def privacy_key(self) -> bytes:
+        self._write("INSERT OR IGNORE INTO privacy VALUES ('key', randomblob(32))", [()])
+        return self._rows("SELECT value FROM privacy WHERE name = 'key'")[0][0]
+
+    def rekey_message_keys(self, hash_key) -> int:
+        if self._rows("SELECT 1 FROM privacy WHERE name = 'message_keys'"):
+            return 0
+        with self._lock:
+            try:
+                if not self._grouped:  # two processes opening an old file re-key it once
+                    self._db.execute("BEGIN IMMEDIATE")
+                count = 0 if self._db.execute("SELECT 1 FROM privacy WHERE name = 'message_keys'").fetchone() \
+                    else rekey(self._db, hash_key)
+                self._db.execute("INSERT OR IGNORE INTO privacy VALUES ('message_keys', 'keyed')")
+                if not self._grouped:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not self._grouped and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite store: cannot re-key message ids: {exc}") from None
+            self._rebuild = self._rebuild or count > 0  # the plain keys named people: `scrub` rebuilds the file
+        if not self._grouped:
+            self.scrub()
+        return count
+
+    def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        marks = ",".join("?" * len(keys))
+        pairs = {frozenset(row) for row in self._rows(
+            f"SELECT a, b FROM links WHERE a IN ({marks}) OR b IN ({marks})", [*keys, *keys])}
+        removed = {"links": len(pairs), "memberships": self._rows(
+            f"SELECT count(*) FROM memberships WHERE person IN ({marks})", keys)[0][0]}
+        if dry_run or not any(removed.values()):
+            return removed
+        with self._lock:
+            try:
+                if not self._grouped:
+                    self._db.execute("BEGIN IMMEDIATE")
+                with secure_delete(self._db):  # what they free is zeroed
+                    self._db.execute(f"DELETE FROM links WHERE a IN ({marks}) OR b IN ({marks})", [*keys, *keys])
+                    self._db.execute(f"DELETE FROM memberships WHERE person IN ({marks})", keys)
+                if not self._grouped:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not self._grouped and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"SQLite store: {exc}") from None
+            self._erased += keys
+        return removed
+
+    def suppress(self, hashes: list[str]) -> None:
+        self._write("INSERT OR IGNORE INTO forgotten VALUES (?)", [(h,) for h in hashes])
+
+    def suppressed(self, hashes: list[str]) -> bool:
+        return bool(self._rows(f"SELECT 1 FROM forgotten WHERE hash IN ({','.join('?' * len(hashes))}) LIMIT 1",
+                               hashes))
+
+    def scrub(self) -> bool:
+        with self._lock:
+            if self._grouped or not (self._erased or self._rebuild):
+                return not (self._erased or self._rebuild)
+            try:
+                done = scrub(self._db, self._path, [key.encode() for key in self._erased], self._rebuild)
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite store: cannot scrub erased records: {exc}") from None
+            if done:
+                self._erased, self._rebuild = [], False
+            return done
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def rekey(db: sqlite3.Connection, hash_key) -> int:
+    """Replace every plain message id (written before ids were hashed: they contain U+001F) by `hash_key` of it,
+    in the caller's transaction, with freed space zeroed; the rows changed. A versioned migration may call it."""
+    db.create_function("groupspec_keyed_hash", 1, hash_key, deterministic=True)
+    with secure_delete(db):
+        return sum(db.execute(f"UPDATE {table} SET message_id = groupspec_keyed_hash(message_id)"
+                              " WHERE instr(message_id, char(31)) > 0").rowcount for table in _MESSAGE_IDS)
+
