@@ -713,6 +713,9 @@ class RedisStore:
         found, = self._read([("SMISMEMBER", self.keys.privacy("forgotten"), *hashes)])
         return any(found)
 
+    def scrub(self) -> bool:
+        return True  # a deleted key is gone from Redis; its AOF/RDB files are Redis's own (docs/privacy.md)
+
     # -- read-only enumeration for tools (`groupspec verify`): SCAN over the layout above, no writes ----------
 
     def groups(self) -> list[tuple[str, str]]:
@@ -852,7 +855,7 @@ def rekey(store: RedisStore, hash_key) -> int:
         pipe.execute()
     for key in list(store._scan("a", "g")):
         entries = [(member, score) for member, score in store.redis.zrange(key, 0, -1, withscores=True)
-                   if plain in member]
+                   if "\\u001f" in member]  # the id inside the entry's JSON: U+001F escaped
         if entries:
             pipe = store.redis.pipeline(transaction=True)
             pipe.zrem(key, *(member for member, _ in entries))
