@@ -35,27 +35,33 @@ class KeyedHash:
     The key is made on first use by `prepare` (which may read the store: a store that does not answer then makes
     that message `store_unavailable`, and the next use tries again)."""
 
-    __slots__ = ("_key", "_prepare", "_lock")
+    __slots__ = ("_keyed", "_prepare", "_lock")
 
     def __init__(self, secret: bytes | None = None, prepare: Callable[[KeyedHash], bytes] | None = None) -> None:
-        self._key = None if secret is None else hashlib.sha256(secret).digest()
+        self._keyed = None if secret is None else _keyed(secret)  # copied per hash: the key is set up once
         self._prepare = prepare
         self._lock = threading.Lock()
 
     def __call__(self, text: str) -> str:
-        key = self._key
-        if key is None:
-            key = self._ready()
-        return hashlib.blake2b(text.encode(), key=key, digest_size=16).hexdigest()
+        keyed = self._keyed
+        if keyed is None:
+            keyed = self._ready()
+        one = keyed.copy()
+        one.update(text.encode())
+        return one.hexdigest()
 
-    def _ready(self) -> bytes:
+    def _ready(self) -> Any:
         with self._lock:
-            if self._key is None:
-                self._key = hashlib.sha256(self._prepare(self)).digest()
-            return self._key
+            if self._keyed is None:
+                self._keyed = _keyed(self._prepare(self))
+            return self._keyed
 
     def __repr__(self) -> str:
         return "KeyedHash(<secret>)"
+
+
+def _keyed(secret: bytes) -> Any:
+    return hashlib.blake2b(key=hashlib.sha256(secret).digest(), digest_size=16)
 
 
 def keyed_hash(config: Config, store: Store) -> KeyedHash:
