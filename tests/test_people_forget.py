@@ -235,3 +235,19 @@ def test_the_service_worker_erases_the_files_after_a_user_deleted(site):
     for path, data in files_of(loaded).items():  # the fixture's records of alice in every file are gone too
         assert found(data, ALICE) == [], path
     assert b'"bob"' in files_of(loaded)[loaded.quarantine.path]
+
+
+@pytest.mark.parametrize("sdk_name", ["segment", "rudderstack", "customerio"])
+def test_the_sdk_hook_removes_a_deleted_persons_records_from_its_quarantine(tmp_path, sdk_name):
+    from sdk_support import SDKS, make_config, quarantined
+
+    from groupspec.middleware import install
+
+    client = install(SDKS[sdk_name].Client("wk", upload_interval=0.01), make_config(tmp_path), source="web",
+                     store=f"sqlite:///{tmp_path}/hook.db", mode="inline")
+    client.join()
+    assert client.track("alice", "Order Placed", {"total": 3}, context={"groupId": "not a group"})[0] is False
+    assert client.track("bob", "Order Placed", {"total": 4}, context={"groupId": "not a group"})[0] is False
+    assert client.track("alice", "User Deleted")[0] is True
+    assert [r["message"]["userId"] for r in quarantined(tmp_path)] == ["bob"]
+    assert found((tmp_path / "hook.db").read_bytes(), ["alice"]) == []
