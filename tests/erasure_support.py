@@ -9,7 +9,6 @@ from typing import Any
 
 import redis
 from hypothesis import strategies as st
-from redis_support import CLUSTER_SCHEME
 
 from groupspec.middleware.stores.memory import MemoryStore
 from groupspec.middleware.stores.redis import RedisStore
@@ -114,5 +113,3 @@ def _redis_dump(client: redis.Redis, prefix: str) -> bytes:
 def found(data: bytes, names: list[str]) -> list[str]:
     return [name for name in names if name.encode() in data]
 
-
-__all__ = ["CLUSTER_SCHEME"]

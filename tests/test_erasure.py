@@ -19,7 +19,6 @@ from groupspec.middleware.config import parse_config
 from groupspec.middleware.message import message_key
 from groupspec.middleware.privacy import KeyedHash, erasable, forget, keyed_hash
 from groupspec.middleware.stores.memory import MemoryStore
-from groupspec.middleware.stores.redis import RedisStore
 from groupspec.middleware.stores.sqlite import SQLiteStore
 from groupspec.plugin.customerio.common import event_id
 from groupspec.plugin.customerio.mapping import CUSTOMERIO

@@ -169,12 +169,13 @@ def test_customerio_gets_the_person_delete_first_and_only_for_a_user_the_store_k
     assert 'person delete sent for {"email":"alice@example.com"}' in capsys.readouterr().out
 
 
-def test_a_delete_customerio_does_not_take_leaves_everything_in_place(site, cio, capsys):
+@pytest.mark.parametrize("status", [500, 400])  # not answered / refused (not dead-lettered)
+def test_a_delete_customerio_does_not_take_leaves_everything_in_place(site, cio, capsys, status):
     config, loaded, _ = site
     config.write_text(config.read_text().replace(
         "[customerio]\n", f'[customerio]\nurl = "{cio.url}"\nsite_id = "{cio.site_id}"\napi_key = "{cio.api_key}"\n'
                           'max_retries = 0\n'))
-    cio.script(500, count=5)
+    cio.script(status, count=5)
     before = files_of(loaded)
     assert main(["people", "forget", "--config", str(config), "alice@example.com"]) == 1
     assert "nothing was erased" in capsys.readouterr().err
