@@ -214,21 +214,28 @@ def check_group_traits(msg: Message) -> Message:
 
 
 def check_stale(msg: Message, store: Store) -> Message:
-    """Per attribute, the newest write wins: older group updates are stale (`stale_group_update`)."""
+    """Per attribute, the newest write wins: older group updates are stale (`stale_group_update`). Stale only
+    decides what becomes current: a stripped value stays in `Message.late_traits`, which `learn` records in the
+    trait's history at its own time."""
     if msg.type != "group":
         return msg
-    names = list(object_attributes(msg.traits))
+    attributes = object_attributes(msg.traits)
+    names = list(attributes)
     if not names:
         return msg
     if msg.stale is not None and msg.stale[0] == (msg.object_type, msg.group_id):  # the lookup's (`Resolve`
         stale = msg.stale[1].intersection(names)  # asks for it), for the names before any was stripped
     else:  # not given, or for another group than the checks settled on: a read of its own
         stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.stored_key, before=msg.arrival)
+    late = {}
     for name in sorted(stale):
-        msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
-                    strip=_trait_paths(name))
+        if msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
+                       strip=_trait_paths(name)):
+            late[name] = attributes[name]
         if msg.quarantined:
-            break
+            return msg
+    if late:
+        msg.late_traits = late
     return msg
 
 

@@ -56,6 +56,7 @@ class Outcome:
 
     forwarded: list[dict[str, Any]] = field(default_factory=list)
     forwarded_lines: list[bytes] = field(default_factory=list)
+    forwarded_sources: list[str | None] = field(default_factory=list)  # each forwarded message's source
     ops: list[dict[str, Any]] = field(default_factory=list)
     op_lines: list[bytes] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
@@ -66,6 +67,7 @@ class Outcome:
     def extend(self, other: Outcome) -> None:
         self.forwarded += other.forwarded
         self.forwarded_lines += other.forwarded_lines
+        self.forwarded_sources += other.forwarded_sources
         self.ops += other.ops
         self.op_lines += other.op_lines
         self.quarantined += other.quarantined
@@ -147,28 +149,42 @@ class Engine:
         return self.store.transaction()
 
     def process(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
-                kind: str | None = None, received_at: float | None = None, into: Outcome | None = None) -> Outcome:
+                kind: str | None = None, received_at: float | None = None, receipt: bool = True,
+                into: Outcome | None = None, authenticated: bool = False) -> Outcome:
         """Run every message `payload` holds through the chain; add what they became to `into` (a new
         `Outcome` by default) and return it. `kind` is the type a single-type endpoint gives a message that
-        has none; `received_at` overrides the clock (the time a spooled request was accepted)."""
+        has none; `received_at` overrides the clock (the time a spooled request was accepted). `receipt=False`:
+        `received_at` is only the time of a message that carries none (a quarantine record's, from a door that
+        had no receipt), not a collector's receipt to correct clock skew and check future dates against.
+        `authenticated`: `source` is the one a request authenticated as (the service), which a message's
+        `writeKey` never changes; otherwise a known `writeKey` selects its source (a recorded stream)."""
         out = Outcome() if into is None else into
-        for msg in self.run(payload, source, kind=kind, received_at=received_at):
+        for msg in self.run(payload, source, kind=kind, received_at=received_at, receipt=receipt,
+                            authenticated=authenticated):
             self._collect(msg, out)
         return out
 
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
-            kind: str | None = None, received_at: float | None = None) -> list[Message]:
+            kind: str | None = None, received_at: float | None = None, receipt: bool = True,
+            authenticated: bool = False) -> list[Message]:
         """The messages of `payload`, each taken through the chain (forwarded or quarantined)."""
-        received = received_at is not None  # a collector's receipt time: clock skew can be corrected
+        given = received_at is not None
+        received = given and receipt  # a collector's receipt time: clock skew can be corrected
         if received_at is None:
             received_at = self.stream_time if self.clock is None else self.clock()
         out = []
-        for original, body, error in split(payload, batch=kind is None):  # a single-type endpoint: one message
+        for original, body, error, envelope in split(payload, batch=kind is None):  # single-type endpoint: one message
             msg = Message(original, dict(body) if body is not None else None, source, received_at)
+            if kind is not None:
+                msg.endpoint_type = kind
+            if envelope is not None:
+                msg.envelope = envelope
+            if received:
+                msg.receipt = True
             if body is not None:
                 if kind is not None and body.get("type") is None:
                     msg.body["type"] = kind
-                if isinstance(body.get("writeKey"), str):
+                if not authenticated and isinstance(body.get("writeKey"), str):
                     msg.source = self.config.source_for_key(body["writeKey"]) or source
             msg.contract = self.config.contract_for(msg.source)
             msg.live = self.clock is not None or received
@@ -181,7 +197,7 @@ class Engine:
             # stream time: this message's own time included, unless that time is itself wrong
             if self.clock is None and (not msg.violations or not _misdated(msg)):
                 self.stream_time = max(self.stream_time, msg.ts)
-                if msg.quarantined:
+                if msg.quarantined and not given:  # a given time stays the record's: a replay reads it
                     msg.received_at = self.stream_time
             out.append(msg)
         return out
@@ -215,6 +231,7 @@ class Engine:
         else:
             out.forwarded.append(msg.body)
             out.forwarded_lines.append(msg.line)
+            out.forwarded_sources.append(msg.source)
             out.ops += msg.ops
             out.op_lines += msg.op_lines
             if msg.erasure is not None:

@@ -1,12 +1,12 @@
-"""JSON Lines in and out: streamed reading of `.jsonl` / `.jsonl.gz` files, appending that is safe between threads
-and processes, and the atomic rewrite an erasure makes (`rewrite`).
+"""JSON Lines in and out: streamed reading of `.jsonl` / `.jsonl.gz` files, appending to an owner-only file
+(`private`) that is safe between threads and processes, and the atomic rewrite an erasure makes (`rewrite`).
 
 Every appender of a file (the service's processes, SDK hooks, backfill) and every rewrite take the file's one
-inter-process lock, ``PATH.lock`` (`locked`): a rewrite never loses an append made meanwhile."""
+inter-process lock, ``PATH.lock`` (`locked`, owner-only and fork-safe: `private.flock`): a rewrite never loses an
+append made meanwhile."""
 
 from __future__ import annotations
 
-import fcntl
 import gzip
 import os
 import tempfile
@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from . import forks, private
 
 
 def read_lines(path: str | Path) -> Iterator[bytes]:
@@ -31,12 +33,8 @@ def read_lines(path: str | Path) -> Iterator[bytes]:
 @contextmanager
 def locked(path: str | Path) -> Iterator[None]:
     """Hold the inter-process lock of the file at `path` (an exclusive `flock` of ``PATH.lock``)."""
-    fd = os.open(f"{path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with private.flock(f"{path}.lock"):
         yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 def rewrite(path: str | Path, keep: Callable[[bytes], bytes | None], dry_run: bool = False) -> int:
@@ -60,14 +58,15 @@ def rewrite(path: str | Path, keep: Callable[[bytes], bytes | None], dry_run: bo
 
 
 def replace(path: Path, data: bytes) -> None:
-    """Put `data` at `path` atomically: a temporary file beside it, synced, renamed over it (its mode kept)."""
+    """Put `data` at `path` atomically: a temporary file beside it, synced, renamed over it; owner-only (0600,
+    `private`), whatever the old file's mode was."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(temp, os.stat(path).st_mode & 0o7777)
+        os.chmod(temp, private.FILE_MODE)
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -80,11 +79,18 @@ def replace(path: Path, data: bytes) -> None:
 
 
 class JsonlFile:
-    """Appends JSON records to a file, one a line; safe to share between threads and processes (`locked`)."""
+    """Appends JSON records to a file, one a line; safe to share between threads and processes (`locked`). The
+    file (and any folder above it that is missing) is created owner-only."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A forked child's own lock (another thread may have held the parent's)."""
+        if child:
+            self._lock = threading.Lock()
 
     def append(self, rec: dict[str, Any]) -> None:
         self.extend([rec])
@@ -94,7 +100,7 @@ class JsonlFile:
         if not recs:
             return None
         data = b"".join(orjson.dumps(rec) + b"\n" for rec in recs)
-        with self._lock, locked(self.path), self.path.open("ab") as out:
+        with self._lock, locked(self.path), private.append(self.path) as out:
             out.write(data)
             out.flush()
             st = os.fstat(out.fileno())

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from . import forks
 from .config import Config
 from .jsonl import rewrite
 from .message import Message
@@ -35,12 +36,18 @@ class KeyedHash:
     The key is made on first use by `prepare` (which may read the store: a store that does not answer then makes
     that message `store_unavailable`, and the next use tries again)."""
 
-    __slots__ = ("_keyed", "_prepare", "_lock")
+    __slots__ = ("_keyed", "_prepare", "_lock", "__weakref__")
 
     def __init__(self, secret: bytes | None = None, prepare: Callable[[KeyedHash], bytes] | None = None) -> None:
         self._keyed = None if secret is None else _keyed(secret)  # copied per hash: the key is set up once
         self._prepare = prepare
         self._lock = threading.Lock()
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A forked child's own lock (another thread may have been preparing the key)."""
+        if child:
+            self._lock = threading.Lock()
 
     def __call__(self, text: str) -> str:
         keyed = self._keyed

@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
 
 from groupspec.middleware.errors import GroupspecError
 
@@ -48,8 +49,24 @@ def _group(text: str) -> tuple[str, str]:
     return type_id, group_id
 
 
+ABOUT = """groupspec makes account and household ("group") context reliable in Customer.io for Segment and
+RudderStack pipelines: every message gets its group as of the message's own time, is held to your data contract
+(flag, strip or quarantine what breaks it) and becomes Customer.io Track API operations. Replay recorded streams
+offline, serve a Segment-compatible HTTP endpoint, or hook the Python SDKs."""
+PATHS = ("Paths in a config (service spool, quarantine, dead letters, a sqlite:/// store) are relative to the "
+         "working directory the command runs in, not to the config file.")
+
+
+def _version() -> str:
+    try:
+        return version("groupspec")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="groupspec", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="groupspec", description=ABOUT, epilog=PATHS)
+    top.add_argument("--version", action="version", version=f"groupspec {_version()}")
     commands = top.add_subparsers(dest="command", required=True)
 
     replay = commands.add_parser("replay", help="run recorded JSONL streams through the contract, offline")
@@ -58,11 +75,14 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--source", help="source for messages without a known writeKey")
     replay.add_argument("--out", required=True, help="folder for the outputs")
     replay.add_argument("--expect", help="folder of expected outputs; exit 1 on a difference")
-    replay.add_argument("--store", help="store url, overriding [store] (default: memory://)")
+    replay.add_argument("--store", help="store url (default: memory://, whatever [store] says: a replay uses a "
+                                        "persistent store only when named here)")
     replay.set_defaults(run=_lazy(".replay_command:replay"))
 
-    check = commands.add_parser("check-config", help="validate a config file")
+    check = commands.add_parser("check-config", help="validate a config file; unset ${VARS} are errors")
     check.add_argument("config")
+    check.add_argument("--allow-unset", action="store_true",
+                       help="accept unset ${VARS} (e.g. CI without the secrets); serve still needs them")
     check.set_defaults(run=_lazy(".replay_command:check_config"))
 
     quarantine = commands.add_parser("quarantine", help="work with quarantined messages")
@@ -73,7 +93,8 @@ def parser() -> argparse.ArgumentParser:
     q_replay.add_argument("--source")
     q_replay.add_argument("--out", required=True)
     q_replay.add_argument("--expect")
-    q_replay.add_argument("--store", help="store url, overriding [store]")
+    q_replay.add_argument("--store", help="store url (default: memory://; with --deliver: [store] url, else "
+                                          "sqlite:///groupspec.db)")
     q_replay.add_argument("--deliver", action="store_true",
                           help="also deliver the outputs to Customer.io (and the upstream), on the service's store")
     q_replay.set_defaults(run=_lazy(".replay_command:quarantine_replay"))
@@ -118,7 +139,8 @@ def parser() -> argparse.ArgumentParser:
                           help="spec messages (.jsonl, .jsonl.gz) or person->group rows (.csv, .csv.gz, .jsonl)")
     backfill.add_argument("--config", required=True)
     backfill.add_argument("--source", help="source of rows, and of messages without a known writeKey")
-    backfill.add_argument("--store", help="store url, overriding [store] (without either: memory://)")
+    backfill.add_argument("--store", help="store url (default: [store] url, else sqlite:///groupspec.db; with "
+                                          "--dry-run: memory://)")
     backfill.add_argument("--dry-run", action="store_true", help="write the operations to --out DIR, send nothing")
     backfill.add_argument("--out", metavar="DIR", help="dry run: customerio.jsonl, quarantine.jsonl, summary.json")
     backfill.add_argument("--checkpoint", metavar="FILE", help="resume file: a rerun skips what was delivered")
@@ -130,7 +152,7 @@ def parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="compare Customer.io's objects with the store; exit 1 on drift")
     verify.add_argument("--config", required=True)
-    verify.add_argument("--store", help="store url, overriding [store] (default: sqlite:///groupspec.db)")
+    verify.add_argument("--store", help="store url (default: [store] url, else sqlite:///groupspec.db)")
     which = verify.add_mutually_exclusive_group()
     which.add_argument("--sample", type=_positive, metavar="N", help="check N groups picked at random")
     which.add_argument("--group", type=_group, action="append", metavar="TYPE:ID", help="check this group (repeatable)")
@@ -150,7 +172,7 @@ def parser() -> argparse.ArgumentParser:
     store_verbs = store.add_subparsers(dest="verb", required=True)
     compact = store_verbs.add_parser("compact", help="remove what [store] retention no longer keeps; print the sizes")
     compact.add_argument("--config", required=True)
-    compact.add_argument("--store", help="store url, overriding [store] (default: sqlite:///groupspec.db)")
+    compact.add_argument("--store", help="store url (default: [store] url, else sqlite:///groupspec.db)")
     compact.set_defaults(run=_lazy(".store_commands:compact"))
 
     people = commands.add_parser("people", help="work with the people groupspec keeps data about")

@@ -96,7 +96,7 @@ def dump(store: Any, path: Path | None = None) -> bytes:
 def _masters(store: RedisStore) -> list[redis.Redis]:
     if not store.cluster:
         return [redis.Redis(connection_pool=store.redis.connection_pool)]
-    return [redis.Redis(host=node.host, port=node.port) for node in store.redis.get().get_primaries()]
+    return [redis.Redis(host=node.host, port=node.port) for node in store.redis.get_primaries()]
 
 
 def _redis_dump(client: redis.Redis, prefix: str) -> bytes:

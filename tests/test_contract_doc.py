@@ -160,7 +160,7 @@ def test_sources_that_override_the_contract_are_shown_and_secrets_never(tmp_path
     assert printed.out.endswith(md)  # without --md / --html the Markdown goes to standard output
     for text in (md, page, printed.out, printed.err):
         assert "SECRET" not in text
-    assert "| `invalid_group_trait` | " in md and "`flag` (default); source `app`: `drop` |" in md
+    assert "| `invalid_group_trait` | " in md and "`strip` (default); source `app`: `drop` |" in md
     assert "| `missing_group_id` | " in md and "`drop`; source `app`: `drop`" not in md  # inherited: no override
     assert "For messages from source `app`:\n\n- every event (`*`)" in md
     assert "- `app`: the contract above, with its own `require_group`, `actions` (shown above)" in md
@@ -178,7 +178,7 @@ def test_every_violation_code_is_explained():
 
 def test_a_config_that_fails_check_config_fails_the_same_way(tmp_path, capsys):
     path = tmp_path / "bad.toml"
-    path.write_text('[contract]\nrequire_group = "Order Placed"\n[contract.actions]\ninvalid_group_id = "ignore"\n')
+    path.write_text('[contract]\n[contract.actions]\ninvalid_group_id = "ignore"\n')
     assert main(["check-config", str(path)]) == 2
     expected = capsys.readouterr().err
     assert "contract.actions.invalid_group_id: expected flag | strip | drop, got 'ignore'" in expected

@@ -188,13 +188,18 @@ def test_an_sqlite_store_with_plain_message_keys_is_rekeyed_once_and_keeps_its_a
 
 @needs_redis
 def test_a_redis_store_with_plain_message_keys_is_rekeyed_once():
+    """A keyspace of format version 1 (before erasure) holds plain message keys; opening it migrates it."""
     sandbox = RedisSandbox()
+    old = sandbox.open()
+    plain = message_key(None, "u:" + user(8), "group", "m-old")
+    old.admit(plain, 5.0)
+    old.apply_traits("1", "hh_1", {"name": "x"}, 5.0, plain)
+    old.record_activity("1", "hh_1", plain, 5.0, {"n": 1})
+    old.redis.delete(old.keys.privacy("message_keys"), old.keys.privacy("key"))
+    old.redis.set(old.keys.format("version"), 1)
+    old.close()
     store = sandbox.open()
     try:
-        plain = message_key(None, "u:" + user(8), "group", "m-old")
-        store.admit(plain, 5.0)
-        store.apply_traits("1", "hh_1", {"name": "x"}, 5.0, plain)
-        store.record_activity("1", "hh_1", plain, 5.0, {"n": 1})
         hasher = keyed_hash(parse_config({}), store)
         assert hasher("x")  # prepares the key: re-keys the store
         assert store.admit(hasher(plain)) == 1 and store.rekey_message_keys(hasher) == 0

@@ -244,7 +244,7 @@ def test_the_sdk_hook_removes_a_deleted_persons_records_from_its_quarantine(tmp_
 
     from groupspec.middleware import install
 
-    client = install(SDKS[sdk_name].Client("wk", upload_interval=0.01), make_config(tmp_path), source="web",
+    client = install(SDKS[sdk_name].Client("wk", upload_interval=0.01), make_config(tmp_path),
                      store=f"sqlite:///{tmp_path}/hook.db", mode="inline")
     client.join()
     assert client.track("alice", "Order Placed", {"total": 3}, context={"groupId": "not a group"})[0] is False

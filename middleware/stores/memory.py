@@ -1,5 +1,7 @@
 """The in-process store: hermetic replays and tests. It keeps no per-message memory (`admit` answers None: its
-size grows with people, not messages), but honours the `arrived`/`before` a caller passes."""
+size grows with people, not messages), but honours the `arrived`/`before` a caller passes; of a message without
+a time of its own it keeps the first arrival's time (`arrive`), so a re-send gets the same one. A forked child
+gets a copy of it, taken between two writes (`forks.py`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
 
+from .. import forks
 from .base import Activity, Membership, Store
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
@@ -22,29 +25,34 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._links: dict[str, dict[str, int | None]] = {}  # key -> linked key -> arrived
-        self._link_times: dict[tuple[str, str], float] = {}  # (key, other), sorted -> latest event time asserting it
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_keys: set[tuple] = set()
         self._deletions: dict[tuple[str, str], list[Deletion]] = defaultdict(list)
         self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any, int | None]]] = defaultdict(list)
         self._activity: dict[tuple[str, str], dict[str, Activity]] = defaultdict(dict)
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
+        self._first: dict[str, float] = {}  # message id of a message without a time -> its first arrival's time
         self._seq = 0
         self._privacy_key = os.urandom(32)  # lives as long as the data: one process's
         self._forgotten: set[str] = set()  # keyed hashes of forgotten person keys
+        forks.register(self)
+
+    def before_fork(self) -> None:
+        """Wait for a write in flight: the child's copy is whole."""
+        self._lock.acquire()
+
+    def after_fork(self, child: bool) -> None:
+        if child:
+            self._lock = threading.Lock()
+        else:
+            self._lock.release()
 
     def _next(self) -> int:
         self._seq += 1
         return self._seq
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        if key == other:
-            return
-        if ts is not None:
-            pair = (key, other) if key < other else (other, key)
-            if ts > self._link_times.get(pair, float("-inf")):
-                self._link_times[pair] = ts
-        if other in self._links.get(key, _NO_LINKS):
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key == other or other in self._links.get(key, _NO_LINKS):
             return
         with self._lock:
             self._links.setdefault(key, {}).setdefault(other, arrived)
@@ -57,6 +65,9 @@ class MemoryStore(Store):
 
     def admit(self, message_id: str, ts: float = 0.0) -> None:
         return None
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[None, float | None]:
+        return None, self._first.setdefault(message_id, ts) if timeless else None
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -165,14 +176,7 @@ class MemoryStore(Store):
 
     def compact(self, horizon: float) -> dict[str, int]:
         before = self.size()
-        with self._lock:
-            for pair, at in list(self._link_times.items()):
-                if at < horizon:
-                    del self._link_times[pair]
-                    for one, two in (pair, pair[::-1]):
-                        self._links[one].pop(two, None)
-                        if not self._links[one]:
-                            del self._links[one]
+        with self._lock:  # links are identity, not history: all kept
             by_history = lambda e: (e[0], e[1])  # noqa: E731 - (type, group) within one person
             by_time = lambda e: (e[2], e[3])  # noqa: E731
             self._events = defaultdict(list, {person: retained(rows, horizon, by_history, by_time)
@@ -186,12 +190,13 @@ class MemoryStore(Store):
             activity = {group: {mid: e for mid, e in log.items() if e.ts >= horizon}
                         for group, log in self._activity.items()}
             self._activity = defaultdict(dict, {group: log for group, log in activity.items() if log})
+            self._first = {message_id: at for message_id, at in self._first.items() if at >= horizon}
         after = self.size()
         return {kind: before[kind] - after[kind] for kind in before}
 
     def size(self) -> dict[str, int]:
         return {
-            "arrivals": 0,
+            "arrivals": len(self._first),
             "links": sum(map(len, self._links.values())) // 2,
             "memberships": sum(map(len, self._events.values())),
             "deletions": sum(map(len, self._deletions.values())),
@@ -215,7 +220,6 @@ class MemoryStore(Store):
         with self._lock:
             for pair in pairs:
                 one, two = sorted(pair)
-                self._link_times.pop((one, two), None)
                 for key, other in ((one, two), (two, one)):
                     links = self._links.get(key)
                     if links is not None:

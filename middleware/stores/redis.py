@@ -9,22 +9,23 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | key | type | holds |
 |---|---|---|
 | ``{p:KEY}:l`` / ``:la`` | set / hash | person keys linked to KEY / linked key -> arrived (absent: always known) |
-| ``{p:KEY}:lt`` | hash | linked key -> the latest event time asserting the link (retention; absent: kept) |
 | ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> ``seq arrived`` (HSETNX dedupes) |
 | ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
 | ``{g:[TYPE,ID]}:d`` | set | deletions of the object: ``ts arrived`` |
 | ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value, arrived]`` |
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
-| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by event time (retention) |
+| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by its first arrival's event time (retention; a re-send gets it back) |
 | ``{privacy}:key`` / ``:message_keys`` / ``:forgotten`` | string / string / set | the store's own hash key / ``keyed`` once message ids are keyed hashes (`rekey`) / keyed hashes of forgotten person keys |
+| ``{format}:version`` / ``:lock`` | string / string | the keyspace's format version (`formats.py`; absent: written before versions) / held while a process migrates it |
 
 Message ids are keyed hashes (`privacy.KeyedHash`), never plain message keys. A person's records are the keys
 tagged ``{p:KEY}`` and KEY's entries in the link keys of the persons linked to it: `forget` reaches them by name
 (on a cluster, whichever master holds each slot), so it needs no scan.
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
-arrival numbers existed (always known).
+arrival numbers existed (always known). Links are never pruned; a keyspace written by a release that pruned them
+may hold ``{p:KEY}:lt`` hashes (link times), which nothing reads.
 
 Round trips: `lookup` (what a message needs before it is resolved, a group call's stale-trait check included) is
 one script on a single Redis; on a cluster, where one script reaches one slot, it is pipelined rounds across the
@@ -35,7 +36,8 @@ membership write first takes its group's seq (one more round). So a track messag
 round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
-"unresolved" on an error.
+"unresolved" on an error. The format version is checked (and an older keyspace migrated) when the store is
+opened, or at its first command when Redis did not answer then. A forked child makes its own client.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -55,7 +59,9 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
+from .. import forks
 from .base import Activity, Lookup, Membership, StoreError
+from .formats import Format, FormatError
 from .history import fold_memberships, latest_at, linked, stale_after
 
 CLUSTER_SCHEME = "redis+cluster://"
@@ -69,30 +75,27 @@ for i = 2, #KEYS do
   end
 end
 """
-# KEYS: linked keys set, their arrivals hash, their times hash; ARGV: other key, arrived ("": always known), event
-# time ("": none). The first link's arrival stays; its time is the latest assertion.
+# KEYS: linked keys set, their arrivals hash; ARGV: other key, arrived ("": always known). The first arrival stays.
 _LINK = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
-if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-inf') then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-end
 """
 # admit(arrival counter, message id hash, time zset, message id, event time): its arrival number, the first one
-# given; the time index lets `compact` prune arrival records by event time.
+# given, and the event time of its first arrival (false: a record without one); the time index also lets
+# `compact` prune arrival records by event time.
 _ADMIT_BODY = """
 local function admit(counter, ids, times, message_id, ts)
   local seen = redis.call('HGET', ids, message_id)
-  if seen then return tonumber(seen) end
+  if seen then return tonumber(seen), redis.call('ZSCORE', times, message_id) end
   local arrived = redis.call('INCR', counter)
   redis.call('HSET', ids, message_id, arrived)
   redis.call('ZADD', times, ts, message_id)
-  return arrived
+  return arrived, ts
 end
 """
-# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time.
-_ADMIT = _ADMIT_BODY + "return admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])"
+# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time. Returns {arrival, first time}.
+_ADMIT = _ADMIT_BODY + "return {admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])}"
 # KEYS: the group's seq counter, the person's events hash (two slots: a single Redis only);
 # ARGV: event field, arrived ("": always known).
 _RECORD_MEMBERSHIP = """
@@ -107,10 +110,10 @@ redis.call('HSETNX', KEYS[2], ARGV[1], seq)
 # the tag of the group whose stale traits are asked ("": none), the count of their names and the names.
 # Returns {arrival, {key, linked keys, their arrivals hash}..., events hash per visited key, group tags (asked
 # for and of the events at or before ts), deletions per tag, per tag the trait hashes per name, the stale-asked
-# group's trait hashes per name}.
+# group's trait hashes per name, the first arrival's event time}.
 _LOOKUP = _ADMIT_BODY + """
 local prefix = ARGV[1]
-local arrival = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
+local arrival, first = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
 local ts = tonumber(ARGV[4])
 local at = 5
 local names = {}
@@ -166,7 +169,7 @@ for j, tag in ipairs(tags) do
   for k, name in ipairs(names) do histories[k] = redis.call('HGETALL', group .. 't:' .. name) end
   traits[j] = histories
 end
-return {arrival, links, events, tags, deletions, traits, stale}
+return {arrival, links, events, tags, deletions, traits, stale, first}
 """ % {"limit": _LINK_LIMIT}
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
@@ -211,24 +214,29 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 return #old
 """
-# KEYS: linked keys set, arrivals hash, times hash; ARGV: horizon. Removes the links last asserted before it.
-_PRUNE_LINKS = """
-local times = redis.call('HGETALL', KEYS[3])
-local removed = 0
-for i = 1, #times, 2 do
-  if tonumber(times[i + 1]) < tonumber(ARGV[1]) then
-    redis.call('SREM', KEYS[1], times[i])
-    redis.call('HDEL', KEYS[2], times[i])
-    redis.call('HDEL', KEYS[3], times[i])
-    removed = removed + 1
-  end
-end
-return removed
-"""
 _SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "record_membership": _RECORD_MEMBERSHIP,
             "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
-            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY,
-            "prune_links": _PRUNE_LINKS}
+            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY}
+
+
+def _unversioned(store: RedisStore) -> None:
+    """Version 0 -> 1: the keyspace of groupspec 0.1.0 is version 1's (nothing to change)."""
+
+
+def _privacy(store: RedisStore) -> None:
+    """Version 1 -> 2 (erasure, issue 23): the store's own random hash key (``{privacy}:key``) made, every message
+    id (all plain before version 2) re-keyed with it (`rekey`: arrival records, trait histories, activity logs), then ``{privacy}:
+    message_keys`` set to ``keyed``. Self-contained: renumbering it is moving it."""
+    from ..privacy import KeyedHash  # the hash the engine uses (privacy.py imports the stores)
+
+    store.rekey_message_keys(KeyedHash(store.privacy_key()), every=True)  # under the migration lock: once
+
+
+#: the keyspace's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[RedisStore] = Format("store", [_unversioned, _privacy])
+MIGRATION_LOCK_MS = 600_000  # how long a migrating process that died holds the others back, at most
+# KEYS: the migration lock; ARGV: its holder's token. Released only by its holder.
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class Keys:
@@ -257,6 +265,9 @@ class Keys:
 
     def privacy(self, kind: str) -> str:
         return f"{self.prefix}{{privacy}}:{kind}"
+
+    def format(self, kind: str) -> str:
+        return f"{self.prefix}{{format}}:{kind}"
 
 
 def group_tag(object_type_id: str, group_id: Any) -> str:
@@ -309,6 +320,11 @@ def _stale_names(names: list[str], stored: list[dict[str, str]], ts: float, mess
 
 def _latest(entries, ts: float, before: int | None) -> tuple | None:
     return latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in entries), ts, before)
+
+
+def _first_time(stored: str | None) -> float | None:
+    """The first arrival's event time an arrival record holds (None: none, or 0 from a record written without)."""
+    return (float(stored) or None) if stored else None
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -364,9 +380,9 @@ class _LazyCluster:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # the client's commands, pipeline, nodes, ...
-        return getattr(self.get(), name)
+        return getattr(self.client(), name)
 
-    def get(self) -> RedisCluster:
+    def client(self) -> RedisCluster:
         with self._lock:
             if self._client is None:
                 self._client = RedisCluster(startup_nodes=self._nodes, decode_responses=True,
@@ -391,16 +407,57 @@ class RedisStore:
         except ValueError as exc:
             raise StoreError(f"bad Redis store url: {exc}") from None
         self.cluster = url.startswith(CLUSTER_SCHEME)
-        self.redis, self._where = _client(url)  # on a cluster: made on first use
+        self._url = url
+        self.redis, where = _client(url)  # on a cluster: made at its first command
+        self.where = f"Redis store at {where}"  # no password: for messages
         self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}
         self._local = threading.local()  # the writes queued by the current thread's `batch`
+        self._format_checked = False
+        try:
+            with self._guard():
+                pass  # the format is checked now if Redis answers
+        except FormatError:
+            raise
+        except StoreError:
+            pass  # not answering: checked at the first command
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A child makes its own client (the parent's connections and locks are not its own)."""
+        if child:
+            self.redis, _ = _client(self._url)
+            self._local = threading.local()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
+            if not self._format_checked:
+                self._check_format()
             yield
         except (redis.RedisError, RedisClusterException) as exc:
-            raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
+            raise StoreError(f"{self.where} unavailable: {type(exc).__name__}: {exc}") from None
+
+    def _check_format(self) -> None:
+        """Bring the keyspace to `FORMAT.current` (no version key: written before versions, or empty), migrating
+        under a lock key every process honours, the version written after each step; FormatError when newer."""
+        client, version, lock = self.redis, self.keys.format("version"), self.keys.format("lock")
+        while (found := int(client.get(version) or 0)) != FORMAT.current:
+            FORMAT.refuse_newer(found, self.where)
+            token = uuid.uuid4().hex
+            if not client.set(lock, token, nx=True, px=MIGRATION_LOCK_MS):
+                time.sleep(0.05)  # another process is migrating: wait for its version
+                continue
+            try:
+                found = int(client.get(version) or 0)
+                FORMAT.refuse_newer(found, self.where)
+                self._format_checked = True  # a migration may use the store's own methods
+                FORMAT.migrate(self, found, lambda done: client.set(version, done))
+            except BaseException:
+                self._format_checked = False
+                raise
+            finally:
+                client.eval(_UNLOCK, 1, lock, token)
+        self._format_checked = True
 
     def _send(self, commands: list[tuple]) -> list[Any]:
         """Run `commands` (``(NAME, *args)``: a redis-py method and its arguments) as one pipeline; on a cluster,
@@ -464,13 +521,12 @@ class RedisStore:
         finally:
             self._local.queue = None
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
         # two idempotent one-slot writes (the persons may live on different cluster slots)
         if key == other:
             return
         stamp = "" if arrived is None else arrived
-        at = "" if ts is None else repr(float(ts))
-        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la", "lt")], [two, stamp, at])
+        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la")], [two, stamp])
                       for one, two in ((key, other), (other, key))))
 
     def _links(self, key: str) -> list[tuple[str, int | None]]:
@@ -484,20 +540,24 @@ class RedisStore:
         return [self.keys.arrivals(kind) for kind in ("n", "ids", "t")]
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
-        arrived, = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
-        return int(arrived)
+        return self.arrive(message_id, ts)[0]
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
+        (arrived, first), = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
+        return int(arrived), _first_time(first)
 
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
                group: tuple[str, Any] | None = None, event_ts: float | None = None,
-               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
+               timeless: bool = False) -> Lookup:
         names, stale_names = list(names), list(stale_names)
         tags = [group_tag(*group)] if group is not None and names else []
         event_ts = float(ts if event_ts is None else event_ts)
         stale_tag = "" if stale_group is None else group_tag(*stale_group)
         read = self._read_in_rounds if self.cluster else self._read_in_one_script
-        arrival, adjacency, stored, groups, stale = read(message_id, event_ts, persons, ts, names, tags, stale_tag,
-                                                         stale_names)
-        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)
+        arrival, adjacency, stored, groups, stale, first = read(message_id, event_ts, persons, ts, names, tags,
+                                                                stale_tag, stale_names)
+        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)._replace(first_ts=first)
         if stale_group is None:
             return found
         return found._replace(stale=_stale_names(stale_names, stale, event_ts, message_id, arrival))
@@ -505,16 +565,17 @@ class RedisStore:
     def _read_in_one_script(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                             tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
         """What `lookup` reads, on a single Redis: one script. ``(arrival, adjacency, events hash per key,
-        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`)``."""
+        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`, the first
+        arrival's event time)``."""
         args = [self.keys.prefix, message_id, repr(event_ts), repr(float(ts)), len(names), *names, len(persons), *persons,
                 len(tags), *tags, stale_tag, len(stale_names), *stale_names]
-        (arrival, links, events, tags, deletions, traits, stale), = self._read(
+        (arrival, links, events, tags, deletions, traits, stale, first), = self._read(
             [self._script("lookup", self._arrival_keys(), args)])
         adjacency = {key: _adjacent(others, _pairs(stamps)) for key, others, stamps in links}
         stored = {key: _pairs(flat) for (key, *_), flat in zip(links, events)}
         groups = {tag: (deletion, [_pairs(flat) for flat in histories])
                   for tag, deletion, histories in zip(tags, deletions, traits)}
-        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale]
+        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale], _first_time(first)
 
     def _read_in_rounds(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                         tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
@@ -522,7 +583,7 @@ class RedisStore:
         arrival number and the stale-asked trait histories, each the links and events of the person keys newly
         found and the deletions and traits of the groups newly found."""
         keys = self.keys
-        arrival = None
+        arrival = first_ts = None
         adjacency: dict[str, list[tuple[str, int | None]]] = {}
         stored: dict[str, dict[str, str]] = {}
         groups: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
@@ -543,7 +604,8 @@ class RedisStore:
                 commands += [("SMEMBERS", keys.tagged(tag, "d")), *(("HGETALL", keys.tagged(tag, "t:" + name)) for name in names)]
             answers = iter(self._read(commands))
             if first:
-                arrival, first = int(next(answers)), False
+                (arrival, first_ts), first = next(answers), False
+                arrival, first_ts = int(arrival), _first_time(first_ts)
                 if stale_tag:
                     stale = [next(answers) for _ in stale_names]
             for key in new_keys:
@@ -556,7 +618,7 @@ class RedisStore:
             new_tags = list(dict.fromkeys(
                 group_tag(type_id, group_id) for key in stored for type_id, group_id, *_ in _events(stored[key], ts)))
             new_tags = [tag for tag in new_tags if tag not in groups]
-        return arrival, adjacency, stored, groups, stale
+        return arrival, adjacency, stored, groups, stale, first_ts
 
     def _assemble(self, arrival: int, starts: list[str], adjacency: dict[str, list[tuple[str, int | None]]],
                   stored: dict[str, dict[str, str]], groups: dict[str, tuple[list[str], list[dict[str, str]]]],
@@ -678,12 +740,12 @@ class RedisStore:
             stored, = self._send([("GET", key)])
         return bytes.fromhex(stored)
 
-    def rekey_message_keys(self, hash_key) -> int:
+    def rekey_message_keys(self, hash_key, every: bool = False) -> int:
         marker = self.keys.privacy("message_keys")
         with self._guard():
             if self.redis.exists(marker):
                 return 0
-            count = rekey(self, hash_key)  # idempotent: a process racing this one changes what is left, if any
+            count = rekey(self, hash_key, every)  # without `every`, idempotent: a racing process changes what is left
             self.redis.set(marker, "keyed")
         return count
 
@@ -779,15 +841,12 @@ class RedisStore:
         return self.redis.scan_iter(match=f"{_glob(self.keys.prefix)}{{{tag}:*}}:{kind}", count=1000)
 
     def compact(self, horizon: float) -> dict[str, int]:
-        removed = dict.fromkeys(("arrivals", "links", "memberships", "deletions", "traits", "activity"), 0)
+        removed = dict.fromkeys(("arrivals", "memberships", "deletions", "traits", "activity"), 0)
         h = repr(float(horizon))
         with self._guard():
             ids, times = self.keys.arrivals("ids"), self.keys.arrivals("t")
             while (batch := int(self._send([self._script("prune_arrivals", [ids, times], [h, 1000])])[0])) > 0:
                 removed["arrivals"] += batch
-            for key in self._scan("lt", "p"):
-                base = key[:-2]
-                removed["links"] += int(self._send([self._script("prune_links", [base + "l", base + "la", key], [h])])[0])
             for key in self._scan("e", "p"):
                 old = {}
                 for field, value in self.redis.hgetall(key).items():
@@ -804,7 +863,6 @@ class RedisStore:
                 removed["traits"] += self._drop(key, old, horizon, self.redis.hdel)
             for key in self._scan("a", "g"):
                 removed["activity"] += int(self._send([self._script("prune_activity", [key, key + "d"], [h])])[0])
-        removed["links"] //= 2  # each way
         return removed
 
     @staticmethod
@@ -830,14 +888,15 @@ class RedisStore:
         return out
 
 
-def rekey(store: RedisStore, hash_key) -> int:
-    """Replace every plain message id (written before ids were hashed: they contain U+001F) by `hash_key` of it:
-    the arrival records, the trait histories and the activity logs, one key (one slot) at a time, each rewrite
-    atomic (MULTI on that key); the ids changed. A versioned migration may call it."""
-    plain = "\x1f"
+def rekey(store: RedisStore, hash_key, every: bool = False) -> int:
+    """Replace every plain message id (written before ids were hashed: they contain U+001F; `every`: every id that
+    is not a keyed hash already, as in a keyspace of format version 1) by `hash_key` of it: the arrival records, the
+    trait histories and the activity logs, one key (one slot) at a time, each rewrite atomic (MULTI on that key);
+    the ids changed. Idempotent, so a migration cut short runs again safely. The version 2 migration calls it."""
+    plain = _not_hashed if every else (lambda message_id: "\x1f" in message_id)
     count = 0
     ids, times = store.keys.arrivals("ids"), store.keys.arrivals("t")
-    changes = [(key, [(f, hash_key(f), v) for f, v in store.redis.hgetall(key).items() if plain in f])
+    changes = [(key, [(f, hash_key(f), v) for f, v in store.redis.hgetall(key).items() if plain(f)])
                for key in [ids, *store._scan("t:*", "g"), *(a + "d" for a in store._scan("a", "g"))]]
     for key, fields in changes:
         if fields:
@@ -847,7 +906,7 @@ def rekey(store: RedisStore, hash_key) -> int:
             pipe.execute()
             count += len(fields)
     old_times = [(member, score) for member, score in store.redis.zrange(times, 0, -1, withscores=True)
-                 if plain in member]
+                 if plain(member)]
     if old_times:
         pipe = store.redis.pipeline(transaction=True)
         pipe.zrem(times, *(member for member, _ in old_times))
@@ -855,13 +914,23 @@ def rekey(store: RedisStore, hash_key) -> int:
         pipe.execute()
     for key in list(store._scan("a", "g")):
         entries = [(member, score) for member, score in store.redis.zrange(key, 0, -1, withscores=True)
-                   if "\\u001f" in member]  # the id inside the entry's JSON: U+001F escaped
+                   if plain(_activity_id(member))]
         if entries:
             pipe = store.redis.pipeline(transaction=True)
             pipe.zrem(key, *(member for member, _ in entries))
             pipe.zadd(key, {_rekeyed_activity(member, hash_key): score for member, score in entries})
             pipe.execute()
     return count
+
+
+def _not_hashed(message_id: str) -> bool:
+    """Whether a message id is not a keyed hash (`privacy.KeyedHash`: 32 lowercase hex digits)."""
+    return len(message_id) != 32 or any(c not in "0123456789abcdef" for c in message_id)
+
+
+def _activity_id(member: str) -> str:
+    """The message id of an activity entry ``seq [message id, values]``."""
+    return orjson.loads(member.partition(" ")[2])[0]
 
 
 def _rekeyed_activity(member: str, hash_key) -> str:

@@ -1,13 +1,19 @@
-"""The embedded default store: one SQLite file in WAL mode, safe to share between threads.
+"""The embedded default store: one SQLite file in WAL mode, safe to share between threads and across `os.fork()`.
 
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
-NULL in a file written before it existed: always known). `messages.ts` (the event time) and `links.ts` (the latest
-event time that asserted the link) are what `compact` prunes by; a file written before they existed gets 0 (the
-first compaction removes those arrival records) and NULL (such a link is kept until asserted again).
+NULL in a file written before it existed: always known). `messages.ts` (the event time) is what `compact` prunes
+arrival records by, and it is the first arrival's time a re-send gets back (`arrive`); a file written before it
+existed gets 0 (the first compaction removes those records; a re-send keeps its own time). Links are never pruned;
+a file written by a release that pruned them keeps its unused `links.ts` column.
 
-`privacy` holds the store's own hash key and whether message ids are keyed hashes (`rekey` made them so);
-`forgotten` the keyed hashes of forgotten person keys. `forget` deletes with `secure_delete` on; `scrub` (after
-the commit: `middleware/scrub.py`) truncates the WAL and rebuilds the file if an erased key is still in it."""
+The file carries its format version (`formats.py`); `FORMAT.migrations` brings an older file up to date on open.
+It is created owner-only (`private.py`). At a fork (`forks.py`) the store waits for a transaction in flight,
+closes its connection (SQLite's rule: none crosses a fork) and opens it again in the parent and in the child.
+
+Version 2 adds erasure (`_privacy`): `privacy` holds the store's own hash key and whether message ids are keyed
+hashes (`rekey` made them so, in the migration, with that key); `forgotten` the keyed hashes of forgotten person
+keys. `forget` deletes with `secure_delete` on; `scrub` (after the commit: `middleware/scrub.py`) truncates the WAL
+and rebuilds the file if an erased key is still in it (or a migration re-keyed plain message ids)."""
 
 from __future__ import annotations
 
@@ -20,15 +26,18 @@ from typing import Any
 
 import orjson
 
+from .. import forks, private
 from ..scrub import scrub, secure_delete
 from .base import Activity, Membership, Store, StoreError
-
-log = logging.getLogger("groupspec")
+from .formats import Format, open_sqlite
 from .history import fold_memberships, linked, stale_after
 
-_SCHEMA = """
+log = logging.getLogger("groupspec")
+
+#: the tables of groupspec 0.1.0 (created when missing)
+_TABLES = """
 CREATE TABLE IF NOT EXISTS links (
-    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, ts REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
     ts REAL NOT NULL, joined INTEGER NOT NULL, arrived INTEGER, UNIQUE (person, type_id, group_id, ts, joined));
@@ -41,30 +50,87 @@ CREATE TABLE IF NOT EXISTS traits (
     UNIQUE (type_id, group_id, name, message_id));
 CREATE TABLE IF NOT EXISTS messages (
     arrived INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
 CREATE TABLE IF NOT EXISTS activity (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, message_id TEXT NOT NULL,
     ts REAL NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, message_id));
-CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
 CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
+    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID
+"""
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
+CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
+CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
+CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts)
+"""
+#: columns the files of earlier 0.x releases lack: arrival numbers (NULL: always known), event times for retention
+_ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
+          ("traits", "arrived"): "INTEGER", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
+
+
+def _unversioned(db: sqlite3.Connection) -> None:
+    """Version 0 -> 1: the layout of groupspec 0.1.0, from nothing or from any earlier file: its tables, the
+    columns an earlier file lacks, then the indexes (some name those columns)."""
+    for statement in _TABLES.split(";"):  # one at a time: `executescript` would commit the migration's transaction
+        db.execute(statement)
+    for (table, column), kind in _ADDED.items():
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in _INDEXES.split(";"):
+        db.execute(statement)
+
+
+_PRIVACY = """
 CREATE TABLE IF NOT EXISTS privacy (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS forgotten (hash TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forgotten (hash TEXT PRIMARY KEY) WITHOUT ROWID
 """
 #: the tables holding message ids (`rekey` turns plain ones, which contain U+001F separators, into keyed hashes)
 _MESSAGE_IDS = ("messages", "traits", "activity")
-#: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
-_ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
-          ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
-_TIME_INDEXES = """
-CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
-CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
-"""
+
+
+def _privacy(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2 (erasure, issue 23): the `privacy` table with the store's own random hash key and the
+    `forgotten` table; every message id (all plain before version 2) re-keyed (`rekey`) with the store's key, then
+    marked keyed. When it
+    re-keyed any, it leaves the row `rebuild`: the store rebuilds the file after the migration's commit (VACUUM:
+    the plain ids, which name people, must not stay in free pages). Self-contained: renumbering it is moving it."""
+    from ..privacy import KeyedHash  # the hash the engine uses (privacy.py imports the stores)
+
+    for statement in _PRIVACY.split(";"):
+        db.execute(statement)
+    db.execute("INSERT OR IGNORE INTO privacy VALUES ('key', randomblob(32))")
+    secret = db.execute("SELECT value FROM privacy WHERE name = 'key'").fetchone()[0]
+    if not db.execute("SELECT 1 FROM privacy WHERE name = 'message_keys'").fetchone():
+        if rekey(db, KeyedHash(secret), every=True):
+            db.execute("INSERT OR REPLACE INTO privacy VALUES ('rebuild', 1)")
+        db.execute("INSERT OR IGNORE INTO privacy VALUES ('message_keys', 'keyed')")
+
+
+#: the store file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[sqlite3.Connection] = Format("store", [_unversioned, _privacy])
+
+
+class _Unusable:
+    """Stands for a connection the store no longer has (closed, or not opened again after a fork): every use
+    says why."""
+
+    in_transaction = False
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def execute(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError(self.why)
+
+    executemany = execute
+
+    def close(self) -> None:
+        pass
+
+
 #: `compact(horizon)`: every statement takes the horizon as ?1; each history keeps its latest fact before it
 _COMPACT = {
     "arrivals": "DELETE FROM messages WHERE ts < ?1",
-    "links": "DELETE FROM links WHERE ts < ?1",
     "memberships": "DELETE FROM memberships WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION"
                    " BY person, type_id, group_id ORDER BY ts DESC, seq DESC) AS n FROM memberships WHERE ts < ?1)"
                    " WHERE n > 1)",
@@ -82,25 +148,67 @@ class SQLiteStore(Store):
     """Point-in-time membership, identity links and group trait history in one SQLite file."""
 
     def __init__(self, path: str) -> None:
-        self._path = path
+        self.path = path
+        self.where = f"SQLite store {path!r}"
         self._erased: list[str] = []  # keys `forget` removed that `scrub` has not yet made unreadable
         self._rebuild = False  # `scrub` rebuilds the file (VACUUM): plain message keys were re-keyed
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
-            for (table, column), kind in _ADDED.items():
-                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self._db.execute("COMMIT")
-            self._db.executescript(_TIME_INDEXES)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
+            if path != ":memory:":
+                private.create(path)
+            self._db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {self.where}: {exc}") from None
+        try:
+            open_sqlite(self._db, FORMAT, self.where)
+        except (sqlite3.Error, StoreError) as exc:
+            self._db.close()
+            if isinstance(exc, StoreError):  # a newer format, another kind of file
+                raise
+            raise StoreError(f"cannot open {self.where}: {exc}") from None
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction`: writes join its commit
+        self._closed_for_fork = False
+        forks.register(self)
+        self._after_rekey()
+
+    def _after_rekey(self) -> None:
+        """After a migration re-keyed plain message ids (`_privacy`): rebuild the file and truncate the WAL, then
+        drop the mark (a reader holding the WAL: the next transaction's `scrub` finishes it)."""
+        if self._rows("SELECT 1 FROM privacy WHERE name = 'rebuild'"):
+            self._rebuild = True
+            if self.scrub():
+                self._write("DELETE FROM privacy WHERE name = 'rebuild'", [()])
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def before_fork(self) -> None:
+        """Wait for the transaction in flight (another thread's), then close the connection."""
+        self._lock.acquire()
+        db = self._db  # the forking thread's own transaction (it holds the lock already) stays open
+        self._closed_for_fork = isinstance(db, sqlite3.Connection) and not db.in_transaction
+        if self._closed_for_fork:
+            db.close()
+
+    def after_fork(self, child: bool) -> None:
+        """Open the connection again (a child: with a new lock; a connection the fork cut mid-transaction is
+        not the child's to use)."""
+        if child:
+            self._lock, self._grouped = threading.RLock(), False
+            if isinstance(self._db, sqlite3.Connection) and not self._closed_for_fork:
+                self._db = _Unusable(f"{self.where} was forked inside one of its transactions; open it again")
+        if self._closed_for_fork:
+            try:
+                self._db = self._connect()
+            except sqlite3.Error as exc:
+                self._db = _Unusable(f"cannot open {self.where} again after a fork: {exc}")
+            self._closed_for_fork = False
+        if not child:
+            self._lock.release()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -108,13 +216,13 @@ class SQLiteStore(Store):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             self._grouped = True
             try:
                 yield
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             finally:
                 self._grouped = False
                 if self._db.in_transaction:
@@ -129,7 +237,7 @@ class SQLiteStore(Store):
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self._lock:
@@ -137,7 +245,7 @@ class SQLiteStore(Store):
                 try:
                     self._db.executemany(sql, rows)
                 except sqlite3.Error as exc:
-                    raise StoreError(f"SQLite store: {exc}") from None
+                    raise StoreError(f"{self.where}: {exc}") from None
                 return
             try:
                 self._db.execute("BEGIN")
@@ -146,27 +254,31 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        if key != other:  # the first `arrived` stays; `ts` is the latest assertion's
-            self._write("INSERT INTO links (a, b, arrived, ts) VALUES (?, ?, ?, ?) ON CONFLICT (a, b) DO UPDATE"
-                        " SET ts = excluded.ts WHERE excluded.ts > coalesce(links.ts, -1e308)",
-                        [(key, other, arrived, ts), (other, key, arrived, ts)])
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key != other:  # the first `arrived` stays
+            self._write("INSERT OR IGNORE INTO links (a, b, arrived) VALUES (?, ?, ?)",
+                        [(key, other, arrived), (other, key, arrived)])
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
         return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
+        return self.arrive(message_id, ts)[0]
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
         with self._lock:
             try:  # most messages are new: one insert; a replayed (or concurrently numbered) one: one lookup more
                 cursor = self._db.execute("INSERT OR IGNORE INTO messages (message_id, ts) VALUES (?, ?)",
                                           (message_id, ts))
                 if cursor.rowcount == 1:
-                    return cursor.lastrowid
-                return self._db.execute("SELECT arrived FROM messages WHERE message_id = ?", (message_id,)).fetchone()[0]
+                    return cursor.lastrowid, ts
+                arrived, first = self._db.execute("SELECT arrived, ts FROM messages WHERE message_id = ?",
+                                                  (message_id,)).fetchone()
+                return arrived, first or None  # 0: a record written before `messages.ts` existed
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -295,13 +407,12 @@ class SQLiteStore(Store):
                 if not self._grouped:
                     self._db.execute("BEGIN IMMEDIATE")
                 removed = {kind: self._db.execute(sql, (horizon,)).rowcount for kind, sql in _COMPACT.items()}
-                removed["links"] //= 2  # a row each way
                 if not self._grouped:
                     self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if not self._grouped and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
         return removed
 
     def size(self) -> dict[str, int]:
@@ -330,7 +441,7 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 if not self._grouped and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: cannot re-key message ids: {exc}") from None
+                raise StoreError(f"{self.where}: cannot re-key message ids: {exc}") from None
             self._rebuild = self._rebuild or count > 0  # the plain keys named people: `scrub` rebuilds the file
         if not self._grouped:
             self.scrub()
@@ -356,7 +467,7 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 if not self._grouped and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             self._erased += keys
         return removed
 
@@ -372,9 +483,9 @@ class SQLiteStore(Store):
             if self._grouped or not (self._erased or self._rebuild):
                 return not (self._erased or self._rebuild)
             try:
-                done = scrub(self._db, self._path, [key.encode() for key in self._erased], self._rebuild)
+                done = scrub(self._db, self.path, [key.encode() for key in self._erased], self._rebuild)
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: cannot scrub erased records: {exc}") from None
+                raise StoreError(f"{self.where}: cannot scrub erased records: {exc}") from None
             if done:
                 self._erased, self._rebuild = [], False
             return done
@@ -382,13 +493,17 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._db = _Unusable(f"{self.where} is closed")
 
 
-def rekey(db: sqlite3.Connection, hash_key) -> int:
-    """Replace every plain message id (written before ids were hashed: they contain U+001F) by `hash_key` of it,
-    in the caller's transaction, with freed space zeroed; the rows changed. A versioned migration may call it."""
+def rekey(db: sqlite3.Connection, hash_key, every: bool = False) -> int:
+    """Replace every plain message id (written before ids were hashed: they contain U+001F; `every`: every id that
+    is not a keyed hash already, as in a file of format version 1) by `hash_key` of it, in the caller's
+    transaction, with freed space zeroed; the rows changed. The version 2 migration calls it."""
     db.create_function("groupspec_keyed_hash", 1, hash_key, deterministic=True)
+    plain = (" WHERE length(message_id) != 32 OR message_id GLOB '*[^0-9a-f]*'" if every
+             else " WHERE instr(message_id, char(31)) > 0")
     with secure_delete(db):
-        return sum(db.execute(f"UPDATE {table} SET message_id = groupspec_keyed_hash(message_id)"
-                              " WHERE instr(message_id, char(31)) > 0").rowcount for table in _MESSAGE_IDS)
+        return sum(db.execute(f"UPDATE {table} SET message_id = groupspec_keyed_hash(message_id){plain}").rowcount
+                   for table in _MESSAGE_IDS)
 

@@ -31,6 +31,8 @@ WHEN: dict[str, str] = {
     "future_timestamp": "the message is dated in the future (a wrong device clock)",
     "customerio_limit": "the Customer.io call would break a Track API limit (id or value size, attribute count)",
     "anonymous_relationship_delete": "an anonymous visitor leaves a group and is linked to no single user id",
+    "not_mapped": "Customer.io would get nothing for the message from the reference destination (e.g. a device "
+                  "event without a token, a screen without a name), so it gets no Customer.io call",
     "store_unavailable": "the membership store could not answer",
     "internal_error": "groupspec failed on the message (a bug)",
 }
@@ -95,7 +97,7 @@ def _groups(contract: Contract) -> tuple[Block, ...]:
     rows = tuple((line(Code(type_id)), line(Code(name)) if name else line("not named (", Code("object_types"), ")"),
                   ("yes" if type_id == default else "",)) for type_id, name in types.items())
     named: list[str | Code] = []
-    for i, key in enumerate(OBJECT_TYPE_KEYS[contract.compat, "group"]):
+    for i, key in enumerate(OBJECT_TYPE_KEYS[contract.conventions, "group"]):
         named.extend((" else ", Code(f"traits.{key}")) if i else (Code(f"traits.{key}"),))
     key = contract.group_key
     return (

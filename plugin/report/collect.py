@@ -21,6 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: how many people without a group and stale groups a report lists by name (the counts are always whole)
 EXAMPLES = 50
+#: the event table's column of each resolution: a track's explicit group is its `context.groupId`
+#: (`summary.json`'s `resolution.explicit` counts group calls too, so the report does not call it that)
+COLUMNS = {"explicit": "context.groupId", "property": "property", "membership": "membership",
+           "unresolved": "unresolved"}
 
 
 class ReportError(Exception):

@@ -6,7 +6,7 @@ from collections import Counter
 from html import escape
 
 from groupspec.middleware.counts import RESOLUTIONS
-from .collect import Coverage
+from .collect import COLUMNS, Coverage
 from .terminal import age, percent
 
 #: series -> colour, shared by the charts and their legends
@@ -40,7 +40,7 @@ svg { display: block; }
 
 
 def _legend(series: list[str]) -> str:
-    items = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{escape(s)}</span>' for s in series)
+    items = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{escape(COLUMNS.get(s, s))}</span>' for s in series)
     return f'<div class="legend">{items}</div>'
 
 
@@ -108,7 +108,7 @@ def _events(report: Coverage) -> str:
     rows = [[escape(row.event), str(row.received), str(row.quarantined), percent(row.share),
              *(str(row.resolution.get(name, 0)) for name in RESOLUTIONS)] for row in report.events]
     return (f'<div class="chart">{_legend(series)}{chart}</div>'
-            + _table(["event", "received", "quarantined", "with group", *RESOLUTIONS], rows))
+            + _table(["event", "received", "quarantined", "with group", *(COLUMNS[r] for r in RESOLUTIONS)], rows))
 
 
 def _violations(report: Coverage) -> str:

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from groupspec.middleware.counts import RESOLUTIONS
-from .collect import Coverage
+from .collect import COLUMNS, Coverage
 
 
 def percent(share: float | None) -> str:
@@ -26,7 +26,7 @@ def age(seconds: int) -> str:
 
 def _events(report: Coverage) -> Table:
     table = Table(title="track events: group coverage", title_justify="left")
-    for name in ("event", "received", "quarantined", "with group", *RESOLUTIONS):
+    for name in ("event", "received", "quarantined", "with group", *(COLUMNS[r] for r in RESOLUTIONS)):
         table.add_column(name, justify="left" if name == "event" else "right")
     for row in report.events:
         share = row.share

@@ -6,10 +6,14 @@ the delivery process's side (take, done). The worker's state (counters, problem,
 size) is a row of the same file, written in the transaction that removes delivered rows, so the spool depth and
 the counters always agree; it outlives restarts of the service.
 
+The file carries its format version (`groupspec.middleware.stores.formats`: `FORMAT.migrations` brings an older
+spool up to date when the service opens it) and is created owner-only, as are its -wal, -shm and lock files.
+
 Erasure (`erase`): a row is a whole request; a forgotten person's messages are removed from the rows no delivery
 holds, in one transaction, and counted in `erased` (the depth leaves them out). The worker holds ``PATH.delivery``
 while it takes, sends and commits a chunk, after passing ``PATH.erasing`` (`SpoolQueue.delivering`); `erase` holds
-both, so it waits for the chunk being sent and no new one starts until it is done.
+both, so it waits for the chunk being sent and no new one starts until it is done. The lock files are
+owner-only and fork-safe (`private.flock`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +31,31 @@ from typing import Any
 import orjson
 from groupspec.middleware.scrub import scrub, secure_delete
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, kind TEXT, received_at REAL NOT NULL,
-    messages INTEGER NOT NULL, payload BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS worker_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS erased (id INTEGER PRIMARY KEY CHECK (id = 1), messages INTEGER NOT NULL);
-"""
+from groupspec.middleware import private
+from groupspec.middleware.stores.formats import Format, open_sqlite
+
+#: the tables of groupspec 0.1.0 (created when missing)
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, kind TEXT,"
+    " received_at REAL NOT NULL, messages INTEGER NOT NULL, payload BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS worker_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL)",
+)
+
+
+def _unversioned(db: sqlite3.Connection) -> None:
+    """Version 0 -> 1: the layout of groupspec 0.1.0 (from nothing, or a spool it wrote)."""
+    for statement in _TABLES:
+        db.execute(statement)
+
+
+def _erased_table(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2 (erasure, issue 23): the table `erased`, the count of messages an erasure removed from
+    unsent requests (the depth leaves them out). Self-contained: renumbering it is moving it."""
+    db.execute("CREATE TABLE IF NOT EXISTS erased (id INTEGER PRIMARY KEY CHECK (id = 1), messages INTEGER NOT NULL)")
+
+
+#: the spool file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[sqlite3.Connection] = Format("spool", [_unversioned, _erased_table])
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -65,7 +86,7 @@ class Spool:
         self._intake = _connect(self.path, sync)
         self._reader = _connect(self.path, sync)
         try:
-            self._intake.executescript(_SCHEMA)
+            open_sqlite(self._intake, FORMAT, f"the spool {self.path!r}")
             waiting = self._intake.execute("SELECT COALESCE(SUM(messages), 0) FROM spool").fetchone()[0]
             row = self._intake.execute("SELECT state FROM worker_state WHERE id = 1").fetchone()
             state = orjson.loads(row[0]) if row else {}
@@ -76,6 +97,9 @@ class Spool:
         except sqlite3.Error as exc:
             os.close(self.lock_fd)
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
+        except BaseException:  # a newer format, another kind of file (FormatError)
+            os.close(self.lock_fd)
+            raise
         self.failing: str | None = None  # why the last append failed (a full disk), until one succeeds
         self._count = threading.Lock()
         self._read = threading.Lock()
@@ -215,7 +239,7 @@ def erase(path: str, without: Callable[[Any], bool], names: list[str], *, dry_ru
     that would be)."""
     db = _connect(path, "full")
     try:
-        db.executescript(_SCHEMA)
+        open_sqlite(db, FORMAT, f"the spool {path!r}")  # a spool no service has opened since the upgrade
         db.execute("BEGIN IMMEDIATE")
         changes = [(seq, *_without(payload, messages, without))
                    for seq, messages, payload in db.execute("SELECT seq, messages, payload FROM spool")]
@@ -270,42 +294,30 @@ def _erased(db: sqlite3.Connection) -> int:
 
 @contextmanager
 def _flock(path: str, kind: int, wait: float | None = None) -> Iterator[None]:
-    """Hold a `flock` of the file at `path` (`wait` seconds at most, else TimeoutError; None: as long as it takes)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if wait is None:
-            fcntl.flock(fd, kind)
-        else:
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    fcntl.flock(fd, kind | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{path.rsplit('.', 1)[0]!r} is being delivered for longer than "
-                                           f"{wait:.0f}s (is Customer.io answering?); try again") from None
-                    time.sleep(0.05)
+    """Hold a `flock` of the lock file at `path` (`private.flock`: owner-only, fork-safe; `wait` seconds at most,
+    else TimeoutError; None: as long as it takes)."""
+    busy = (f"{path.rsplit('.', 1)[0]!r} is being delivered for longer than {wait:.0f}s (is Customer.io "
+            "answering?); try again") if wait is not None else None
+    with private.flock(path, kind, wait, busy):
         yield
-    finally:
-        os.close(fd)
 
 
 def _connect(path: str, sync: str) -> sqlite3.Connection:
     try:
+        private.create(path)
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the service's checkpoint thread does it
         return db
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise SpoolError(f"cannot open the spool {path!r}: {exc}") from None
 
 
 def _lock(path: str) -> int:
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, private.FILE_MODE)
     except OSError as exc:
         raise SpoolError(f"cannot open the spool lock {path!r}: {exc.strerror}") from None
     try:
