@@ -347,6 +347,29 @@ class Upstream(Sending):
     dead_letter: str = "groupspec-upstream-dead-letter.jsonl"
 
 
+class Privacy(_Model):
+    """Erasure (docs/privacy.md): the events that make groupspec forget a person, the key of the keyed hashes it
+    stores message keys and forgotten ids as, and whether a forgotten person's later messages are refused."""
+
+    erase_on: list[str] = Field(default_factory=lambda: ["User Deleted"])  # track events that erase their person
+    key: SecretStr | None = None  # keyed-hash key; None: a random key generated once and kept in the store
+    suppress_forgotten: bool = False  # later messages of a forgotten id are dropped and counted `suppressed`
+
+    @field_validator("erase_on")
+    @classmethod
+    def _events(cls, value: list[str]) -> list[str]:
+        if any(not name.strip() for name in value):
+            raise ValueError("expected event names, got an empty string")
+        return value
+
+    @field_validator("key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("expected a secret of at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+
 class Config(_Model):
     """A whole groupspec configuration file."""
 
@@ -357,6 +380,7 @@ class Config(_Model):
     quarantine: Quarantine = Field(default_factory=Quarantine)
     service: Service = Field(default_factory=Service)
     upstream: Upstream = Field(default_factory=Upstream)
+    privacy: Privacy = Field(default_factory=Privacy)
     path: str = "<config>"
     missing_env: dict[str, str] = Field(default_factory=dict)
 

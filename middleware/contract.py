@@ -226,7 +226,7 @@ def check_stale(msg: Message, store: Store) -> Message:
     if msg.stale is not None and msg.stale[0] == (msg.object_type, msg.group_id):  # the lookup's (`Resolve`
         stale = msg.stale[1].intersection(names)  # asks for it), for the names before any was stripped
     else:  # not given, or for another group than the checks settled on: a read of its own
-        stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.key, before=msg.arrival)
+        stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.stored_key, before=msg.arrival)
     late = {}
     for name in sorted(stale):
         if msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",

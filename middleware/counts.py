@@ -1,6 +1,6 @@
 """The one counting model: what every door reports (`summary.json`, `/metrics`, `/report.json`, `groupspec
-report`). A message is counted once, as forwarded or as quarantined, so `received == forwarded + quarantined`
-holds by construction."""
+report`). A message is counted once, as forwarded, quarantined or suppressed (a forgotten person's, under
+`[privacy] suppress_forgotten`), so `received == forwarded + quarantined + suppressed` holds by construction."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class Counts:
     def __init__(self, max_events: int = MAX_EVENTS) -> None:
         self.max_events = max_events
         self.forwarded = 0
+        self.suppressed = 0  # a forgotten person's messages, dropped unrecorded (no violation, no event row)
         self.quarantined: Counter[str] = Counter()  # by the code that dropped the message
         self.violations: Counter[tuple[str, str, str]] = Counter()  # (code, source, forwarded|quarantined)
         self.resolution: Counter[str] = Counter(dict.fromkeys(RESOLUTIONS, 0))
@@ -29,7 +30,7 @@ class Counts:
 
     @property
     def received(self) -> int:
-        return self.forwarded + sum(self.quarantined.values())
+        return self.forwarded + sum(self.quarantined.values()) + self.suppressed
 
     def __repr__(self) -> str:
         by_code: Counter[str] = Counter()
@@ -64,6 +65,9 @@ class Counts:
 
     def count(self, msg: Any) -> None:
         """Count one `Message` that has been through the chain."""
+        if msg.suppressed:
+            self.suppressed += 1
+            return
         event = msg.body.get("event") if msg.type == "track" and not msg.object_event else None
         if not msg.quarantined and not msg.violations:  # the common case, short
             row = self.events.get(event) if event.__class__ is str else None
@@ -83,6 +87,7 @@ class Counts:
     def merge(self, other: Counts) -> None:
         """Add `other`'s counts to these."""
         self.forwarded += other.forwarded
+        self.suppressed += other.suppressed
         self.quarantined.update(other.quarantined)
         self.violations.update(other.violations)
         self.resolution.update(other.resolution)
@@ -99,7 +104,7 @@ class Counts:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state (`from_dict` reads it back)."""
-        return {"forwarded": self.forwarded, "quarantined": dict(self.quarantined),
+        return {"forwarded": self.forwarded, "suppressed": self.suppressed, "quarantined": dict(self.quarantined),
                 "violations": [[*key, n] for key, n in self.violations.items()],
                 "resolution": dict(self.resolution), "events": [_copy(row) for row in self.events.values()],
                 "latest": self.latest}
@@ -110,6 +115,7 @@ class Counts:
         if not data:
             return counts
         counts.forwarded = data["forwarded"]
+        counts.suppressed = data.get("suppressed", 0)  # absent from state written before it existed
         counts.quarantined = Counter(data["quarantined"])
         counts.violations = Counter({tuple(row[:3]): row[3] for row in data["violations"]})
         counts.resolution = Counter(data["resolution"])
@@ -118,12 +124,16 @@ class Counts:
         return counts
 
     def summary(self) -> dict[str, Any]:
-        """`summary.json`: the totals, every violation code (forwarded or not), the resolution of forwarded ones."""
+        """`summary.json`: the totals, every violation code (forwarded or not), the resolution of forwarded ones;
+        `suppressed` only when a message was (so a run without `[privacy] suppress_forgotten` keeps its shape)."""
         by_code: Counter[str] = Counter()
         for (code, _, _), n in self.violations.items():
             by_code[code] += n
-        return {"received": self.received, "forwarded": self.forwarded, "quarantined": sum(self.quarantined.values()),
-                "violations": dict(sorted(by_code.items())), "resolution": {r: self.resolution[r] for r in RESOLUTIONS}}
+        totals = {"received": self.received, "forwarded": self.forwarded, "quarantined": sum(self.quarantined.values())}
+        if self.suppressed:
+            totals["suppressed"] = self.suppressed
+        return {**totals, "violations": dict(sorted(by_code.items())),
+                "resolution": {r: self.resolution[r] for r in RESOLUTIONS}}
 
     def event_rows(self) -> list[dict[str, Any]]:
         """Per track event name, most received first."""

@@ -29,6 +29,7 @@ from .enrich import Attach, annotate
 from .learn import Learn
 from .message import TIME_KEYS, Message, normalise, split
 from .migrated_ids import MapMigrated
+from .privacy import Erasure, Suppress, keyed_hash
 from .quarantine import record
 from .resolve import Resolve
 from .rollups import Rollups, Update, contributions
@@ -64,6 +65,7 @@ class Outcome:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
     messages: list[Message] = field(default_factory=list)
+    erasures: list[Erasure] = field(default_factory=list)  # people the store forgot (`[privacy] erase_on`)
 
     def extend(self, other: Outcome) -> None:
         self.forwarded += other.forwarded
@@ -74,6 +76,7 @@ class Outcome:
         self.quarantined += other.quarantined
         self.counts.merge(other.counts)
         self.messages += other.messages
+        self.erasures += other.erasures
 
 
 def _misdated(msg: Message) -> bool:
@@ -118,7 +121,8 @@ def _writable(value: Any) -> bool:
 class Engine:
     """One configured chain over a store. `destination` maps forwarded messages to operations; `steps` are
     the door's own (e.g. the SDK user's `after` callables), run before the mapping; `learn` replaces the last
-    step (the SDK hook learns only once the SDK has taken the message). `clock` gives the time of
+    step (the SDK hook learns only once the SDK has taken the message). `hasher` is what the store keeps of
+    message keys (`privacy.keyed_hash`: `[privacy] key`, else the store's own). `clock` gives the time of
     messages without one and of quarantine records; None means stream time, the latest message time seen so
     far, so that an offline run reads no wall clock and repeats its outputs exactly."""
 
@@ -131,9 +135,12 @@ class Engine:
         self.stream_time = 0.0
         self.destination = destination
         self.rollups = Rollups(store, config)
+        self.hasher = keyed_hash(config, store)
         mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
-        self.steps: list[Step] = [contract.check_time, Resolve(store), MapMigrated(store), *contract.checks(store),
-                                  Attach(store), annotate, *steps, *mapping, encode, learn or Learn(store)]
+        suppress: list[Step] = [Suppress(store, self.hasher)] if config.privacy.suppress_forgotten else []
+        self.steps: list[Step] = [*suppress, contract.check_time, Resolve(store, self.hasher), MapMigrated(store),
+                                  *contract.checks(store), Attach(store), annotate, *steps, *mapping, encode,
+                                  learn or Learn(store, config.privacy, self.hasher)]
         self._timed: list[tuple[float, int, Callable[[], list[dict[str, Any]]]]] = []  # (when, order, task)
         self._timed_ops: list[dict[str, Any]] = []  # what due tasks sent, before the next message's operations
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
@@ -267,7 +274,9 @@ class Engine:
     def _collect(self, msg: Message, out: Outcome) -> None:
         if self._timed_ops:
             self._timed_out(out)
-        if msg.quarantined:
+        if msg.suppressed:
+            pass  # a forgotten person's: counted, written nowhere
+        elif msg.quarantined:
             out.quarantined.append(record(msg))
         else:
             out.forwarded.append(msg.body)
@@ -275,6 +284,8 @@ class Engine:
             out.forwarded_sources.append(msg.source)
             out.ops += msg.ops
             out.op_lines += msg.op_lines
+            if msg.erasure is not None:
+                out.erasures.append(msg.erasure)
         out.counts.count(msg)
         out.messages.append(msg)
 

@@ -1,19 +1,24 @@
 """The last step of the chain: what a forwarded message teaches the store (identity links, memberships, group
-traits). It runs after every step that may still drop the message, so a dropped message teaches nothing; a
-forwarded group call's trait values all go into history at the call's time, the stale ones (`check_stale`) too."""
+traits), or, for an `[privacy] erase_on` event, what it makes the store forget. It runs after every step that may
+still drop the message, so a dropped message teaches nothing; a forwarded group call's trait values all go into
+history at the call's time, the stale ones (`check_stale`) too."""
 
 from __future__ import annotations
 
+from .config import Privacy
 from .events import GROUP_ACTIONS, group_action, object_attributes, person_effect, relationship_type
 from .message import Message
+from .privacy import KeyedHash, forget_message
 from .stores import Store
 
 
 class Learn:
-    """Apply what a forwarded message teaches the store."""
+    """Apply what a forwarded message teaches the store. Without `privacy` (and its `hasher`) no event erases."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, privacy: Privacy | None = None, hasher: KeyedHash | None = None) -> None:
         self.store = store
+        self.privacy, self.hasher = privacy, hasher
+        self.erase_on = frozenset(privacy.erase_on) if privacy is not None and hasher is not None else frozenset()
 
     def __call__(self, msg: Message) -> Message:
         with self.store.batch():  # one round trip where the store talks to a server
@@ -42,10 +47,12 @@ class Learn:
             if msg.contract.conventions == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":
-                store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, msg.key,
+                store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, msg.stored_key,
                                    arrived=msg.arrival, source=msg.source)
         elif msg.type == "identify":
             self._relate(msg)
+        elif msg.type == "track" and msg.body.get("event") in self.erase_on:
+            msg.erasure = forget_message(store, self.hasher, msg, self.privacy.suppress_forgotten)
         elif person_effect(msg) == "delete_person":
             self._forget(msg)
         elif msg.effect == "delete_object":

@@ -41,6 +41,9 @@ class Message:
 
     # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
     type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
+    stored_key: str | None = None  # `key` as the store keeps it: its keyed hash (`privacy.KeyedHash`)
+    erasure = None  # the `privacy.Erasure` an `[privacy] erase_on` event made
+    suppressed = False  # dropped for naming a forgotten id (`privacy.Suppress`): written nowhere
     horizon: float | None = None  # the start of the retention window (`[store] retention`), None without one
     device_ts: float | None = None  # `originalTimestamp`, else `timestamp`, as sent (None: it carries neither)
     # what the door supplied, kept in a quarantine record so that a replay takes the same message: the type a
@@ -92,6 +95,11 @@ class Message:
         """The object type of the resolved group: its membership's, else the contract's default."""
         return next((m.object_type_id for m in self.memberships if m.group_id == self.group_id),
                     self.contract.default_object_type_id)
+
+    def suppress(self) -> Message:
+        """Drop this message as a forgotten person's: no later step runs, and no record of it is written."""
+        self.quarantined = self.suppressed = True
+        return self
 
     def drop(self, code: str, field: str, message: str) -> Message:
         """Send this message to quarantine; no later step runs."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .events import object_attributes, object_type_source
@@ -12,12 +13,14 @@ from .stores import Store
 class Resolve:
     """Finds the candidate group of a message and the memberships of its person at the message's time."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, hasher: Callable[[str], str]) -> None:
         self.store = store
+        self.hasher = hasher  # what the store keeps of a message key (`privacy.KeyedHash`)
 
     def __call__(self, msg: Message) -> Message:
         person = msg.person_key
         msg.key = message_key(msg.source, person, msg.type, msg.body["messageId"])
+        msg.stored_key = self.hasher(msg.key)
         named = named_group(msg)
         persons = [] if person is None else [person]
         if msg.user_id is not None and msg.anonymous_id is not None:
@@ -29,12 +32,12 @@ class Resolve:
         hint = (msg.contract.default_object_type_id, named[0]) if named and isinstance(named[0], str) else None
         own, own_names = group_call_target(msg)
         timeless = msg.device_ts is None
-        found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts,
+        found = self.store.lookup(msg.stored_key, persons, msg.as_of, names, hint, event_ts=msg.ts,
                                   stale_group=own, stale_names=own_names, timeless=timeless)
         if timeless and found.first_ts is not None and found.first_ts != msg.ts:
             # a re-send of a message without a time of its own: it happened when it first arrived (its id too)
             msg.ts = found.first_ts
-            found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts,
+            found = self.store.lookup(msg.stored_key, persons, msg.as_of, names, hint, event_ts=msg.ts,
                                       stale_group=own, stale_names=own_names, timeless=timeless)
         msg.arrival, msg.memberships, msg.group_traits = found.arrival, found.memberships, found.traits
         msg.stale = None if found.stale is None else (own, found.stale)

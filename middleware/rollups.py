@@ -1,7 +1,7 @@
 """Group activity rollups: group attributes computed from members' events, point-in-time and coalesced.
 
 Each track event named by a `[contract.rollups]` entry that resolved a group is appended, once per
-message (`Message.key`), to the group's activity log in the store. The attributes are a pure function of that log:
+message (`Message.stored_key`), to the group's activity log in the store. The attributes are a pure function of that log:
 
 - a `value` rollup is the value of the newest event (by event time); `"timestamp"` is its time in unix seconds;
 - a `count_window` rollup counts the events in the window ending at the group's latest event time (so a late
@@ -81,7 +81,7 @@ class Rollups:
         """Append a forwarded event's `contributions` to its group's log and mark the group pending."""
         type_id, interval = msg.group_type(), duration_seconds(msg.contract.rollup_interval)
         entry = {**values, SOURCE: msg.source}
-        seq = self.store.record_activity(type_id, msg.group_id, msg.key, msg.ts, entry)
+        seq = self.store.record_activity(type_id, msg.group_id, msg.stored_key, msg.ts, entry)
         self.store.mark_rollup_pending(type_id, msg.group_id, (msg.ts // interval + 1) * interval, seq)
 
     def due(self, until: float) -> list[Update]:

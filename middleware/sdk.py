@@ -48,6 +48,7 @@ from .counts import Counts
 from .engine import Engine
 from .learn import Learn
 from .message import Message
+from .privacy import Erasure, forget_in_quarantine
 from .quarantine import QuarantineFile, record
 from .stores import Store, open_store
 
@@ -239,7 +240,8 @@ class Hook:
                  before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), fail_closed: bool = False,
                  mode: str = "consumer", on_drop: OnDrop | None = None) -> None:
         engine = self.engine = Engine(config, store, steps=[After(step) for step in after], learn=self._learn)
-        self.learn = Learn(engine.store)  # the store read through its migrations
+        self.learn = Learn(engine.store, config.privacy, engine.hasher)  # the store read through its migrations
+        self._erasures: list[Erasure] = []  # made by `[privacy] erase_on` events, for the quarantine after commit
         self.quarantine = quarantine
         self.source = source
         self.before = list(before)
@@ -357,7 +359,8 @@ class Hook:
             if isinstance(result, Failed):
                 out.append(self._failed(msg, result))
             elif isinstance(result, Message):
-                drops.append((msg, result))
+                if not result.suppressed:  # a forgotten person's message is written nowhere
+                    drops.append((msg, result))
                 out.append(None)
             else:
                 out.append(result[0])
@@ -381,6 +384,7 @@ class Hook:
                     self.counts.count(result[1])
                 else:
                     self.failures += 1
+        self._forget_in_quarantine()
         return out
 
     def _one(self, msg: dict[str, Any]) -> Any:
@@ -421,8 +425,14 @@ class Hook:
         """The chain's last step: learn now, or (inline, sync) keep the message to learn after the hand-over."""
         deferred = getattr(_local, "deferred", None)
         if deferred is None:
-            return self.learn(msg)
+            return self._teach(msg)
         deferred.append(msg)
+        return msg
+
+    def _teach(self, msg: Message) -> Message:
+        self.learn(msg)
+        if msg.erasure is not None:
+            self._erasures.append(msg.erasure)
         return msg
 
     def _learn_now(self, deferred: list[Message]) -> None:
@@ -431,10 +441,23 @@ class Hook:
         try:
             with self.engine.transaction():
                 for msg in deferred:
-                    self.learn(msg)
+                    self._teach(msg)
         except Exception as exc:  # the message is on its way already: say so, never raise to the caller
             self._log_once(("learn", type(exc).__name__), f"the store did not learn from a sent message: {exc}")
+        self._forget_in_quarantine()
         self._compact()
+
+    def _forget_in_quarantine(self) -> None:
+        """After the commit of what erased people: their records leave the quarantine file (the one file the hook
+        writes); a failure is logged, never raised to the SDK."""
+        if not self._erasures:
+            return
+        done, self._erasures = self._erasures, []
+        try:
+            forget_in_quarantine(self.quarantine.path, done)
+        except Exception as exc:
+            self._log_once(("erase", type(exc).__name__), f"cannot remove erased people from "
+                           f"{self.quarantine.path}: {exc}; run `groupspec people forget` for them")
 
     def _compact(self) -> None:
         """With `[store] retention`, compact the store once `compact_every` has passed, after the hand-over (the

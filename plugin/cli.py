@@ -192,6 +192,15 @@ def parser() -> argparse.ArgumentParser:
     compact.add_argument("--store", help="store url (default: [store] url, else sqlite:///groupspec.db)")
     compact.set_defaults(run=_lazy(".store_commands:compact"))
 
+    people = commands.add_parser("people", help="work with the people groupspec keeps data about")
+    people_verbs = people.add_subparsers(dest="verb", required=True)
+    forget = people_verbs.add_parser("forget", help="erase people from Customer.io, the store and groupspec's files")
+    forget.add_argument("ids", nargs="+", metavar="ID", help="a userId, an anonymousId or an email")
+    forget.add_argument("--config", required=True)
+    forget.add_argument("--store", help="store url, overriding [store] (default: sqlite:///groupspec.db)")
+    forget.add_argument("--dry-run", action="store_true", help="say what would be removed and sent; change nothing")
+    forget.set_defaults(run=_lazy(".people_commands:forget"))
+
     serve = commands.add_parser("serve", help="run the Segment-compatible HTTP service")
     serve.add_argument("--config", required=True)
     serve.add_argument("--host", default="127.0.0.1")

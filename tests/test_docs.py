@@ -9,14 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
-from groupspec.middleware.config import Config, Contract, CustomerIO, Quarantine, Service, Source, Store, Upstream
+from groupspec.middleware.config import (Config, Contract, CustomerIO, Privacy, Quarantine, Service, Source, Store,
+                                         Upstream)
 from groupspec.middleware.violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 #: config table -> its model (`Config`'s fields, `sources.NAME` for each source)
 TABLES = {"contract": Contract, "sources.NAME": Source, "customerio": CustomerIO, "store": Store,
-          "service": Service, "upstream": Upstream, "quarantine": Quarantine}
+          "service": Service, "upstream": Upstream, "quarantine": Quarantine, "privacy": Privacy}
 
 
 def table_rows(text: str, heading: str) -> list[list[str]]:

@@ -1,7 +1,11 @@
 """Issue 17 item 13: store formats carry a version. Files (and a Redis keyspace) written by groupspec 0.1.0, before
 versions (tests/data/legacy, made by its generate.py with the code of commit 16f43ba), open with today's code and
 answer as 0.1.0 did; an older format is migrated once, under a lock, however many processes open it at once; a
-newer one is refused with an error naming the file (or URL) and both versions."""
+newer one is refused with an error naming the file (or URL) and both versions.
+
+Issue 23 (format version 2): a 0.1.0 store comes out re-keyed, no plain message id left (its message ids are
+asked for by their keyed hash, `KeyedHash` of the store's own key, and answer as 0.1.0's did by their plain id);
+a 0.1.0 spool gains the `erased` table."""
 
 from __future__ import annotations
 
@@ -12,10 +16,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 import redis
 from redis_support import CLUSTER_SCHEME, REDIS_URL, RedisSandbox, needs_redis, needs_redis_server
 
+from groupspec.middleware.message import message_key
+from groupspec.middleware.privacy import KeyedHash
 from groupspec.middleware.stores import StoreError, open_store
 from groupspec.middleware.stores import redis as redis_store
 from groupspec.middleware.stores import sqlite as sqlite_store
@@ -41,12 +48,62 @@ def plain(value):
     return value
 
 
+#: where a recorded question names a message id: the method and the argument's position
+MESSAGE_ID_ARGS = {"admit": 0, "lookup": 0, "stale_traits": 4}
+
+
 def ask(store, recorded: list) -> tuple[list, list]:
     """(what 0.1.0 answered, what `store` answers) to each recorded question. A `Lookup` has gained fields since
-    0.1.0 (the first arrival's time): the fields 0.1.0 answered are compared."""
-    new = [plain(getattr(store, m)(*args)) for m, args, _ in recorded]
-    new = [got[:len(answer)] if m == "lookup" else got for (m, _, answer), got in zip(recorded, new)]
+    0.1.0 (the first arrival's time): the fields 0.1.0 answered are compared. The store is re-keyed (format
+    version 2): a message id is asked for by its keyed hash, and an activity entry's id is answered by it."""
+    hasher = rekeyed(store)
+    new = []
+    for m, args, answer in recorded:
+        args = list(args)
+        if m in MESSAGE_ID_ARGS:
+            args[MESSAGE_ID_ARGS[m]] = hasher(args[MESSAGE_ID_ARGS[m]])
+        got = plain(getattr(store, m)(*args))
+        if m == "activity_since":
+            got = [[at, seq, original(store, message_id), values] for at, seq, message_id, values in got]
+        new.append(got[:len(answer)] if m == "lookup" else got)
     return [answer for _, _, answer in recorded], new
+
+
+def rekeyed(store) -> KeyedHash:
+    """What the store keeps of a message id since format version 2 (no `[privacy] key`: the store's own)."""
+    return KeyedHash(store.privacy_key())
+
+
+def original(store, message_id: str) -> str:
+    """The plain id (generate.py's m1..m9) a keyed hash stands for."""
+    hasher = rekeyed(store)
+    return next((f"m{n}" for n in range(1, 10) if hasher(f"m{n}") == message_id), message_id)
+
+
+def is_keyed_hash(message_id: str) -> bool:
+    return len(message_id) == 32 and all(c in "0123456789abcdef" for c in message_id)
+
+
+def sqlite_message_ids(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return [message_id for table in ("messages", "traits", "activity")
+                for (message_id,) in db.execute(f"SELECT message_id FROM {table}")]
+
+
+#: a message key as 0.1.0's engine stored it (plain: it names its person)
+PLAIN_KEY = message_key(None, "u:alice-0.1.0@example.com", "group", "m-real")
+
+
+def add_plain_sqlite_key(path: Path) -> int:
+    """What a 0.1.0 store holds of a real message: its plain key in arrivals, trait history and activity; its
+    arrival number."""
+    with sqlite3.connect(path) as db:
+        arrived = db.execute("INSERT INTO messages (message_id, ts) VALUES (?, 400.0)", (PLAIN_KEY,)).lastrowid
+        db.execute("INSERT INTO traits (type_id, group_id, name, ts, message_id, value, arrived) VALUES"
+                   " ('household', 'hh_1', 'size', 400.0, ?, '4', ?)", (PLAIN_KEY, arrived))
+        db.execute("INSERT INTO activity (type_id, group_id, message_id, ts, value) VALUES"
+                   " ('household', 'hh_1', ?, 400.0, '{}')", (PLAIN_KEY,))
+    return arrived
 
 
 def legacy_copy(tmp_path: Path, name: str) -> Path:
@@ -76,9 +133,32 @@ def test_a_sqlite_store_written_by_0_1_0_opens_and_answers_as_it_did(tmp_path):
     # by hand, from generate.py's facts: alice is anon1, who joined hh_1 at 100; the plan became family at 200
     assert store.memberships_at(["u:alice", "a:anon1"], 110.0) == [("household", "hh_1", 100.0)]
     assert store.traits_at("household", "hh_1", ["plan"], 250.0) == {"plan": "family"}
-    assert store.admit("m1", 100.0) == 1 and store.admit("m-new", 400.0) > 7  # numbering goes on (with gaps)
+    hasher = rekeyed(store)
+    assert store.admit(hasher("m1"), 100.0) == 1 and store.admit(hasher("m-new"), 400.0) > 7  # numbering goes on
     store.close()
     assert format_row(path) == ("store", sqlite_store.FORMAT.current)
+    ids = sqlite_message_ids(path)
+    assert len(ids) == 12 and all(is_keyed_hash(message_id) for message_id in ids)  # no plain message id left
+
+
+def test_a_sqlite_store_written_by_0_1_0_comes_out_rekeyed_with_its_plain_keys_gone_from_the_file(tmp_path):
+    path = legacy_copy(tmp_path, "store.db")
+    arrived = add_plain_sqlite_key(path)
+    store = open_store(f"sqlite:///{path}")
+    hasher = rekeyed(store)
+    assert store.admit(hasher(PLAIN_KEY), 400.0) == arrived  # the same message: its arrival number, not a new one
+    assert store.stale_traits("household", "hh_1", ["size"], 400.0, hasher(PLAIN_KEY)) == set()  # its own entry
+    assert [a.message_id for a in store.activity_since("household", "hh_1", 400.0)] == [hasher(PLAIN_KEY)]
+    old, new = ask(store, ANSWERS["sqlite"])
+    differ = {question[0] for question, o, n in zip(ANSWERS["sqlite"], old, new) if o != n}
+    assert differ <= {"size", "trait_names", "activity_since"}  # only what counts the added message
+    store.close()
+    assert all(is_keyed_hash(message_id) for message_id in sqlite_message_ids(path))
+    raw = b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    assert b"alice-0.1.0" not in raw  # rebuilt: not in free pages, not in the WAL
+    reopened = open_store(f"sqlite:///{path}")  # opened again: nothing to migrate, nothing re-keyed twice
+    assert reopened.admit(hasher(PLAIN_KEY), 400.0) == arrived
+    reopened.close()
 
 
 def test_a_sqlite_store_from_before_arrival_numbers_gains_its_columns_and_keeps_its_facts(tmp_path):
@@ -106,14 +186,14 @@ def test_a_new_sqlite_store_is_written_at_the_current_version(tmp_path):
     assert format_row(tmp_path / "new.db") == ("store", sqlite_store.FORMAT.current)
 
 
-def test_a_version_1_sqlite_store_migrates_to_version_2_and_answers_migration_reads(tmp_path):
+def test_a_version_1_sqlite_store_migrates_to_the_current_version_and_answers_migration_reads(tmp_path):
     """Issue 21: `store-v1.db` (generate_v1.py: format version 1, as groupspec wrote it before group id migrations)
     gains the `migrations` and `relationships` tables and `traits.source`; its facts answer as before and the new
     reads work on it."""
     path = legacy_copy(tmp_path, "store-v1.db")
     assert format_row(path) == ("store", 1)
     store = open_store(f"sqlite:///{path}")
-    assert format_row(path) == ("store", 2) == ("store", sqlite_store.FORMAT.current)
+    assert format_row(path) == ("store", sqlite_store.FORMAT.current)  # 2: group id migrations; 3: erasure
     with sqlite3.connect(path) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"migrations", "relationships"} <= tables
@@ -138,7 +218,7 @@ def test_a_version_1_sqlite_store_migrates_to_version_2_and_answers_migration_re
     assert through.relationship_attributes("household", "hh_one") == {"u:bob": {"role": "owner"}}
     store.close()
     store = open_store(f"sqlite:///{path}")  # at the current version: opened as it is
-    assert store.migrations() == [rename] and format_row(path) == ("store", 2)
+    assert store.migrations() == [rename] and format_row(path) == ("store", sqlite_store.FORMAT.current)
     store.close()
 
 
@@ -225,6 +305,8 @@ def test_a_spool_written_by_0_1_0_opens_with_its_entries_and_worker_state(tmp_pa
     queue.close()
     spool.close()
     assert format_row(path) == ("spool", spool_module.FORMAT.current)
+    with sqlite3.connect(path) as db:  # version 2 (erasure): the count of erased messages, none yet
+        assert db.execute("SELECT count(*) FROM erased").fetchone() == (0,)
 
 
 def test_a_spool_of_a_newer_format_is_refused(tmp_path):
@@ -271,14 +353,47 @@ def test_a_redis_keyspace_written_by_0_1_0_opens_and_answers_as_it_did(sandbox):
     old, new = ask(store, ANSWERS["redis"])
     assert new == old
     assert store.memberships_at(["u:bob"], 160.0) == [("household", "hh_1", 150.0)]  # by hand: bob joined at 150
-    assert store.admit("m-new", 400.0) == 8
+    assert store.admit(rekeyed(store)("m-new"), 400.0) == 8
     assert store.redis.get(store.keys.format("version")) == str(redis_store.FORMAT.current)
     # version 1 -> 2 (group id migrations) changes nothing: 0.1.0's three-item trait payloads read, no source
     assert [(e.ts, e.value, e.source) for e in store.trait_history("household", "hh_1", "plan")] == [
         (100.0, "basic", None), (200.0, "family", None)]
     assert store.migrations() == [] and store.migration_count() == 0
     assert store.relationship_attributes("household", "hh_1") == {}
+    ids = redis_message_ids(store)
+    assert len(ids) == 21 and all(is_keyed_hash(message_id) for message_id in ids)  # no plain message id left
     store.close()
+
+
+def redis_message_ids(store) -> list[str]:
+    """Every message id the keyspace holds: arrival records (both keys), trait histories, activity logs."""
+    client, keys = store.redis, store.keys
+    ids = [*client.hkeys(keys.arrivals("ids")), *client.zrange(keys.arrivals("t"), 0, -1)]
+    for key in store._scan("t:*", "g"):
+        ids += client.hkeys(key)
+    for key in store._scan("a", "g"):
+        ids += client.hkeys(key + "d")
+        ids += [orjson.loads(member.partition(" ")[2])[0] for member in client.zrange(key, 0, -1)]
+    return ids
+
+
+def test_a_redis_keyspace_written_by_0_1_0_comes_out_rekeyed(sandbox):
+    restore(sandbox)
+    client = redis.Redis.from_url(sandbox.url, decode_responses=True) if not sandbox.url.startswith(
+        CLUSTER_SCHEME) else redis.RedisCluster.from_url(
+        "redis://" + sandbox.url.removeprefix(CLUSTER_SCHEME).split(",")[0], decode_responses=True)
+    client.hset(sandbox.prefix + "{arrivals}:ids", PLAIN_KEY, 8)  # a real message as 0.1.0 recorded it
+    client.zadd(sandbox.prefix + "{arrivals}:t", {PLAIN_KEY: 400.0})
+    client.close()
+    store = sandbox.open()
+    hasher = rekeyed(store)
+    assert store.admit(hasher(PLAIN_KEY), 400.0) == 8  # its arrival number, under its keyed hash
+    assert store.redis.get(store.keys.privacy("message_keys")) == "keyed"
+    assert all(is_keyed_hash(message_id) for message_id in redis_message_ids(store))
+    store.close()
+    again = sandbox.open()  # nothing re-keyed twice
+    assert again.admit(hasher(PLAIN_KEY), 400.0) == 8 and again.admit(hasher("m4"), 200.0) == 4
+    again.close()
 
 
 def test_a_redis_keyspace_of_a_newer_format_is_refused_naming_the_url(sandbox):

@@ -114,3 +114,41 @@ def test_a_file_that_exists_keeps_its_mode(tmp_path):
     path.chmod(0o640)  # the operator's choice (e.g. a log shipper's group)
     QuarantineFile(path).extend([{"message": {}, "violations": []}])
     assert mode(path) == 0o640 and path.read_bytes()
+
+
+def test_erasures_lock_files_and_rewritten_files_are_owner_only_and_a_fork_lets_go_of_a_threads_lock(tmp_path):
+    """Issue 23 under issue 17's rules: `PATH.lock` and a rewritten quarantine are 0600; a forked child does not
+    keep a lock another thread of its parent held (its copy is closed), so the parent's release frees it."""
+    import fcntl
+
+    from groupspec.middleware import private
+    from groupspec.middleware.jsonl import JsonlFile, rewrite
+
+    path = tmp_path / "q.jsonl"
+    os.chmod(tmp_path, 0o755)
+    JsonlFile(path).extend([{"message": {"userId": "alice"}}, {"message": {"userId": "bob"}}])
+    path.chmod(0o644)  # an older file, group-readable
+    assert rewrite(path, lambda line: None if b"alice" in line else line) == 1
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(f"{path}.lock").st_mode) == 0o600
+
+    held, release = threading.Event(), threading.Event()
+
+    def holder():
+        with private.flock(tmp_path / "x.lock"):
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: sleeps a while, holding nothing
+        import time
+        time.sleep(1.0)
+        os._exit(0)
+    release.set()
+    thread.join()
+    with private.flock(tmp_path / "x.lock", fcntl.LOCK_EX, wait=0.5):  # free although the child still lives
+        pass
+    os.waitpid(pid, 0)

@@ -14,10 +14,15 @@ horizon and the latest one before it (the one in force at the horizon); arrival 
 event time is before the horizon are removed. An identity link is identity, not history: it holds at every time,
 so `compact` keeps every one (links are bounded by pairs of ids, not by time). A replay of a message whose arrival
 record was removed is numbered as new (and a re-send of a message without a time of its own gets a new time).
+
+Privacy (`middleware/privacy.py`): message ids reach a store as keyed hashes, never as the plain message key (which
+names the person); `forget(keys)` removes every record naming a person key (its links, both ways, and its
+membership history); `suppress` / `suppressed` keep the keyed hashes of forgotten ids.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -211,6 +216,30 @@ class Store(Protocol):
         """Send the writes made inside (one message's) together, in one round trip, where the store talks to a
         server; reads inside still see them. This default does nothing."""
         return nullcontext()
+
+    def privacy_key(self) -> bytes:
+        """The store's own key for keyed hashes (used when `[privacy] key` is unset): random, generated once and
+        kept with the data, the same for every process that opens the store."""
+
+    def rekey_message_keys(self, hash_key: Callable[[str], str]) -> int:
+        """Replace plain message keys (written before they were hashed) by `hash_key` of them, once: a store that
+        holds none is marked done without a scan. The ids re-keyed."""
+
+    def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        """Remove every record naming one of the person `keys`: their identity links (the other side's too) and
+        membership history; the records removed (or, `dry_run`, that would be), by kind: links, memberships."""
+
+    def suppress(self, hashes: list[str]) -> None:
+        """Remember keyed hashes of forgotten person keys (`[privacy] suppress_forgotten`)."""
+
+    def suppressed(self, hashes: list[str]) -> bool:
+        """Whether any of these keyed hashes was remembered by `suppress`."""
+
+    def scrub(self) -> bool:
+        """Make what `forget` removed unreadable in the store's own files, off the hot path (SQLite: free pages
+        were zeroed by the erasing statements; the WAL is checkpointed and truncated); False when that could not
+        be finished now (a reader held the WAL). Elsewhere it has nothing to do."""
+        return True
 
     def close(self) -> None:
         """Release connections and files."""

@@ -5,6 +5,7 @@ gets a copy of it, taken between two writes (`forks.py`)."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import defaultdict
 from contextlib import nullcontext
@@ -35,6 +36,8 @@ class MemoryStore(Store):
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
         self._first: dict[str, float] = {}  # message id of a message without a time -> its first arrival's time
         self._seq = 0
+        self._privacy_key = os.urandom(32)  # lives as long as the data: one process's
+        self._forgotten: set[str] = set()  # keyed hashes of forgotten person keys
         forks.register(self)
 
     def before_fork(self) -> None:
@@ -233,6 +236,41 @@ class MemoryStore(Store):
             "activity": sum(map(len, self._activity.values())),
             "pending": len(self._pending),
         }
+
+    def privacy_key(self) -> bytes:
+        return self._privacy_key
+
+    def rekey_message_keys(self, hash_key) -> int:
+        return 0  # a memory store starts empty: no plain keys from before
+
+    def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        doomed = set(keys)
+        pairs = {frozenset((key, other)) for key in doomed for other in self._links.get(key, _NO_LINKS)}
+        removed = {"links": len(pairs), "memberships": sum(len(self._events.get(key, _NONE)) for key in doomed)}
+        if dry_run:
+            return removed
+        with self._lock:
+            for pair in pairs:
+                one, two = sorted(pair)
+                for key, other in ((one, two), (two, one)):
+                    links = self._links.get(key)
+                    if links is not None:
+                        links.pop(other, None)
+                        if not links:
+                            del self._links[key]
+            for key in doomed:
+                self._events.pop(key, None)
+            for kept in self._relationships.values():
+                for key in doomed & kept.keys():
+                    del kept[key]
+            self._event_keys = {event for event in self._event_keys if event[0] not in doomed}
+        return removed
+
+    def suppress(self, hashes: list[str]) -> None:
+        self._forgotten.update(hashes)
+
+    def suppressed(self, hashes: list[str]) -> bool:
+        return not self._forgotten.isdisjoint(hashes)
 
     def transaction(self) -> nullcontext[None]:
         return nullcontext()

@@ -18,7 +18,12 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by its first arrival's event time (retention; a re-send gets it back) |
 | ``{g:[TYPE,ID]}:r`` | hash | relationship attributes: person key -> ``[ts, attributes]`` (the latest by ts) |
 | ``{migrations}:m`` / ``:n`` | hash / string | group id migrations: ``[type, old id]`` -> ``seq [new id, mode, at, keep_old, arrived]`` / the migration counter |
+| ``{privacy}:key`` / ``:message_keys`` / ``:forgotten`` | string / string / set | the store's own hash key / ``keyed`` once message ids are keyed hashes (`rekey`) / keyed hashes of forgotten person keys |
 | ``{format}:version`` / ``:lock`` | string / string | the keyspace's format version (`formats.py`; absent: written before versions) / held while a process migrates it |
+
+Message ids are keyed hashes (`privacy.KeyedHash`), never plain message keys. A person's records are the keys
+tagged ``{p:KEY}`` and KEY's entries in the link keys of the persons linked to it: `forget` reaches them by name
+(on a cluster, whichever master holds each slot), so it needs no scan.
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
 arrival numbers existed (always known). A trait value's payload is ``[ts, value, arrived, source]`` (the writing
@@ -42,6 +47,7 @@ opened, or at its first command when Redis did not answer then. A forked child m
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 import uuid
@@ -243,8 +249,17 @@ def _migrations_layout(store: RedisStore) -> None:
     attributes, and a trait payload of three items ``[ts, value, arrived]`` still reads (its source unknown)."""
 
 
+def _privacy(store: RedisStore) -> None:
+    """Version 2 -> 3 (erasure, issue 23): the store's own random hash key (``{privacy}:key``) made, every message
+    id (all plain before version 3) re-keyed with it (`rekey`: arrival records, trait histories, activity logs), then ``{privacy}:
+    message_keys`` set to ``keyed``. Self-contained: renumbering it is moving it."""
+    from ..privacy import KeyedHash  # the hash the engine uses (privacy.py imports the stores)
+
+    store.rekey_message_keys(KeyedHash(store.privacy_key()), every=True)  # under the migration lock: once
+
+
 #: the keyspace's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
-FORMAT: Format[RedisStore] = Format("store", [_unversioned, _migrations_layout])
+FORMAT: Format[RedisStore] = Format("store", [_unversioned, _migrations_layout, _privacy])
 MIGRATION_LOCK_MS = 600_000  # how long a migrating process that died holds the others back, at most
 # KEYS: the migration lock; ARGV: its holder's token. Released only by its holder.
 _UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -276,6 +291,10 @@ class Keys:
 
     def migrations(self, kind: str) -> str:
         return f"{self.prefix}{{migrations}}:{kind}"
+
+    def privacy(self, kind: str) -> str:
+        return f"{self.prefix}{{privacy}}:{kind}"
+
     def format(self, kind: str) -> str:
         return f"{self.prefix}{{format}}:{kind}"
 
@@ -788,6 +807,56 @@ class RedisStore(Store):
     def close(self) -> None:
         self.redis.close()
 
+    # -- privacy: the store's hash key, re-keying, erasure, the suppression list ---------------------------------
+
+    def privacy_key(self) -> bytes:
+        key = self.keys.privacy("key")
+        with self._guard():
+            self.redis.set(key, os.urandom(32).hex(), nx=True)  # the first process's stays
+            stored, = self._send([("GET", key)])
+        return bytes.fromhex(stored)
+
+    def rekey_message_keys(self, hash_key, every: bool = False) -> int:
+        marker = self.keys.privacy("message_keys")
+        with self._guard():
+            if self.redis.exists(marker):
+                return 0
+            count = rekey(self, hash_key, every)  # without `every`, idempotent: a racing process changes what is left
+            self.redis.set(marker, "keyed")
+        return count
+
+    def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        person = self.keys.person
+        found = self._read([command for key in keys for command in (("SMEMBERS", person(key, "l")),
+                                                                    ("HKEYS", person(key, "e")))])
+        linked = dict(zip(keys, found[::2]))
+        pairs = {frozenset((key, other)) for key, others in linked.items() for other in others}
+        groups = {key: {tuple(orjson.loads(field)[:2]) for field in fields} for key, fields in zip(keys, found[1::2])}
+        removed = {"links": len(pairs), "memberships": sum(map(len, found[1::2]))}
+        if dry_run:
+            return removed
+        doomed = set(keys)
+        commands = [("DELETE", person(key, kind)) for key in keys for kind in ("l", "la", "lt", "e")]
+        for key, of in groups.items():  # relationship attributes are kept only for a group the person was in
+            commands += [("HDEL", self.keys.group(type_id, group_id, "r"), key) for type_id, group_id in of]
+        for key, others in linked.items():  # the other side of each link (another slot, maybe another master)
+            for other in set(others) - doomed:
+                commands += [("SREM", person(other, "l"), key), ("HDEL", person(other, "la"), key),
+                             ("HDEL", person(other, "lt"), key)]
+        self._write(*commands)
+        return removed
+
+    def suppress(self, hashes: list[str]) -> None:
+        if hashes:
+            self._write(("SADD", self.keys.privacy("forgotten"), *hashes))
+
+    def suppressed(self, hashes: list[str]) -> bool:
+        found, = self._read([("SMISMEMBER", self.keys.privacy("forgotten"), *hashes)])
+        return any(found)
+
+    def scrub(self) -> bool:
+        return True  # a deleted key is gone from Redis; its AOF/RDB files are Redis's own (docs/privacy.md)
+
     # -- read-only enumeration for tools (`groupspec verify`): SCAN over the layout above, no writes ----------
 
     def groups(self) -> list[tuple[str, str]]:
@@ -896,6 +965,58 @@ class RedisStore(Store):
                 out[kind] = sum(getattr(self.redis, count)(key) for key in self._scan(suffix, tag))
             out["links"] //= 2
         return out
+
+
+def rekey(store: RedisStore, hash_key, every: bool = False) -> int:
+    """Replace every plain message id (written before ids were hashed: they contain U+001F; `every`: every id that
+    is not a keyed hash already, as in a keyspace of format version 1) by `hash_key` of it: the arrival records, the
+    trait histories and the activity logs, one key (one slot) at a time, each rewrite atomic (MULTI on that key);
+    the ids changed. Idempotent, so a migration cut short runs again safely. The version 2 migration calls it."""
+    plain = _not_hashed if every else (lambda message_id: "\x1f" in message_id)
+    count = 0
+    ids, times = store.keys.arrivals("ids"), store.keys.arrivals("t")
+    changes = [(key, [(f, hash_key(f), v) for f, v in store.redis.hgetall(key).items() if plain(f)])
+               for key in [ids, *store._scan("t:*", "g"), *(a + "d" for a in store._scan("a", "g"))]]
+    for key, fields in changes:
+        if fields:
+            pipe = store.redis.pipeline(transaction=True)
+            pipe.hdel(key, *(old for old, _, _ in fields))
+            pipe.hset(key, mapping={new: value for _, new, value in fields})
+            pipe.execute()
+            count += len(fields)
+    old_times = [(member, score) for member, score in store.redis.zrange(times, 0, -1, withscores=True)
+                 if plain(member)]
+    if old_times:
+        pipe = store.redis.pipeline(transaction=True)
+        pipe.zrem(times, *(member for member, _ in old_times))
+        pipe.zadd(times, {hash_key(member): score for member, score in old_times})
+        pipe.execute()
+    for key in list(store._scan("a", "g")):
+        entries = [(member, score) for member, score in store.redis.zrange(key, 0, -1, withscores=True)
+                   if plain(_activity_id(member))]
+        if entries:
+            pipe = store.redis.pipeline(transaction=True)
+            pipe.zrem(key, *(member for member, _ in entries))
+            pipe.zadd(key, {_rekeyed_activity(member, hash_key): score for member, score in entries})
+            pipe.execute()
+    return count
+
+
+def _not_hashed(message_id: str) -> bool:
+    """Whether a message id is not a keyed hash (`privacy.KeyedHash`: 32 lowercase hex digits)."""
+    return len(message_id) != 32 or any(c not in "0123456789abcdef" for c in message_id)
+
+
+def _activity_id(member: str) -> str:
+    """The message id of an activity entry ``seq [message id, values]``."""
+    return orjson.loads(member.partition(" ")[2])[0]
+
+
+def _rekeyed_activity(member: str, hash_key) -> str:
+    """An activity entry ``seq [message id, values]`` with its message id hashed."""
+    seq, _, entry = member.partition(" ")
+    message_id, values = orjson.loads(entry)
+    return f"{seq} {orjson.dumps([hash_key(message_id), values]).decode()}"
 
 
 def _group_of(key: str, start: int) -> tuple[str, str] | None:

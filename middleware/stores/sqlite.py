@@ -9,10 +9,16 @@ a file written by a release that pruned them keeps its unused `links.ts` column.
 The file carries its format version (`formats.py`); `FORMAT.migrations` brings an older file up to date on open
 (version 2: group id migrations' tables `migrations` and `relationships`, and `traits.source`).
 It is created owner-only (`private.py`). At a fork (`forks.py`) the store waits for a transaction in flight,
-closes its connection (SQLite's rule: none crosses a fork) and opens it again in the parent and in the child."""
+closes its connection (SQLite's rule: none crosses a fork) and opens it again in the parent and in the child.
+
+Version 3 adds erasure (`_privacy`): `privacy` holds the store's own hash key and whether message ids are keyed
+hashes (`rekey` made them so, in the migration, with that key); `forgotten` the keyed hashes of forgotten person
+keys. `forget` deletes with `secure_delete` on; `scrub` (after the commit: `middleware/scrub.py`) truncates the WAL
+and rebuilds the file if an erased key is still in it (or a migration re-keyed plain message ids)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -23,9 +29,12 @@ import orjson
 
 from .. import forks, private
 from ..migrations import Migration
+from ..scrub import scrub, secure_delete
 from .base import Activity, Membership, Store, StoreError, TraitEntry
 from .formats import Format, open_sqlite
 from .history import Deletion, Event, fold_memberships, linked, stale_after
+
+log = logging.getLogger("groupspec")
 
 #: the tables of groupspec 0.1.0 (created when missing)
 _TABLES = """
@@ -93,8 +102,34 @@ def _migrations_layout(db: sqlite3.Connection) -> None:
         db.execute("ALTER TABLE traits ADD COLUMN source TEXT")
 
 
+_PRIVACY = """
+CREATE TABLE IF NOT EXISTS privacy (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS forgotten (hash TEXT PRIMARY KEY) WITHOUT ROWID
+"""
+#: the tables holding message ids (`rekey` turns plain ones, which contain U+001F separators, into keyed hashes)
+_MESSAGE_IDS = ("messages", "traits", "activity")
+
+
+def _privacy(db: sqlite3.Connection) -> None:
+    """Version 2 -> 3 (erasure, issue 23): the `privacy` table with the store's own random hash key and the
+    `forgotten` table; every message id (all plain before version 3) re-keyed (`rekey`) with the store's key, then
+    marked keyed. When it
+    re-keyed any, it leaves the row `rebuild`: the store rebuilds the file after the migration's commit (VACUUM:
+    the plain ids, which name people, must not stay in free pages). Self-contained: renumbering it is moving it."""
+    from ..privacy import KeyedHash  # the hash the engine uses (privacy.py imports the stores)
+
+    for statement in _PRIVACY.split(";"):
+        db.execute(statement)
+    db.execute("INSERT OR IGNORE INTO privacy VALUES ('key', randomblob(32))")
+    secret = db.execute("SELECT value FROM privacy WHERE name = 'key'").fetchone()[0]
+    if not db.execute("SELECT 1 FROM privacy WHERE name = 'message_keys'").fetchone():
+        if rekey(db, KeyedHash(secret), every=True):
+            db.execute("INSERT OR REPLACE INTO privacy VALUES ('rebuild', 1)")
+        db.execute("INSERT OR IGNORE INTO privacy VALUES ('message_keys', 'keyed')")
+
+
 #: the store file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
-FORMAT: Format[sqlite3.Connection] = Format("store", [_unversioned, _migrations_layout])
+FORMAT: Format[sqlite3.Connection] = Format("store", [_unversioned, _migrations_layout, _privacy])
 
 
 class _Unusable:
@@ -137,6 +172,8 @@ class SQLiteStore(Store):
     def __init__(self, path: str) -> None:
         self.path = path
         self.where = f"SQLite store {path!r}"
+        self._erased: list[str] = []  # keys `forget` removed that `scrub` has not yet made unreadable
+        self._rebuild = False  # `scrub` rebuilds the file (VACUUM): plain message keys were re-keyed
         try:
             if path != ":memory:":
                 private.create(path)
@@ -154,6 +191,15 @@ class SQLiteStore(Store):
         self._grouped = False  # inside `transaction`: writes join its commit
         self._closed_for_fork = False
         forks.register(self)
+        self._after_rekey()
+
+    def _after_rekey(self) -> None:
+        """After a migration re-keyed plain message ids (`_privacy`): rebuild the file and truncate the WAL, then
+        drop the mark (a reader holding the WAL: the next transaction's `scrub` finishes it)."""
+        if self._rows("SELECT 1 FROM privacy WHERE name = 'rebuild'"):
+            self._rebuild = True
+            if self.scrub():
+                self._write("DELETE FROM privacy WHERE name = 'rebuild'", [()])
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -203,6 +249,10 @@ class SQLiteStore(Store):
                 self._grouped = False
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                    self._erased = []  # rolled back: nothing was erased
+            if (self._erased or self._rebuild) and not self.scrub():  # a chunk that erased someone: after its commit
+                log.warning("SQLite store: the WAL could not be truncated after an erasure (a reader held it); "
+                            "`groupspec people forget` or the next erasure finishes it")
 
     def _rows(self, sql: str, args: tuple | list = ()) -> list[tuple]:
         with self._lock:
@@ -441,7 +491,91 @@ class SQLiteStore(Store):
         out["links"] //= 2  # a row each way
         return out
 
+    # -- privacy ---------------------------------------------------------------------------------------------
+
+    def privacy_key(self) -> bytes:
+        self._write("INSERT OR IGNORE INTO privacy VALUES ('key', randomblob(32))", [()])
+        return self._rows("SELECT value FROM privacy WHERE name = 'key'")[0][0]
+
+    def rekey_message_keys(self, hash_key) -> int:
+        if self._rows("SELECT 1 FROM privacy WHERE name = 'message_keys'"):
+            return 0
+        with self._lock:
+            try:
+                if not self._grouped:  # two processes opening an old file re-key it once
+                    self._db.execute("BEGIN IMMEDIATE")
+                count = 0 if self._db.execute("SELECT 1 FROM privacy WHERE name = 'message_keys'").fetchone() \
+                    else rekey(self._db, hash_key)
+                self._db.execute("INSERT OR IGNORE INTO privacy VALUES ('message_keys', 'keyed')")
+                if not self._grouped:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not self._grouped and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"{self.where}: cannot re-key message ids: {exc}") from None
+            self._rebuild = self._rebuild or count > 0  # the plain keys named people: `scrub` rebuilds the file
+        if not self._grouped:
+            self.scrub()
+        return count
+
+    def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        marks = ",".join("?" * len(keys))
+        pairs = {frozenset(row) for row in self._rows(
+            f"SELECT a, b FROM links WHERE a IN ({marks}) OR b IN ({marks})", [*keys, *keys])}
+        removed = {"links": len(pairs), "memberships": self._rows(
+            f"SELECT count(*) FROM memberships WHERE person IN ({marks})", keys)[0][0]}
+        if dry_run or not any(removed.values()):
+            return removed
+        with self._lock:
+            try:
+                if not self._grouped:
+                    self._db.execute("BEGIN IMMEDIATE")
+                with secure_delete(self._db):  # what they free is zeroed
+                    self._db.execute(f"DELETE FROM links WHERE a IN ({marks}) OR b IN ({marks})", [*keys, *keys])
+                    self._db.execute(f"DELETE FROM memberships WHERE person IN ({marks})", keys)
+                    self._db.execute(f"DELETE FROM relationships WHERE person IN ({marks})", keys)
+                if not self._grouped:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not self._grouped and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"{self.where}: {exc}") from None
+            self._erased += keys
+        return removed
+
+    def suppress(self, hashes: list[str]) -> None:
+        self._write("INSERT OR IGNORE INTO forgotten VALUES (?)", [(h,) for h in hashes])
+
+    def suppressed(self, hashes: list[str]) -> bool:
+        return bool(self._rows(f"SELECT 1 FROM forgotten WHERE hash IN ({','.join('?' * len(hashes))}) LIMIT 1",
+                               hashes))
+
+    def scrub(self) -> bool:
+        with self._lock:
+            if self._grouped or not (self._erased or self._rebuild):
+                return not (self._erased or self._rebuild)
+            try:
+                done = scrub(self._db, self.path, [key.encode() for key in self._erased], self._rebuild)
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.where}: cannot scrub erased records: {exc}") from None
+            if done:
+                self._erased, self._rebuild = [], False
+            return done
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
             self._db = _Unusable(f"{self.where} is closed")
+
+
+def rekey(db: sqlite3.Connection, hash_key, every: bool = False) -> int:
+    """Replace every plain message id (written before ids were hashed: they contain U+001F; `every`: every id that
+    is not a keyed hash already, as in a file of format version 1) by `hash_key` of it, in the caller's
+    transaction, with freed space zeroed; the rows changed. The version 2 migration calls it."""
+    db.create_function("groupspec_keyed_hash", 1, hash_key, deterministic=True)
+    plain = (" WHERE length(message_id) != 32 OR message_id GLOB '*[^0-9a-f]*'" if every
+             else " WHERE instr(message_id, char(31)) > 0")
+    with secure_delete(db):
+        return sum(db.execute(f"UPDATE {table} SET message_id = groupspec_keyed_hash(message_id){plain}").rowcount
+                   for table in _MESSAGE_IDS)
+

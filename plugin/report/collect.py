@@ -103,6 +103,7 @@ class Coverage(_Model):
     received: int = 0
     forwarded: int = 0
     quarantined: int = 0
+    suppressed: int = 0  # forgotten people's messages, dropped unrecorded ([privacy] suppress_forgotten)
     events: list[EventRow] = Field(default_factory=list)
     violations: list[ViolationRow] = Field(default_factory=list)
     people: People | None = None  # None: the origin does not track people (a service's counters)
@@ -228,6 +229,7 @@ class _Collector:
             received=summary["received"],
             forwarded=summary["forwarded"],
             quarantined=summary["quarantined"],
+            suppressed=summary.get("suppressed", 0),
             events=[EventRow(**row) for row in counts.event_rows()],
             violations=[ViolationRow(**row) for row in counts.violation_rows()],
             people=self.identities.people(),
@@ -286,4 +288,15 @@ def collect(outdir: str | Path, config: Config | None = None) -> Coverage:
         collector.forwarded(body)
     for record in _records(outdir / "quarantine.jsonl"):
         collector.quarantined(record)
+    collector.counts.suppressed = _suppressed(outdir / "summary.json")
     return collector.coverage(str(outdir))
+
+
+def _suppressed(path: Path) -> int:
+    """The `suppressed` count of a replay's summary.json (its messages are written nowhere else); 0 without one."""
+    try:
+        summary = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return 0
+    count = summary.get("suppressed", 0) if isinstance(summary, dict) else 0
+    return count if isinstance(count, int) and not isinstance(count, bool) and count >= 0 else 0

@@ -86,6 +86,7 @@ def _tiles(report: Coverage) -> str:
     tiles = [
         _tile(str(report.received), "messages received"),
         _tile(str(report.quarantined), "quarantined", "bad" if report.quarantined else ""),
+        *([_tile(str(report.suppressed), "suppressed (forgotten people)")] if report.suppressed else []),
         _tile(percent(share), "track events with a group", "" if share is None or share >= 0.95 else "warn"),
     ]
     if people is not None:

@@ -77,7 +77,8 @@ def render(report: Coverage, console: Console | None = None) -> None:
             console = Console(width=max(console.width, 120))
     console.print(f"[bold]coverage of {escape(report.origin)}[/] — contract {escape(report.contract or '?')}, "
                   f"as of {report.as_of or 'no data'}")
-    console.print(f"received {report.received}, forwarded {report.forwarded}, quarantined {report.quarantined}")
+    console.print(f"received {report.received}, forwarded {report.forwarded}, quarantined {report.quarantined}"
+                  + (f", suppressed {report.suppressed}" if report.suppressed else ""))
     console.print(_events(report) if report.events else "no track events")
     console.print(_violations(report) if report.violations else "no violations")
     people, groups = report.people, report.groups

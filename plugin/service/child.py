@@ -19,6 +19,7 @@ from groupspec.middleware import Config, Engine, open_store
 from groupspec.middleware.jsonl import JsonlFile
 
 from ..customerio.delivery import Delivery
+from ..erasure import erase_people
 from ..customerio.mapping import CUSTOMERIO
 from ..sender import DeadLetterFile, rate_limiter
 from . import logs
@@ -81,7 +82,8 @@ def main() -> int:
         upstream = Upstream(config, sleep=pause)
     spool = SpoolQueue(config.service.spool, config.service.sync)
     engine = Engine(config, store, destination=CUSTOMERIO)
-    worker = Worker(spool, engine, JsonlFile(config.quarantine.path), delivery, upstream, stopping=stopping)
+    worker = Worker(spool, engine, JsonlFile(config.quarantine.path), delivery, upstream, stopping=stopping,
+                    erase=lambda done: erase_people(config, done))
     signal.signal(signal.SIGTERM, lambda *_: (stopping.set(), worker.wake.set()))
     threading.Thread(target=listen, args=(sys.stdin.fileno(), worker.wake, stopping), daemon=True).start()
     try:

@@ -95,6 +95,7 @@ class Metrics:
             "received": summary["received"],
             "forwarded": summary["forwarded"],
             "quarantined": summary["quarantined"],
+            "suppressed": counts.suppressed,
             "resolution": summary["resolution"],
             "events": counts.event_rows(),
             "violations": counts.violation_rows(),
@@ -126,7 +127,9 @@ class _Collector:
         yield CounterMetricFamily("groupspec_accepted", "messages accepted into the spool by this service",
                                   value=m.received)
         yield CounterMetricFamily("groupspec_received", "messages taken through the contract "
-                                  "(= forwarded + quarantined)", value=counts.received)
+                                  "(= forwarded + quarantined + suppressed)", value=counts.received)
+        yield CounterMetricFamily("groupspec_suppressed", "messages of forgotten people dropped unrecorded "
+                                  "([privacy] suppress_forgotten)", value=counts.suppressed)
         yield CounterMetricFamily("groupspec_forwarded", "messages forwarded (maybe flagged or stripped)",
                                   value=counts.forwarded)
         quarantined = CounterMetricFamily("groupspec_quarantined", "messages quarantined, by the code that "

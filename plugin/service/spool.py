@@ -8,6 +8,12 @@ the counters always agree; it outlives restarts of the service.
 
 The file carries its format version (`groupspec.middleware.stores.formats`: `FORMAT.migrations` brings an older
 spool up to date when the service opens it) and is created owner-only, as are its -wal, -shm and lock files.
+
+Erasure (`erase`): a row is a whole request; a forgotten person's messages are removed from the rows no delivery
+holds, in one transaction, and counted in `erased` (the depth leaves them out). The worker holds ``PATH.delivery``
+while it takes, sends and commits a chunk, after passing ``PATH.erasing`` (`SpoolQueue.delivering`); `erase` holds
+both, so it waits for the chunk being sent and no new one starts until it is done. The lock files are
+owner-only and fork-safe (`private.flock`).
 """
 
 from __future__ import annotations
@@ -16,10 +22,14 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
+from groupspec.middleware.scrub import scrub, secure_delete
 
 from groupspec.middleware import private
 from groupspec.middleware.stores.formats import Format, open_sqlite
@@ -38,8 +48,14 @@ def _unversioned(db: sqlite3.Connection) -> None:
         db.execute(statement)
 
 
+def _erased_table(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2 (erasure, issue 23): the table `erased`, the count of messages an erasure removed from
+    unsent requests (the depth leaves them out). Self-contained: renumbering it is moving it."""
+    db.execute("CREATE TABLE IF NOT EXISTS erased (id INTEGER PRIMARY KEY CHECK (id = 1), messages INTEGER NOT NULL)")
+
+
 #: the spool file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
-FORMAT: Format[sqlite3.Connection] = Format("spool", [_unversioned])
+FORMAT: Format[sqlite3.Connection] = Format("spool", [_unversioned, _erased_table])
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -77,7 +93,7 @@ class Spool:
             if state.get("problem"):  # the problem of a delivery process that is gone is not this one's
                 self._intake.execute("UPDATE worker_state SET state = ? WHERE id = 1",
                                      (orjson.dumps({**state, "problem": None}),))
-            self._waiting = waiting + state.get("done", 0)  # the counts carry on across restarts
+            self._waiting = waiting + state.get("done", 0) + _erased(self._intake)  # carried across restarts
         except sqlite3.Error as exc:
             os.close(self.lock_fd)
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
@@ -94,8 +110,13 @@ class Spool:
 
     @property
     def depth(self) -> int:
-        """Messages accepted and not yet done."""
-        return self._waiting - self.worker_state().get("done", 0)
+        """Messages accepted and not yet done (nor erased)."""
+        try:
+            with self._read:
+                erased = _erased(self._reader)
+        except sqlite3.Error:
+            erased = 0
+        return self._waiting - self.worker_state().get("done", 0) - erased
 
     def worker_state(self) -> dict:
         """What the delivery process last recorded (`SpoolQueue.done`/`publish`); {} before it has."""
@@ -153,6 +174,14 @@ class SpoolQueue:
         self.path = str(path)
         self._db = _connect(self.path, sync)
 
+    @contextmanager
+    def delivering(self) -> Iterator[None]:
+        """Hold the spool against an erasure while a chunk is taken, sent and committed (after one waiting)."""
+        with _flock(self.path + ".erasing", fcntl.LOCK_SH):
+            pass  # an erasure holds it: wait for it, without keeping it from the next one
+        with _flock(self.path + ".delivery", fcntl.LOCK_EX):
+            yield
+
     def state(self) -> dict:
         """The state a previous delivery process of this service recorded ({} if none)."""
         row = self._db.execute("SELECT state FROM worker_state WHERE id = 1").fetchone()
@@ -193,6 +222,84 @@ class SpoolQueue:
 
     def close(self) -> None:
         self._db.close()
+
+
+@contextmanager
+def erasing(path: str, wait: float = 60.0) -> Iterator[None]:
+    """Hold the spool at `path` against delivery: wait (`wait` seconds at most, else TimeoutError) for the chunk
+    being sent, and start none until the block ends."""
+    with _flock(path + ".erasing", fcntl.LOCK_EX, wait), _flock(path + ".delivery", fcntl.LOCK_EX, wait):
+        yield
+
+
+def erase(path: str, without: Callable[[Any], bool], names: list[str], *, dry_run: bool = False) -> int:
+    """Inside `erasing`: remove the messages `without` picks (a parsed message -> True to remove) from the spool's
+    rows in one transaction (a request left empty goes whole); then truncate the WAL and, if a JSON string of
+    `names` is still in the file (delivered rows' freed space too), rebuild it. The messages removed (`dry_run`:
+    that would be)."""
+    db = _connect(path, "full")
+    try:
+        open_sqlite(db, FORMAT, f"the spool {path!r}")  # a spool no service has opened since the upgrade
+        db.execute("BEGIN IMMEDIATE")
+        changes = [(seq, *_without(payload, messages, without))
+                   for seq, messages, payload in db.execute("SELECT seq, messages, payload FROM spool")]
+        changes = [change for change in changes if change[2]]
+        removed = sum(change[2] for change in changes)
+        if dry_run or not removed:
+            db.execute("ROLLBACK")
+            if dry_run:
+                return removed
+        with secure_delete(db):
+            for seq, payload, _, left in changes:
+                if left:
+                    db.execute("UPDATE spool SET payload = ?, messages = ? WHERE seq = ?", (payload, left, seq))
+                else:
+                    db.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+            if removed:
+                db.execute("INSERT INTO erased VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET messages = messages + ?",
+                           (removed, removed))
+                db.execute("COMMIT")
+        if not scrub(db, path, [orjson.dumps(name) for name in names]):
+            raise TimeoutError(f"the spool {path!r}: its WAL was held by a reader; run the erasure again")
+        return removed
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise SpoolError(f"cannot erase from the spool {path!r}: {exc}") from None
+    finally:
+        db.close()
+
+
+def _without(payload: bytes, messages: int, without: Callable[[Any], bool]) -> tuple[bytes, int, int]:
+    """``(payload, messages removed, messages left)`` of one spooled request: a batch loses the picked members; a
+    single message (or a body that is no JSON object, matched as text) goes whole when picked."""
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        body = payload.decode("utf-8", "replace")
+    batch = body.get("batch") if isinstance(body, dict) else None
+    if isinstance(batch, list):
+        kept = [member for member in batch if not without(member)]
+        if len(kept) == len(batch):
+            return payload, 0, messages
+        left = min(messages, len(kept))
+        return orjson.dumps({**body, "batch": kept}), messages - left, left
+    return (payload, messages, 0) if without(body) else (payload, 0, messages)
+
+
+def _erased(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT messages FROM erased WHERE id = 1").fetchone()
+    return row[0] if row else 0
+
+
+@contextmanager
+def _flock(path: str, kind: int, wait: float | None = None) -> Iterator[None]:
+    """Hold a `flock` of the lock file at `path` (`private.flock`: owner-only, fork-safe; `wait` seconds at most,
+    else TimeoutError; None: as long as it takes)."""
+    busy = (f"{path.rsplit('.', 1)[0]!r} is being delivered for longer than {wait:.0f}s (is Customer.io "
+            "answering?); try again") if wait is not None else None
+    with private.flock(path, kind, wait, busy):
+        yield
 
 
 def _connect(path: str, sync: str) -> sqlite3.Connection:

@@ -21,7 +21,8 @@ from typing import Any
 from groupspec.middleware import Engine, Outcome
 from groupspec.middleware.counts import Counts
 from groupspec.middleware.errors import StoreError
-from groupspec.middleware.jsonl import JsonlFile
+from groupspec.middleware.jsonl import JsonlFile, locked
+from groupspec.middleware.privacy import Erasure
 
 from ..customerio.delivery import Delivery
 from ..sender import SendFailed, SendHeld, SendReport, Unauthorized
@@ -42,7 +43,8 @@ class Worker:
 
     def __init__(self, spool: SpoolQueue, engine: Engine, quarantine: JsonlFile, delivery: Delivery | None,
                  upstream: Upstream | None, *, stopping: threading.Event | None = None, chunk: int = 2000,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 erase: Callable[[list[Erasure]], None] | None = None) -> None:
         self.spool = spool
         self.engine = engine
         self.quarantine = quarantine
@@ -50,6 +52,7 @@ class Worker:
         self.upstream = upstream
         self.chunk = chunk
         self.wall = wall
+        self.erase = erase  # the files' part of an `[privacy] erase_on` event's erasure
         self.wake = threading.Event()
         self.stopping = stopping or threading.Event()
         self.problem: str | None = None
@@ -75,17 +78,20 @@ class Worker:
         while not self.stopping.is_set():
             try:
                 self.wake.clear()
-                entries = self.spool.take(self._after, self.chunk)
+                with self.spool.delivering():  # an erasure waits for this chunk, and this chunk for it
+                    entries = self.spool.take(self._after, self.chunk)
+                    if entries:
+                        outcome = self.process(entries)
+                        self._store_answered(_store_error(outcome))
+                        if not self.deliver(outcome):
+                            return  # stopping: the entries stay in the spool for the next start
+                        self._commit(entries, outcome)
+                        self._after = entries[-1].seq
                 if not entries:
                     self._idle()
                     self.wake.wait(1.0)
                     continue
-                outcome = self.process(entries)
-                self._store_answered(_store_error(outcome))
-                if not self.deliver(outcome):
-                    return  # stopping: the entries stay in the spool for the next start
-                self._commit(entries, outcome)
-                self._after = entries[-1].seq
+                self._erase(outcome)
                 self._compact()
             except Exception:  # a bug or a broken spool: say so, keep the entries, try again shortly
                 log.exception("delivery worker failed; retrying")
@@ -107,8 +113,7 @@ class Worker:
         the quarantine file's new size."""
         size = self._quarantine_size
         if outcome.quarantined:
-            self.quarantine.extend(outcome.quarantined)
-            size = _file_mark(self.quarantine.path)
+            size = self.quarantine.extend(outcome.quarantined)
         now = self.wall()
         counts, stats, done = self._copies()
         counts.merge(outcome.counts)
@@ -122,6 +127,18 @@ class Worker:
         except Exception:
             self.counts, self.stats, self._done, self._quarantine_size = previous
             raise
+
+    def _erase(self, outcome: Outcome) -> None:
+        """After a committed chunk whose events erased people: remove their records from the files (the
+        quarantine, the dead letters, the spool's unsent requests). A failure is logged: the store has forgotten
+        them, and `groupspec people forget` finishes the files."""
+        if not outcome.erasures or self.erase is None:
+            return
+        try:
+            self.erase(outcome.erasures)
+        except Exception as exc:
+            log.error("an erasure's files could not be rewritten; run `groupspec people forget` for the ids",
+                      extra={"error": str(exc)})
 
     def _copies(self) -> tuple[Counts, DeliveryStats, int]:
         return Counts.from_dict(self.counts.to_dict()), DeliveryStats.from_dict(self.stats.to_dict()), self._done
@@ -264,22 +281,17 @@ def _store_error(outcome: Outcome) -> str | None:
                  if v["code"] == "store_unavailable"), "store_unavailable")
 
 
-def _file_mark(path: Any) -> list[int]:
-    """(inode, size) of a file: which file, and how much of it is committed."""
-    st = os.stat(path)
-    return [st.st_ino, st.st_size]
-
-
 def _cut_to(path: Any, mark: list[int] | None) -> list[int] | None:
     """Cut what an uncommitted chunk appended to the quarantine file (the same file grown past the committed
-    size); a file rotated or truncated since is left as it is."""
+    size, `JsonlFile.extend`'s mark); a file rotated, truncated or rewritten (an erasure) since is left as it is."""
     if not mark:
         return mark
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return None
-    inode, size = mark
-    if st.st_ino == inode and st.st_size > size:
-        os.truncate(path, size)
+    with locked(path):
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        inode, size = mark
+        if st.st_ino == inode and st.st_size > size:
+            os.truncate(path, size)
     return mark if st.st_ino == inode and st.st_size >= size else None
