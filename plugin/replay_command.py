@@ -12,6 +12,7 @@ from groupspec.middleware.errors import ConfigError
 from groupspec.middleware.jsonl import read_lines
 from groupspec.middleware.quarantine import payloads as quarantined_payloads
 
+from .collector import streaming
 from .replay import Replay, compare
 
 
@@ -23,7 +24,8 @@ def replay(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise ConfigError(f"{path}: no such input file")
     payloads = ((line, None) for path in args.inputs for line in read_lines(path))
-    summary = Replay(config, args.out, args.source, store_url=args.store).run(payloads)
+    with streaming():
+        summary = Replay(config, args.out, args.source, store_url=args.store).run(payloads)
     print(orjson.dumps(summary).decode())
     return _expect(args)
 
@@ -33,7 +35,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
     if not Path(args.file).is_file():
         raise ConfigError(f"{args.file}: no such quarantine file")
     store_url = config.store_url("live" if args.deliver else "offline", args.store)  # --deliver: the service's
-    summary = Replay(config, args.out, args.source, store_url=store_url).run(quarantined_payloads(args.file))
+    with streaming():
+        summary = Replay(config, args.out, args.source, store_url=store_url).run(quarantined_payloads(args.file))
     print(orjson.dumps(summary).decode())
     if args.deliver:
         from .quarantine_commands import deliver_and_print

@@ -8,7 +8,7 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
 
-from .base import Activity, Membership, Store
+from .base import Activity, Lookup, Membership, Store
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
 _NONE: tuple = ()
@@ -54,6 +54,16 @@ class MemoryStore(Store):
 
     def admit(self, message_id: str, ts: float = 0.0) -> None:
         return None
+
+    def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
+               group: tuple[str, Any] | None = None, event_ts: float | None = None,
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
+        """The base class's lookup; for one person with no links and no stale check (most messages), its
+        memberships folded directly."""
+        if stale_group is None and len(persons) == 1 and persons[0] not in self._links:
+            rows = self._events.get(persons[0])
+            return Lookup(None, [persons[0]], fold_memberships(rows, self._deletions, ts) if rows else [], {})
+        return super().lookup(message_id, persons, ts, names, group, event_ts, stale_group, stale_names)
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
