@@ -7,6 +7,8 @@ from .events import GROUP_ACTIONS, group_action, object_attributes, person_effec
 from .message import Message
 from .stores import Store
 
+_ACTIVITY = frozenset({"track", "page", "screen"})  # what these teach: a link (both ids) or their event's effect
+
 
 class Learn:
     """Apply what a forwarded message teaches the store."""
@@ -15,6 +17,9 @@ class Learn:
         self.store = store
 
     def __call__(self, msg: Message) -> Message:
+        if msg.type in _ACTIVITY and (msg.user_id is None or msg.anonymous_id is None) and msg.effect is None \
+                and person_effect(msg) is None:  # most events: nothing to learn, no round trip
+            return msg
         with self.store.batch():  # one round trip where the store talks to a server
             return self._learn(msg)
 

@@ -58,11 +58,10 @@ class MemoryStore(Store):
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
                group: tuple[str, Any] | None = None, event_ts: float | None = None,
                stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
-        """The base class's lookup; for one person with no links and no stale check (most messages), its
-        memberships folded directly."""
+        """The base class's lookup; for one person with no links and no stale check (most messages), only
+        the person's memberships."""
         if stale_group is None and len(persons) == 1 and persons[0] not in self._links:
-            rows = self._events.get(persons[0])
-            return Lookup(None, [persons[0]], fold_memberships(rows, self._deletions, ts) if rows else [], {})
+            return Lookup(None, [persons[0]], self.memberships_at(persons, ts), {})
         return super().lookup(message_id, persons, ts, names, group, event_ts, stale_group, stale_names)
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
@@ -88,6 +87,9 @@ class MemoryStore(Store):
             rows = [row for person in persons for row in events.get(person, _NONE)]
         if not rows:
             return []
+        if len(rows) == 1 and not self._deletions and before is None:  # one join, nothing deleted: no fold
+            type_id, group_id, at, _, joined, _ = rows[0]
+            return [Membership(type_id, group_id, at)] if joined and at <= ts else []
         return fold_memberships(rows, self._deletions, ts, before)
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
