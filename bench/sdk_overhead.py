@@ -87,7 +87,7 @@ def caller_cost(module: Any, url: str, store: str, config: Any, args: argparse.N
     def client() -> Any:
         return module.Client("bench", host=url, upload_interval=0.05, max_queue_size=100_000)
 
-    bare, hooked = client(), install(client(), config, source="web", store=store, mode=mode)
+    bare, hooked = client(), install(client(), config, store=store, mode=mode)
     for i in range(args.people):
         hooked.group(f"user_{i}", f"hh_{i % (args.people // 3 or 1)}", {"subscription_status": "active"})
     hooked.flush()
@@ -111,7 +111,7 @@ def caller_cost(module: Any, url: str, store: str, config: Any, args: argparse.N
 
 def consumer_rate(module: Any, store: str, config: Any, args: argparse.Namespace) -> float:
     """Messages/s through the hook's batch path in this thread (the upload stubbed out), best round."""
-    hook = hook_of(install(module.Client("bench", send=False), config, source="web", store=store))
+    hook = hook_of(install(module.Client("bench", send=False), config, store=store))
     shaper = module.Client("bench", send=False)  # the messages as the SDK queues them
 
     def request(batch: list[dict]) -> None:  # what the hooked Consumer.request does, the upload left out

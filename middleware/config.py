@@ -1,17 +1,19 @@
 """The TOML configuration: models, `${VAR}` expansion, per-source contract merging.
 
 `load_config(path)` returns a validated `Config` or raises `ConfigError`, whose message names the file,
-the key and what was expected.
+the key and what was expected (with "did you mean" for a misspelt key). Paths in the config (spool, quarantine,
+dead letters, a SQLite store) are relative to the working directory of the command, not to the config file.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -43,7 +45,8 @@ class _KeyedError(ValueError):
 
 
 #: keys whose `${VAR}` may be unset until the value is used (secrets a replay does not need)
-_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key|app_api_key)|upstream\.write_key|sources\.[^.]+\.(write_key|webhook_secret)"
+_DEFERRED = re.compile(r"^(customerio\.(site_id|api_key|app_api_key)|upstream\.write_key"
+                       r"|sources\.[^.]+\.(write_key|upstream_write_key|webhook_secret)"
                        r"|service\.operator_token)$")
 
 
@@ -107,27 +110,42 @@ class Contract(_Model):
     group_id_pattern: str | None = None
     require_group: list[str] = Field(default_factory=list)
     default_object_type_id: str = "1"
+    object_types: dict[str, str] = Field(default_factory=dict)  # object type id -> the concept it is: documentation
     attach_group_traits: list[str] = Field(default_factory=list)
     group_traits: dict[str, GroupTrait] = Field(default_factory=dict)
-    actions: dict[Code, Action] = Field(default_factory=dict)
+    actions: dict[Code, str] = Field(default_factory=dict)  # each checked against the code's own actions
     rollups: dict[str, Rollup] = Field(default_factory=dict)
     rollup_interval: str = "5m"  # at most one rollup update per group per interval of event time
     freshness: str | None = None  # coverage report: a group not updated for this long is stale
+    id_change_window: str = "7d"  # coverage report: members all moving to one other group within it: an id change
     future_tolerance: str = "1d"  # a message dated further ahead of its receipt is `future_timestamp`
     _customerio: Any = PrivateAttr(default=None)  # the config's [customerio], set by `Config`
 
     @cached_property  # read for every message: once, not through pydantic's private-attribute lookup
     def compat(self) -> str:
-        """`[customerio] compat`: whose conventions messages follow ("segment" | "rudderstack"). Every step
-        (resolution, contract, learning, the mapping) reads it here, so all of them agree on a message."""
+        """`[customerio] compat`: whose Customer.io mapping to reproduce ("segment" | "rudderstack" |
+        "rudderstack-v2"). Every step (resolution, contract, learning, the mapping) reads it here, so all of them
+        agree on a message."""
         return self._customerio.compat if self._customerio is not None else "segment"
+
+    @cached_property
+    def conventions(self) -> str:
+        """Whose message conventions the profile follows ("segment" | "rudderstack", both RudderStack paths):
+        where object types and group actions are read, what lifecycle events do to the store."""
+        return "segment" if self.compat == "segment" else "rudderstack"
+
+    @cached_property
+    def email_user_id(self) -> str:
+        """`[customerio] email_user_id`: how Customer.io reads an email-shaped userId that RudderStack's v1 path
+        puts in the URL ("id" | "email")."""
+        return self._customerio.email_user_id if self._customerio is not None else "id"
 
     @cached_property
     def device_token_event(self) -> str | None:
         """`[customerio] device_token_event` (RudderStack's `deviceTokenEventName`)."""
         return self._customerio.device_token_event if self._customerio is not None else None
 
-    @field_validator("rollup_interval", "freshness", "future_tolerance")
+    @field_validator("rollup_interval", "freshness", "future_tolerance", "id_change_window")
     @classmethod
     def _interval(cls, value: str | None) -> str | None:
         if value is not None:
@@ -151,12 +169,23 @@ class Contract(_Model):
             raise ValueError("a positive integer object type id, as a string or a number")
         return str(value)
 
+    @field_validator("object_types")
+    @classmethod
+    def _named_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for type_id, name in value.items():
+            if not re.fullmatch(r"[1-9][0-9]*", type_id):
+                raise _KeyedError(type_id, "expected a positive integer object type id as the key")
+            if not name.strip():
+                raise _KeyedError(type_id, "expected the name of the concept (e.g. \"household\"), got an empty string")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> Contract:
         for code, action in self.actions.items():
-            if action not in ALLOWED_ACTIONS[code]:
-                allowed = " | ".join(ALLOWED_ACTIONS[code])
-                raise _KeyedError(f"actions.{code}", f"expected {allowed}, got {action!r}")
+            if action not in ALLOWED_ACTIONS[code]:  # only the actions this code allows are offered
+                allowed = ALLOWED_ACTIONS[code]
+                raise _KeyedError(f"actions.{code}", f"expected {' | '.join(allowed)}, got {action!r}"
+                                  f"{did_you_mean(action, allowed)}")
         unknown = [name for name in self.attach_group_traits if name not in self.group_traits]
         if unknown:
             raise _KeyedError("attach_group_traits", f"{unknown} are not declared in [contract.group_traits]")
@@ -183,10 +212,11 @@ class Source(_Model):
     """A sender of messages: selected by its write key; may override parts of the contract."""
 
     write_key: SecretStr | None = None
+    upstream_write_key: SecretStr | None = None  # the key its messages go upstream under (default: write_key)
     webhook_secret: SecretStr | None = None  # the service: its requests must carry X-Signature (HMAC-SHA1 of the body)
     contract: dict[str, Any] = Field(default_factory=dict)
 
-    _secret = field_validator("webhook_secret")(_not_empty)
+    _secret = field_validator("webhook_secret", "upstream_write_key")(_not_empty)
 
 
 class Sending(_Model):
@@ -208,11 +238,14 @@ class CustomerIO(Sending):
     batch_size: int = Field(100, ge=1, le=1000)
     rate_limit: float = Field(100.0, gt=0)
     dead_letter: str = "groupspec-dead-letter.jsonl"
-    compat: Literal["segment", "rudderstack"] = "segment"  # whose mapping to reproduce (docs/compatibility.md)
-    device_token_event: str | None = None  # rudderstack: one more event that registers a device token
+    compat: Literal["segment", "rudderstack", "rudderstack-v2"] = "segment"  # whose Customer.io mapping to reproduce
+    device_token_event: str | None = None  # rudderstack, rudderstack-v2: one more event that registers a device token
+    email_user_id: Literal["id", "email"] = "id"  # rudderstack: how the workspace reads an email-shaped URL identifier
     app_api_key: SecretStr | None = None  # App API bearer key: `groupspec verify` reads Customer.io back
     app_url: str | None = None  # the App API base URL, overriding `region`'s
     app_rate_limit: float = Field(9.0, gt=0, le=10)  # requests per second: the App API answers 429 above 10
+    verify_max_pages: int = Field(1000, ge=1)  # `groupspec verify`: relationship pages read per object at most
+    verify_time_limit: str = "30m"  # `groupspec verify`: the run reads the App API this long at most
 
     @field_validator("device_token_event")
     @classmethod
@@ -223,11 +256,20 @@ class CustomerIO(Sending):
 
     @model_validator(mode="after")
     def _profile(self) -> CustomerIO:
-        if self.device_token_event is not None and self.compat != "rudderstack":
+        if self.device_token_event is not None and self.compat == "segment":
             raise _KeyedError("device_token_event",
-                              f"only with compat = \"rudderstack\" (RudderStack's deviceTokenEventName), "
-                              f"got compat = {self.compat!r}")
+                              "only with compat = \"rudderstack\" or \"rudderstack-v2\" (RudderStack's "
+                              f"deviceTokenEventName), got compat = {self.compat!r}")
+        if self.email_user_id != "id" and self.compat != "rudderstack":
+            raise _KeyedError("email_user_id", "only with compat = \"rudderstack\" (RudderStack's v1 path puts the "
+                              f"userId in the URL), got compat = {self.compat!r}")
         return self
+
+    @field_validator("verify_time_limit")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        duration_seconds(value)
+        return value
 
     @field_validator("url", "app_url")
     @classmethod
@@ -324,6 +366,34 @@ class Config(_Model):
         return self
 
     @model_validator(mode="after")
+    def _write_keys_are_distinct(self) -> Config:
+        seen: dict[str, str] = {}
+        for name, src in self.sources.items():
+            key = src.write_key.get_secret_value() if src.write_key is not None else None
+            if key is None:
+                continue
+            if key in seen:  # the key itself is a secret: named by where it is, never shown
+                raise _KeyedError(f"sources.{name}.write_key", f"the same write key as sources.{seen[key]}.write_key; "
+                                  f"a write key selects one source (its contract and the traits it owns)")
+            seen[key] = name
+        return self
+
+    @model_validator(mode="after")
+    def _owners_are_sources(self) -> Config:
+        for name in (None, *self.sources):
+            own = self.contract.group_traits if name is None else self.sources[name].contract.get("group_traits")
+            if not isinstance(own, dict):
+                continue
+            for trait, rule in own.items():
+                owner = rule.owner if isinstance(rule, GroupTrait) else rule.get("owner") if isinstance(rule, dict) else None
+                if owner is not None and owner not in self.sources:
+                    where = "contract" if name is None else f"sources.{name}.contract"
+                    have = ", ".join(self.sources) or "none is declared"
+                    raise _KeyedError(f"{where}.group_traits.{trait}.owner",
+                                      f"expected a source of [sources] ({have}), got {owner!r}{did_you_mean(owner, self.sources)}")
+        return self
+
+    @model_validator(mode="after")
     def _retention_covers_rollups(self) -> Config:
         retention = self.store.retention if self.store else None
         if retention is None:
@@ -353,6 +423,18 @@ class Config(_Model):
             return self.contract
         return self._merged[source]
 
+    def upstream_key(self, source: str | None) -> str:
+        """The write key `source`'s messages go upstream under: its `upstream_write_key`, else the write key they
+        arrived with (its `write_key`), else `upstream.write_key` (a webhook-fed source, a message of no source).
+        ConfigError when the one it needs is not set."""
+        src = self.sources.get(source) if source is not None else None
+        if src is not None:
+            for name, value in (("upstream_write_key", src.upstream_write_key), ("write_key", src.write_key)):
+                key = f"sources.{source}.{name}"
+                if value is not None or key in self.missing_env:
+                    return self.require(key, value)
+        return self.require("upstream.write_key", self.upstream.write_key)
+
     def source_for_key(self, write_key: str) -> str | None:
         for name, src in self.sources.items():
             if src.write_key is not None and src.write_key.get_secret_value() == write_key:
@@ -366,14 +448,15 @@ class Config(_Model):
         return asked or self.customerio.site_id is not None or self.customerio.api_key is not None
 
     def store_url(self, door: str, override: str | None = None) -> str:
-        """The store a door uses: `override` (a `--store`), else `[store] url`, else the door's default
-        (`stores.DEFAULTS`)."""
+        """The store a door uses: `override` (a `--store`); else, for a "live" door (one that changes the
+        production store), `[store] url`; else the door's default (`stores.DEFAULTS`: an "offline" run never
+        touches `[store]`)."""
         if override is not None:
             try:
                 return check_url(override)
             except ValueError as exc:
                 raise ConfigError(f"--store: expected {exc}, got {override!r}") from None
-        return self.store.url if self.store else DEFAULTS[door]
+        return self.store.url if self.store and door == "live" else DEFAULTS[door]
 
     @property
     def _merged(self) -> dict[str, Contract]:
@@ -419,18 +502,80 @@ def _expand(node: Any, path: str, missing: dict[str, str]) -> Any:
     return node
 
 
-def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
-    cause = error.get("ctx", {}).get("error")
+#: what a pydantic error type expected, in the config's words
+_EXPECTED = {
+    "string_type": "a string", "int_type": "a whole number", "int_parsing": "a whole number",
+    "int_from_float": "a whole number", "float_type": "a number", "float_parsing": "a number",
+    "bool_type": "true or false", "bool_parsing": "true or false", "dict_type": "a table",
+    "model_type": "a table", "model_attributes_type": "a table",
+}
+_BOUNDS = {"greater_than": "greater than {gt}", "greater_than_equal": "at least {ge}", "less_than": "less than {lt}",
+           "less_than_equal": "at most {le}"}
+_PLURAL = {str: "strings", int: "whole numbers", float: "numbers", bool: "booleans"}
+_KIND = {int: "a number", float: "a number", bool: "a boolean", list: "a list", dict: "a table"}
+
+
+def did_you_mean(given: Any, choices: Any) -> str:
+    """`` (did you mean `x`?)`` when one of `choices` is close to `given`, else an empty string."""
+    close = difflib.get_close_matches(given, list(choices), n=1) if isinstance(given, str) else []
+    return f" (did you mean `{close[0]}`?)" if close else ""
+
+
+def _annotation(root: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    """The type annotation at `loc` below the model `root` (None when the path leaves the models)."""
+    node: Any = root
+    for part in loc:
+        node = _optional(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = node.model_fields.get(part)
+            node = field.annotation if field is not None else None
+        elif get_origin(node) is dict:
+            node = get_args(node)[1]
+        else:
+            return None
+    return node
+
+
+def _optional(node: Any) -> Any:
+    """`X | None` -> X; anything else as it is."""
+    if get_origin(node) in (Union, type(None | str)) and type(None) in get_args(node):
+        return next(arg for arg in get_args(node) if arg is not type(None))
+    return node
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    return f"a list {value!r}" if isinstance(value, list) else repr(value)
+
+
+def _describe(error: dict[str, Any], root: type[BaseModel]) -> str:
+    """One pydantic error as "key: expected …, got …", in the config's words."""
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    key = ".".join(str(part) for part in loc)
+    kind, ctx, given = error["type"], error.get("ctx", {}), error.get("input")
+    cause = ctx.get("error")
     if isinstance(cause, _KeyedError):
         return f"{key + '.' if key else ''}{cause.key}: {cause.text}"
-    if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key"
-    if error["type"] == "literal_error":
-        choices = " | ".join(re.findall(r"'([^']*)'", error["ctx"]["expected"]))
-        return f"{key}: expected {choices}, got {error['input']!r}"
+    if kind == "extra_forbidden":
+        fields = _optional(_annotation(root, loc[:-1]))
+        known = fields.model_fields if isinstance(fields, type) and issubclass(fields, BaseModel) else ()
+        return f"{key}: unknown key{did_you_mean(str(loc[-1]), known)}"
+    if kind == "literal_error":
+        choices = re.findall(r"'([^']*)'", ctx["expected"])
+        return f"{key}: expected {' | '.join(choices)}, got {given!r}{did_you_mean(given, choices)}"
+    if kind == "list_type":
+        items = get_args(_optional(_annotation(root, loc)))
+        kinds = [_PLURAL.get(arg, "values") for arg in get_args(items[0]) or items] if items else ["values"]
+        what = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " or " + kinds[-1]
+        return f"{key}: expected a list of {what}, got {_got(given)}"
+    if kind in _EXPECTED:  # a secret's wrong value is not shown, only its kind
+        secret = _optional(_annotation(root, loc)) is SecretStr
+        return f"{key}: expected {_EXPECTED[kind]}, got {_KIND.get(type(given), 'a value') if secret else _got(given)}"
+    if kind in _BOUNDS:
+        return f"{key}: expected a number {_BOUNDS[kind].format(**ctx)}, got {_got(given)}"
     message = error["msg"].removeprefix("Value error, ")
-    return f"{key}: expected {message}" if error["type"] != "value_error" else f"{key}: {message}"
+    return f"{key}: {message}" if kind == "value_error" else f"{key}: expected {message.removeprefix('Input should be ')}"
 
 
 def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
@@ -447,10 +592,10 @@ def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
                 config.contract_for(name)
             except ValidationError as exc:
                 raise ConfigError(
-                    "; ".join(f"{path}: sources.{name}.contract.{_describe(e)}" for e in exc.errors())
+                    "; ".join(f"{path}: sources.{name}.contract.{_describe(e, Contract)}" for e in exc.errors())
                 ) from None
     except ValidationError as exc:
-        raise ConfigError("; ".join(f"{path}: {_describe(e)}" for e in exc.errors())) from None
+        raise ConfigError("; ".join(f"{path}: {_describe(e, Config)}" for e in exc.errors())) from None
     return config
 
 

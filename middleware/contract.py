@@ -78,7 +78,8 @@ def check_anonymous_relationship_delete(msg: Message, store: Store) -> Message:
                     f"delete_relationships takes id, email or cio_id")
 
 
-def _id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
+def id_problem(value: Any, pattern: re.Pattern[str] | None) -> str | None:
+    """Why `value` is not a usable group id under `pattern` (the `invalid_group_id` message), or None."""
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         return f"group id must be a string, got {type(value).__name__}"
     value = str(value)
@@ -99,7 +100,7 @@ def check_group_id(msg: Message) -> Message:
     event) or the message dropped (a group call or object event, whose subject it is); so is a stripped one."""
     if msg.group_id is None or msg.resolution == "membership":
         return msg
-    problem = _id_problem(msg.group_id, msg.contract.group_id_regex)
+    problem = id_problem(msg.group_id, msg.contract.group_id_regex)
     if problem is None:
         msg.group_id = str(msg.group_id)
         return msg
@@ -213,21 +214,28 @@ def check_group_traits(msg: Message) -> Message:
 
 
 def check_stale(msg: Message, store: Store) -> Message:
-    """Per attribute, the newest write wins: older group updates are stale (`stale_group_update`)."""
+    """Per attribute, the newest write wins: older group updates are stale (`stale_group_update`). Stale only
+    decides what becomes current: a stripped value stays in `Message.late_traits`, which `learn` records in the
+    trait's history at its own time."""
     if msg.type != "group":
         return msg
-    names = list(object_attributes(msg.traits))
+    attributes = object_attributes(msg.traits)
+    names = list(attributes)
     if not names:
         return msg
     if msg.stale is not None and msg.stale[0] == (msg.object_type, msg.group_id):  # the lookup's (`Resolve`
         stale = msg.stale[1].intersection(names)  # asks for it), for the names before any was stripped
     else:  # not given, or for another group than the checks settled on: a read of its own
         stale = store.stale_traits(msg.object_type, msg.group_id, names, msg.ts, msg.key, before=msg.arrival)
+    late = {}
     for name in sorted(stale):
-        msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
-                    strip=_trait_paths(name))
+        if msg.violate("stale_group_update", f"traits.{name}", f"{name!r} has a newer value than this update",
+                       strip=_trait_paths(name)):
+            late[name] = attributes[name]
         if msg.quarantined:
-            break
+            return msg
+    if late:
+        msg.late_traits = late
     return msg
 
 

@@ -31,6 +31,14 @@ class Counts:
     def received(self) -> int:
         return self.forwarded + sum(self.quarantined.values())
 
+    def __repr__(self) -> str:
+        by_code: Counter[str] = Counter()
+        for (code, _source, _where), n in self.violations.items():
+            by_code[code] += n
+        return (f"Counts(received={self.received}, forwarded={self.forwarded}, "
+                f"quarantined={sum(self.quarantined.values())}, violations={dict(by_code)}, "
+                f"resolution={dict(self.resolution)})")
+
     def add(self, *, quarantined: bool, violations: Iterable[dict[str, str]], source: str | None,
             resolution: str | None = None, event: str | None = None, ts: float | None = None) -> None:
         """Count one message: its outcome, its violations (the last one dropped it, if quarantined), the

@@ -12,6 +12,7 @@ as `store_unavailable` or `internal_error` with the reason, and the rest go on.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -28,11 +29,13 @@ from .enrich import Attach, annotate
 from .fastpath import FlatPath
 from .learn import Learn
 from .message import TIME_KEYS, Message, normalise, split
+from .migrated_ids import MapMigrated
 from .quarantine import record
 from .resolve import Resolve
 from .rollups import Rollups, Update, contributions
 from .step import Step, chains, only
 from .stores import Store, StoreError
+from .stores.migrated import migrated
 
 log = logging.getLogger("groupspec")
 
@@ -59,6 +62,7 @@ class Outcome:
 
     forwarded: list[dict[str, Any]] = field(default_factory=list)
     forwarded_lines: list[bytes] = field(default_factory=list)
+    forwarded_sources: list[str | None] = field(default_factory=list)  # each forwarded message's source
     ops: list[dict[str, Any]] = field(default_factory=list)
     op_lines: list[bytes] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
@@ -68,6 +72,7 @@ class Outcome:
     def extend(self, other: Outcome) -> None:
         self.forwarded += other.forwarded
         self.forwarded_lines += other.forwarded_lines
+        self.forwarded_sources += other.forwarded_sources
         self.ops += other.ops
         self.op_lines += other.op_lines
         self.quarantined += other.quarantined
@@ -94,6 +99,20 @@ def encode(msg: Message) -> Message:
     return msg
 
 
+class TimedTaskFailed(Exception):
+    """A task scheduled with `Engine.at` failed: the door stops with its cause (never a quarantined message)."""
+
+
+def trait_owners(config: Config) -> dict[str, str]:
+    """Trait name -> the source that owns it, in any contract of `config` (the base contract's first)."""
+    owners: dict[str, str] = {}
+    for name in (None, *config.sources):
+        for trait, rule in config.contract_for(name).group_traits.items():
+            if rule.owner is not None:
+                owners.setdefault(trait, rule.owner)
+    return owners
+
+
 def _writable(value: Any) -> bool:
     try:
         orjson.dumps(value)
@@ -113,17 +132,19 @@ class Engine:
                  steps: Iterable[Step] = (), learn: Step | None = None,
                  clock: Callable[[], float] | None = time.time) -> None:
         self.config = config
-        self.store = store
+        self.store = store = migrated(store, trait_owners(config))  # read through its group id migrations
         self.clock = clock
         self.stream_time = 0.0
         self.destination = destination
         self.rollups = Rollups(store, config)
         mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
         resolve, attach = Resolve(store), Attach(store)
-        front: list[Step] = [contract.check_time, resolve, *contract.checks(store), attach]
+        front: list[Step] = [contract.check_time, resolve, MapMigrated(store), *contract.checks(store), attach]
         self.tail: list[Step] = [annotate, *steps, *mapping, encode, learn or Learn(store)]
         self.steps: list[Step] = [*front, *self.tail]
         self.flat = FlatPath(resolve, attach)  # the front, flat, for a message that breaks no rule
+        self._timed: list[tuple[float, int, Callable[[], list[dict[str, Any]]]]] = []  # (when, order, task)
+        self._timed_ops: list[dict[str, Any]] = []  # what due tasks sent, before the next message's operations
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
         self._tails: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> the chains' tails (after the front)
         self._failures: set[tuple[str, type]] = set()
@@ -146,32 +167,66 @@ class Engine:
         return self.store.compact(now - self.retention)
 
     def transaction(self) -> AbstractContextManager[None]:
-        """Group the store writes of many payloads into one commit (one per chunk, in every door)."""
+        """Group the store writes of many payloads into one commit (one per chunk, in every door). The migration
+        map is refreshed first when the store's migration counter moved (a store that does not answer keeps the
+        map: each message then meets the store's error itself)."""
+        try:
+            self.store.refresh()
+        except StoreError:
+            pass
         return self.store.transaction()
 
+    def at(self, when: float, task: Callable[[], list[dict[str, Any]]]) -> None:
+        """Run `task` once, when the stream reaches time `when` (before the first message dated at or after it, else
+        at `flush`); the destination operations it returns go out before that message's (an offline door:
+        `groupspec replay --migrations`). What it raises stops the door as `TimedTaskFailed`."""
+        heapq.heappush(self._timed, (when, len(self._timed), task))
+
+    def _run_timed(self, now: float) -> None:
+        while self._timed and self._timed[0][0] <= now:
+            task = heapq.heappop(self._timed)[2]
+            try:
+                self._timed_ops += task()
+            except Exception as exc:
+                raise TimedTaskFailed(str(exc)) from exc
+
     def process(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
-                kind: str | None = None, received_at: float | None = None, into: Outcome | None = None) -> Outcome:
+                kind: str | None = None, received_at: float | None = None, receipt: bool = True,
+                into: Outcome | None = None, authenticated: bool = False) -> Outcome:
         """Run every message `payload` holds through the chain; add what they became to `into` (a new
         `Outcome` by default) and return it. `kind` is the type a single-type endpoint gives a message that
-        has none; `received_at` overrides the clock (the time a spooled request was accepted)."""
+        has none; `received_at` overrides the clock (the time a spooled request was accepted). `receipt=False`:
+        `received_at` is only the time of a message that carries none (a quarantine record's, from a door that
+        had no receipt), not a collector's receipt to correct clock skew and check future dates against.
+        `authenticated`: `source` is the one a request authenticated as (the service), which a message's
+        `writeKey` never changes; otherwise a known `writeKey` selects its source (a recorded stream)."""
         out = Outcome() if into is None else into
-        for msg in self.run(payload, source, kind=kind, received_at=received_at):
+        for msg in self.run(payload, source, kind=kind, received_at=received_at, receipt=receipt,
+                            authenticated=authenticated):
             self._collect(msg, out)
         return out
 
     def run(self, payload: bytes | str | dict[str, Any], source: str | None = None, *,
-            kind: str | None = None, received_at: float | None = None) -> list[Message]:
+            kind: str | None = None, received_at: float | None = None, receipt: bool = True,
+            authenticated: bool = False) -> list[Message]:
         """The messages of `payload`, each taken through the chain (forwarded or quarantined)."""
-        received = received_at is not None  # a collector's receipt time: clock skew can be corrected
+        given = received_at is not None
+        received = given and receipt  # a collector's receipt time: clock skew can be corrected
         if received_at is None:
             received_at = self.stream_time if self.clock is None else self.clock()
         out = []
-        for original, body, error in split(payload, batch=kind is None):  # a single-type endpoint: one message
+        for original, body, error, envelope in split(payload, batch=kind is None):  # single-type endpoint: one message
             msg = Message(original, dict(body) if body is not None else None, source, received_at)
+            if kind is not None:
+                msg.endpoint_type = kind
+            if envelope is not None:
+                msg.envelope = envelope
+            if received:
+                msg.receipt = True
             if body is not None:
                 if kind is not None and body.get("type") is None:
                     msg.body["type"] = kind
-                if isinstance(body.get("writeKey"), str):
+                if not authenticated and isinstance(body.get("writeKey"), str):
                     msg.source = self.config.source_for_key(body["writeKey"]) or source
             msg.contract = self.config.contract_for(msg.source)
             msg.live = self.clock is not None or received
@@ -184,7 +239,7 @@ class Engine:
             # stream time: this message's own time included, unless that time is itself wrong
             if self.clock is None and (not msg.violations or not _misdated(msg)):
                 self.stream_time = max(self.stream_time, msg.ts)
-                if msg.quarantined:
+                if msg.quarantined and not given:  # a given time stays the record's: a replay reads it
                     msg.received_at = self.stream_time
             out.append(msg)
         return out
@@ -207,15 +262,27 @@ class Engine:
         return out
 
     def flush(self) -> Outcome:
-        """Every pending rollup update (the end of a replay or a backfill)."""
-        return self.due(float("inf"))
+        """The tasks not yet run (`at`), then every pending rollup update (the end of a replay or a backfill)."""
+        self._run_timed(float("inf"))
+        out = Outcome()
+        self._timed_out(out)
+        out.extend(self.due(float("inf")))
+        return out
+
+    def _timed_out(self, out: Outcome) -> None:
+        for op in self._timed_ops:
+            self._add_op(op, out)
+        self._timed_ops = []
 
     def _collect(self, msg: Message, out: Outcome) -> None:
+        if self._timed_ops:
+            self._timed_out(out)
         if msg.quarantined:
             out.quarantined.append(record(msg))
         else:
             out.forwarded.append(msg.body)
             out.forwarded_lines.append(msg.line)
+            out.forwarded_sources.append(msg.source)
             if msg.ops:
                 out.ops += msg.ops
                 out.op_lines += msg.op_lines
@@ -240,7 +307,7 @@ class Engine:
         and the whole chain takes it. Either way the chain's tail (`self.tail`) finishes it."""
         saved = msg.__dict__.copy()
         try:
-            if self.flat.take(msg):
+            if not self._timed and self.flat.take(msg):  # a pending task (a migration) first: the chain
                 tails = self._tails.get(id(msg.contract))
                 if tails is None:
                     tails = self._tails[id(msg.contract)] = chains(self.tail, msg.contract)
@@ -260,6 +327,8 @@ class Engine:
             return
         if msg.quarantined:
             return
+        if self._timed:  # what a task raises stops the door (`TimedTaskFailed`)
+            self._run_timed(max(self.stream_time, msg.ts))
         by_type = self._chains.get(id(msg.contract))
         if by_type is None:
             by_type = self._chains[id(msg.contract)] = chains(self.steps, msg.contract)

@@ -44,6 +44,8 @@ def annotate(msg: Message) -> Message:
     info: dict[str, Any] = {"resolution": msg.resolution, "contract": msg.contract.version, "violations": msg.violations}
     if msg.snapshot is not None:
         info["group_traits"] = msg.snapshot
+    if msg.migrated_from is not None:
+        info["migrated_from"] = msg.migrated_from
     if msg.as_of != msg.ts:  # older than `[store] retention`: resolved as at the window's start
         info["resolved_as_of"] = iso(msg.as_of)
     context["groupspec"] = info

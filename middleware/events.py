@@ -1,9 +1,10 @@
 """Track events that change groups rather than record a person's activity: the one table every layer reads
 (resolution, contract, learning, counting); what each becomes in Customer.io is the destination's mapping table.
 
-The tables below the first depend on `[customerio] compat` (`Contract.compat`): which conventions a message
-follows decides where its object type is and what a group call or a lifecycle event does to the store, and the
-mapping reads the same tables, so the store and Customer.io never disagree."""
+The tables below the first depend on the `[customerio] compat` profile's conventions (`Contract.conventions`:
+"segment", or "rudderstack" for both RudderStack paths): which conventions a message follows decides where its
+object type is and what a group call or a lifecycle event does to the store, and the mapping reads the same
+tables, so the store and Customer.io never disagree."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ STORE_EVENTS: dict[str, str] = {
     "Object Deleted": "delete_object",
 }
 
-#: (compat, event name) -> its effect on the person in the store: "delete_person" ends every membership.
+#: (conventions, event name) -> its effect on the person in the store: "delete_person" ends every membership.
 #: Segment's destination deletes the person on `User Deleted`; RudderStack's sends a plain event.
 PERSON_EVENTS: dict[tuple[str, str], str] = {
     ("segment", "User Deleted"): "delete_person",
 }
 
-#: (compat, message type) -> the keys naming the object type, first present wins (then the contract's default).
+#: (conventions, message type) -> the keys naming the object type, first present wins (then the contract's
+#: default).
 #: Segment reads `object_type_id` before `objectTypeId` on group calls and object events; RudderStack's group
 #: call reads `traits.objectTypeId` only. Object events are groupspec's own operations in both profiles.
 OBJECT_TYPE_KEYS: dict[tuple[str, str], tuple[str, ...]] = {
@@ -55,11 +57,11 @@ def object_attributes(traits: dict[str, Any]) -> dict[str, Any]:
 
 
 def object_type_source(msg: Any) -> tuple[Any, str]:
-    """(raw object type, its field) of a group call or an object event, as its compat profile reads it; the raw
-    value is None when none is given (the contract's default applies)."""
+    """(raw object type, its field) of a group call or an object event, as its profile's conventions read it; the
+    raw value is None when none is given (the contract's default applies)."""
     group = msg.type == "group"
     holder, prefix = (msg.traits, "traits.") if group else (msg.props, "properties.")
-    keys = OBJECT_TYPE_KEYS[msg.contract.compat, "group" if group else "track"]
+    keys = OBJECT_TYPE_KEYS[msg.contract.conventions, "group" if group else "track"]
     for key in keys:
         if holder.get(key) is not None:
             return holder[key], prefix + key
@@ -76,9 +78,9 @@ def relationship_type(traits: dict[str, Any], contract: Any) -> str:
 
 
 def group_action(msg: Any) -> str:
-    """The object action of a group call: `traits.action` / `properties.action` under compat "rudderstack" when
-    it is one of `GROUP_ACTIONS`, else "identify"."""
-    if msg.contract.compat == "rudderstack":
+    """The object action of a group call: `traits.action` / `properties.action` under RudderStack's conventions
+    when it is one of `GROUP_ACTIONS`, else "identify"."""
+    if msg.contract.conventions == "rudderstack":
         action = msg.traits.get("action") or msg.props.get("action")
         if isinstance(action, str) and action in GROUP_ACTIONS:
             return action
@@ -89,4 +91,4 @@ def person_effect(msg: Any) -> str | None:
     """The effect of a track event on its person in the store (`PERSON_EVENTS`), or None."""
     if msg.type != "track":
         return None
-    return PERSON_EVENTS.get((msg.contract.compat, msg.body.get("event")))
+    return PERSON_EVENTS.get((msg.contract.conventions, msg.body.get("event")))

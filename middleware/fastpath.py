@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Contract, duration_seconds
-from .contract import _OBJECT_TYPE, _TYPE_CHECKS, _id_problem
+from .contract import _OBJECT_TYPE, _TYPE_CHECKS, id_problem
 from .enrich import Attach
 from .events import STORE_EVENTS, object_attributes, object_type_source
 from .message import MAX_TIME, MIN_TIME, Message, parse_time
@@ -42,12 +42,12 @@ class _Plan:
         self.declared = contract.group_traits
         self.required = bool(contract.require_group)
         self.attach = bool(contract.attach_group_traits)
-        self.good_ids: set[str] = set()  # group ids `_id_problem` found nothing wrong with (ids recur)
+        self.good_ids: set[str] = set()  # group ids `id_problem` found nothing wrong with (ids recur)
 
     def good_id(self, value: Any) -> bool:
         if value.__class__ is str and value in self.good_ids:
             return True
-        if _id_problem(value, self.regex) is not None:
+        if id_problem(value, self.regex) is not None:
             return False
         if value.__class__ is str:
             if len(self.good_ids) >= _MAX_IDS:
@@ -67,6 +67,8 @@ class FlatPath:
     def take(self, msg: Message) -> bool:
         """Take `msg` (not yet normalised) through the front of the chain; False, with only the store read,
         when the whole chain must take it instead."""
+        if self.resolve.store.active:  # a group id migration recorded: `MapMigrated` and the migrated reads
+            return False
         body = msg.body
         kind = body.get("type")
         if kind not in _TYPES:
@@ -98,6 +100,7 @@ class FlatPath:
         if msg.live and ts - msg.received_at > plan.tolerance:  # `check_time`: future_timestamp
             return False
         msg.type, msg.user_id, msg.anonymous_id, msg.ts = kind, user_id, anonymous_id, ts
+        msg.device_ts = ts  # `timestamp` alone: the device's time (never a time-less re-send)
         return _TYPES[kind](self, plan, msg)
 
     def _person(self, plan: _Plan, msg: Message) -> bool:

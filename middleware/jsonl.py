@@ -1,4 +1,5 @@
-"""JSON Lines in and out: streamed reading of `.jsonl` / `.jsonl.gz` files, thread-safe appending."""
+"""JSON Lines in and out: streamed reading of `.jsonl` / `.jsonl.gz` files, thread-safe appending to an
+owner-only file (`private`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from . import forks, private
 
 
 def read_lines(path: str | Path) -> Iterator[bytes]:
@@ -21,11 +24,18 @@ def read_lines(path: str | Path) -> Iterator[bytes]:
 
 
 class JsonlFile:
-    """Appends JSON records to a file, one a line; safe to share between threads."""
+    """Appends JSON records to a file, one a line; safe to share between threads. The file (and any folder
+    above it that is missing) is created owner-only."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A forked child's own lock (another thread may have held the parent's)."""
+        if child:
+            self._lock = threading.Lock()
 
     def append(self, rec: dict[str, Any]) -> None:
         self.extend([rec])
@@ -35,7 +45,7 @@ class JsonlFile:
         if not recs:
             return
         data = b"".join(orjson.dumps(rec) + b"\n" for rec in recs)
-        with self._lock, self.path.open("ab") as out:
+        with self._lock, private.append(self.path) as out:
             out.write(data)
 
     def records(self) -> list[dict[str, Any]]:

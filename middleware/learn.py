@@ -1,5 +1,6 @@
 """The last step of the chain: what a forwarded message teaches the store (identity links, memberships, group
-traits). It runs after every step that may still drop the message, so a dropped message teaches nothing."""
+traits). It runs after every step that may still drop the message, so a dropped message teaches nothing; a
+forwarded group call's trait values all go into history at the call's time, the stale ones (`check_stale`) too."""
 
 from __future__ import annotations
 
@@ -26,10 +27,10 @@ class Learn:
     def _learn(self, msg: Message) -> Message:
         store, body = self.store, msg.body
         if msg.user_id is not None and msg.anonymous_id is not None:
-            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
+            store.link("a:" + msg.anonymous_id, "u:" + msg.user_id, arrived=msg.arrival)
         if msg.type == "alias":
             for key in ("u:", "a:"):
-                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival, ts=msg.ts)
+                store.link(key + body["previousId"], "u:" + msg.user_id, arrived=msg.arrival)
         elif msg.type == "group":
             action = group_action(msg)
             effect = GROUP_ACTIONS[action]
@@ -39,12 +40,15 @@ class Learn:
             if msg.person_key is not None:
                 store.record_membership(msg.person_key, msg.object_type, msg.group_id, msg.ts, effect == "join",
                                         arrived=msg.arrival)
-            attributes = object_attributes(msg.traits)
-            if msg.contract.compat == "rudderstack":  # RudderStack's object action, not an attribute
+                relationship = msg.traits.get("relationshipAttributes")
+                if effect == "join" and isinstance(relationship, dict) and relationship:
+                    store.record_relationship(msg.person_key, msg.object_type, msg.group_id, relationship, msg.ts)
+            attributes = {**msg.late_traits, **object_attributes(msg.traits)}  # stale or not: each at its time
+            if msg.contract.conventions == "rudderstack":  # RudderStack's object action, not an attribute
                 attributes.pop("action", None)
             if attributes and action == "identify":
                 store.apply_traits(msg.object_type, msg.group_id, attributes, msg.ts, msg.key,
-                                   arrived=msg.arrival)
+                                   arrived=msg.arrival, source=msg.source)
         elif msg.type == "identify":
             self._relate(msg)
         elif person_effect(msg) == "delete_person":
@@ -57,13 +61,15 @@ class Learn:
         return msg
 
     def _relate(self, msg: Message) -> None:
-        """Segment's identify with `traits.objectId` relates the person to that object (`cio_relationships`)."""
-        if msg.contract.compat != "segment":
+        """Segment's identify with `traits.objectId` relates the person to that object (`cio_relationships`); like
+        the mapping, it reads `traits` only, never `context.traits`."""
+        traits = msg.body.get("traits")
+        if msg.contract.conventions != "segment" or not isinstance(traits, dict):
             return
-        object_id = msg.traits.get("objectId")
+        object_id = traits.get("objectId")
         if not object_id or not isinstance(object_id, (str, int)) or isinstance(object_id, bool):
             return
-        type_id = relationship_type(msg.traits, msg.contract)
+        type_id = relationship_type(traits, msg.contract)
         if type_id.isdigit() and not type_id.startswith("0"):
             self.store.record_membership(msg.person_key, type_id, str(object_id), msg.ts, True, arrived=msg.arrival)
 

@@ -23,11 +23,13 @@ MAX_DEPTH = 64  # levels of objects and arrays a message may nest (orjson writes
 MAX_BATCH_MESSAGES = 2_500  # members of one batch: a 500 KB batch of valid messages holds far fewer
 MIN_TIME = 0.0  # 1970-01-01T00:00:00Z: a message time before it is malformed
 MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time ISO-8601 (and every reader of it) can write
-_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))  # every digit "0", anything else " "
-_BIG_INT = b"0" * 20  # 2**64 has 20 digits: orjson reads larger integers as floats
+_DIGITS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))  # digits "0", "-" kept, else " "
+_BIG_INTS = (b"0" * 20, b"-" + b"0" * 19)  # 2**64 has 20 digits, -2**63 19: orjson reads what lies beyond as floats
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 TIME_KEYS = (  # where a message may carry its time, in order of preference
     "timestamp", "originalTimestamp", "sentAt", "receivedAt")
+AMBIGUOUS_BATCH = ("both a type and a batch list: it is neither one message nor a batch; send the messages in "
+                   "batch without a top-level type")
 _ID_KEYS = ("userId", "anonymousId", "groupId", "previousId")
 _ABSENT = object()
 _DICT_KEYS = ("context", "properties", "traits", "integrations")
@@ -40,11 +42,19 @@ class Message:
     # immutable defaults, shadowed per instance when a step sets them (the mutable ones are made per instance)
     type = user_id = anonymous_id = contract = group_id = object_type = snapshot = arrival = effect = key = None
     horizon: float | None = None  # the start of the retention window (`[store] retention`), None without one
+    device_ts: float | None = None  # `originalTimestamp`, else `timestamp`, as sent (None: it carries neither)
+    # what the door supplied, kept in a quarantine record so that a replay takes the same message: the type a
+    # single-type endpoint gave it, the batch envelope merged into it, whether `received_at` is a receipt
+    endpoint_type: str | None = None
+    envelope: dict[str, Any] | None = None
+    receipt = False
     quarantined = object_event = live = False  # live: `received_at` is a real receipt time (not stream time)  # object_event: a track event that changes groups (`events.STORE_EVENTS`)
     resolution = "unresolved"
     memberships: tuple = ()
     group_traits: dict = {}  # never mutated: (type, group) -> trait values the store gave with the memberships
     stale: tuple[tuple[str, Any], set[str]] | None = None  # a group call's (group, stale trait names) from the lookup
+    migrated_from: str | None = None  # the migrated group id the message named (`migrated_ids.MapMigrated`)
+    late_traits: dict = {}  # never mutated: a group call's stale values, stripped (not sent) but recorded in history
     line = b""  # the forwarded body serialised once (`engine.encode`), and its operations
     op_lines: list[bytes] | tuple = ()
     _copied: frozenset[tuple[str, ...]] | set[tuple[str, ...]] = frozenset()  # paths of `body` already copied
@@ -63,6 +73,13 @@ class Message:
         """The time the store is read at: the message's own, or the start of the retention window when it is
         older (what the store forgot before then is gone)."""
         return self.ts if self.horizon is None or self.ts >= self.horizon else self.horizon
+
+    @property
+    def stable_ts(self) -> float:
+        """The time that does not move between re-sends of the message (what its Customer.io event id is made
+        of): `device_ts`, never `sentAt` nor the skew-corrected time; without one, the event time, which for a
+        message the store has seen before is its first arrival's (`Resolve`)."""
+        return self.ts if self.device_ts is None else self.device_ts
 
     @property
     def person_key(self) -> str | None:
@@ -245,7 +262,7 @@ def normalise(msg: Message, received: bool = False) -> Message:
         if ts is None or not MIN_TIME <= ts <= MAX_TIME:
             _times(msg, body, received)  # says what is wrong
             return msg
-        msg.ts = ts
+        msg.ts = msg.device_ts = ts
     else:
         _times(msg, body, received)
         if msg.quarantined:
@@ -267,8 +284,18 @@ def _times(msg: Message, body: dict[str, Any], received: bool) -> None:
             if not MIN_TIME <= ts <= MAX_TIME:
                 msg.drop("malformed", key, f"{key} {body[key]!r} is outside 1970-01-01 to 9999-12-31 (UTC)")
                 return
-    if times:
-        msg.ts = _event_time(times, msg.received_at if received else None)
+    if not times:
+        return
+    msg.device_ts = times.get("originalTimestamp", times.get("timestamp"))
+    ts = _event_time(times, msg.received_at if received else None)
+    if not MIN_TIME <= ts <= MAX_TIME:  # the correction moved a time in range out of it
+        msg.drop("malformed", "sentAt", f"corrected for the sender's clock by sentAt {body['sentAt']!r}, the time "
+                                        "lies outside 1970-01-01 to 9999-12-31 (UTC)")
+        return
+    msg.ts = ts
+
+
+ENVELOPE_KEYS = ("context", "integrations", "writeKey", "sentAt")  # what a batch envelope gives its members
 
 
 def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
@@ -286,11 +313,15 @@ def _merge_envelope(member: Any, envelope: dict[str, Any]) -> Any:
     return merged
 
 
-def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
-          batch: bool = True) -> list[tuple[Any, dict | None, str | None]]:
-    """A line or decoded object -> [(original, body or None, error or None)], one per message it holds.
+Split = tuple[Any, "dict | None", "str | None", "dict[str, Any] | None"]
 
-    A batch envelope yields one entry per member with the envelope's `context`/`integrations` merged in.
+
+def split(payload: bytes | str | dict[str, Any], size: int | None = None, *, batch: bool = True) -> list[Split]:
+    """A line or decoded object -> [(original, body or None, error or None, envelope or None)], one per message
+    it holds.
+
+    A batch envelope yields one entry per member with the envelope's `context`/`integrations` (and `writeKey`,
+    `sentAt`) merged in; `envelope` is those keys of the batch (a quarantine record keeps them for a replay).
     `batch=False`: the payload is one message whatever its keys (it came to a single-type endpoint).
     """
     if isinstance(payload, (bytes, str)):
@@ -299,28 +330,31 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
         try:
             obj = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            return [(raw.decode("utf-8", "replace"), None, "not valid JSON")]
+            return [(raw.decode("utf-8", "replace"), None, "not valid JSON", None)]
         problem = input_problem(obj, raw)
     else:
         obj = payload
         problem = input_problem(obj)
     if problem is not None:
-        return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem)]
+        return [(obj if not isinstance(payload, (bytes, str)) else payload_text(payload), None, problem, None)]
     if not isinstance(obj, dict):
-        return [(obj, None, f"expected a JSON object, got {type(obj).__name__}")]
+        return [(obj, None, f"expected a JSON object, got {type(obj).__name__}", None)]
+    if batch and "type" in obj and isinstance(obj.get("batch"), list):
+        return [(obj, None, AMBIGUOUS_BATCH, None)]
     if batch and "batch" in obj and "type" not in obj:
         members = obj["batch"]
         if not isinstance(members, list):
-            return [(obj, None, "batch must be a list of messages")]
+            return [(obj, None, "batch must be a list of messages", None)]
         if len(members) > MAX_BATCH_MESSAGES:  # one bad request must not cost more than a good one
-            return [(obj, None, f"batch of {len(members)} members is over the limit of {MAX_BATCH_MESSAGES}")]
+            return [(obj, None, f"batch of {len(members)} members is over the limit of {MAX_BATCH_MESSAGES}", None)]
         if size is None:
             try:
                 size = len(orjson.dumps(obj))
             except TypeError:  # a member that cannot be written out: that member alone is malformed, below
                 size = 0
         too_big = f"batch of {size} bytes is over the 500 KB limit" if size > MAX_BATCH_BYTES else None
-        out: list[tuple[Any, dict | None, str | None]] = []
+        out: list[Split] = []
+        envelope = {key: obj[key] for key in ENVELOPE_KEYS if key in obj} or None
         strays, at = [], 0  # members that are not objects: together one malformed message (where the first was)
         for member in members:
             if not isinstance(member, dict):
@@ -328,22 +362,27 @@ def split(payload: bytes | str | dict[str, Any], size: int | None = None, *,
                 strays.append(member)
                 continue
             merged = _merge_envelope(member, obj)
-            out.append((member, merged, too_big or _shape_error(merged, None)))
+            out.append((member, merged, too_big or _shape_error(merged, None), envelope))
         if strays:
             what = type(strays[0]).__name__ if len(strays) == 1 else f"{len(strays)} members that are not objects"
-            out.insert(at, (strays[0] if len(strays) == 1 else strays, None, f"expected a JSON object, got {what}"))
+            out.insert(at, (strays[0] if len(strays) == 1 else strays, None, f"expected a JSON object, got {what}",
+                            None))
         return out
-    return [(obj, obj, _shape_error(obj, size))]
+    return [(obj, obj, _shape_error(obj, size), None)]
 
 
 def input_problem(obj: Any, raw: bytes | None = None) -> str | None:
     """Why a parsed payload cannot be taken as it is, or None: nested deeper than `MAX_DEPTH`, or an integer
-    beyond 64 bits (orjson reads it as a float: the value would change silently). With the `raw` bytes, both
-    are looked for only when a cheap scan of the bytes says they may be there."""
+    beyond 64 bits in either sign, below -2**63 or above 2**64 - 1 (orjson reads it as a float: the value would
+    change silently). With the `raw` bytes, both are looked for only when a cheap scan of the bytes says they may
+    be there (a run of 20 digits, or of 19 after a minus sign)."""
     if raw is None or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
         if isinstance(obj, (dict, list)) and _deeper_than(obj, MAX_DEPTH):
             return f"nested deeper than {MAX_DEPTH} levels"
-    if raw is not None and _BIG_INT in raw.translate(_DIGITS):
+    if raw is None:
+        return None
+    shape = raw.translate(_DIGITS)
+    if _BIG_INTS[0] in shape or _BIG_INTS[1] in shape:
         big = _big_int(json.loads(raw))
         if big is not None:
             return f"integer {big} is beyond 64 bits and would lose its value; send it as a string"

@@ -6,12 +6,12 @@ import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from .jsonl import JsonlFile, read_lines
-from .message import Message
+from .message import Message, parse_time
 
 
 def iso(ts: float) -> str:
@@ -20,13 +20,45 @@ def iso(ts: float) -> str:
 
 
 def record(msg: Message) -> dict[str, Any]:
-    """The quarantine record of a dropped message."""
-    return {
+    """The quarantine record of a dropped message, with what its door supplied (`Refused` reads it back): the
+    endpoint's `type`, the batch `envelope` merged into it, and `receipt` when `received_at` is the service's
+    receipt of the request."""
+    rec = {
         "message": writable(msg.original),
         "source": msg.source,
         "violations": msg.violations,
         "received_at": iso(msg.received_at),
     }
+    if msg.endpoint_type is not None:
+        rec["type"] = msg.endpoint_type
+    if msg.envelope is not None:
+        rec["envelope"] = writable(msg.envelope)
+    if msg.receipt:
+        rec["receipt"] = True
+    return rec
+
+
+class Refused(NamedTuple):
+    """A quarantine record as a replay feeds it to the engine: the message as its door gave it (`payload`, with
+    the batch envelope it came in), its source, the endpoint's type, and its time (`received_at`, a receipt or
+    only the time of a message without one)."""
+
+    payload: Any
+    source: str | None
+    kind: str | None = None
+    received_at: float | None = None
+    receipt: bool = False
+
+
+def refused(rec: dict[str, Any]) -> Refused:
+    """The `Refused` of a quarantine record, today's or an earlier release's (which has no `type`, `envelope` or
+    `receipt`: its message replays with its `received_at` as the time of a message without one)."""
+    message, envelope = rec["message"], rec.get("envelope")
+    if isinstance(envelope, dict) and isinstance(message, dict):
+        message = {**envelope, "batch": [message]}  # the engine merges it into the member as it did
+    kind = rec.get("type")
+    return Refused(message, rec.get("source"), kind if isinstance(kind, str) else None,
+                   parse_time(rec.get("received_at")), rec.get("receipt") is True)
 
 
 def writable(original: Any) -> Any:
@@ -44,14 +76,14 @@ def writable(original: Any) -> Any:
         return repr(original)[:1000]
 
 
-def payloads(path: str | Path) -> Iterator[tuple[Any, str | None]]:
-    """(payload, source) of each record of a quarantine file, to run them through the current contract."""
+def payloads(path: str | Path) -> Iterator[Refused]:
+    """The `Refused` of each record of a quarantine file, to run them through the current contract (a line that
+    is no record is replayed as it is, and ends malformed)."""
     for line in read_lines(path):
         try:
-            rec = orjson.loads(line)
-            yield rec["message"], rec.get("source")
+            yield refused(orjson.loads(line))
         except (orjson.JSONDecodeError, KeyError, TypeError):
-            yield line, None
+            yield Refused(line, None)
 
 
 class QuarantineFile(JsonlFile):

@@ -28,8 +28,14 @@ class Resolve:
         names = msg.contract.attach_group_traits if msg.type == "track" and not msg.object_event else ()
         hint = (msg.contract.default_object_type_id, named[0]) if named and isinstance(named[0], str) else None
         own, own_names = group_call_target(msg)
+        timeless = msg.device_ts is None
         found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts,
-                                  stale_group=own, stale_names=own_names)
+                                  stale_group=own, stale_names=own_names, timeless=timeless)
+        if timeless and found.first_ts is not None and found.first_ts != msg.ts:
+            # a re-send of a message without a time of its own: it happened when it first arrived (its id too)
+            msg.ts = found.first_ts
+            found = self.store.lookup(msg.key, persons, msg.as_of, names, hint, event_ts=msg.ts,
+                                      stale_group=own, stale_names=own_names, timeless=timeless)
         msg.arrival, msg.memberships, msg.group_traits = found.arrival, found.memberships, found.traits
         msg.stale = None if found.stale is None else (own, found.stale)
         if named is not None:

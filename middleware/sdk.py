@@ -21,6 +21,10 @@ timestamp) stays the SDK's.
 
 When groupspec itself fails (a bug, the store unavailable, a user step raising) the message goes on unchanged
 and the error is logged once per kind; with `fail_closed=True` it is quarantined (`internal_error`) instead.
+
+Across `os.fork()` (gunicorn `--preload`, Celery, multiprocessing): the hook, its store and its quarantine reset
+in the child what another thread of the parent held (`forks.py`). The SDK's consumer threads do not cross a
+fork, bare or hooked: a child makes a fresh client (a post-fork hook), and a hooked module hooks it.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from typing import Any
 
 import orjson
 
-from .config import Config, load_config
+from . import forks
+from .config import Config, did_you_mean, load_config
+from .errors import ConfigError
 from .counts import Counts
 from .engine import Engine
 from .learn import Learn
@@ -73,14 +79,16 @@ class Dropped(Exception):
     """Inline mode: raised from the SDK's put/post so its `_enqueue` stops and the hook returns `(False, msg)`."""
 
 
-def install(target: Any, config: Config | str | os.PathLike[str], source: str | None = "web", *,
+def install(target: Any, config: Config | str | os.PathLike[str], source: str | None = None, *,
             before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), store: Store | str | None = None,
             fail_closed: bool = False, mode: str = "consumer", on_drop: OnDrop | None = None) -> Any:
     """Run every message `target` uploads through groupspec's chain; returns `target`.
 
     `target` is a `segment.analytics`, `rudderstack.analytics` or `customerio.analytics` `Client`, or one of
     those modules (its default client, the one behind `analytics.track(...)`, is hooked when it exists or is
-    created). `config` is a `Config` or the path of a TOML file. `source` names the `[sources.NAME]` contract.
+    created). `config` is a `Config` or the path of a TOML file. `source` names the `[sources.NAME]` whose
+    contract (and owned traits) the messages are held to; by default the source whose `write_key` is the client's
+    (`source_of`).
     `before` / `after` are the user's own steps, run before / after groupspec's on the message dict.
     `store` is a `Store` or a store URL (default: the config's `[store] url`, else `sqlite:///groupspec.db`).
     `mode` is "consumer" (groupspec runs off the request path, in the SDK's consumer) or "inline" (in the call,
@@ -98,12 +106,36 @@ def install(target: Any, config: Config | str | os.PathLike[str], source: str | 
                         f"got {type(target).__name__}")
     if not isinstance(config, Config):
         config = load_config(config)
+    source = source_of(config, getattr(target, "write_key", None), source)
     if store is None or isinstance(store, str):
         store = open_store(config.store_url("live", store))
     hook = Hook(config, store, QuarantineFile(config.quarantine.path), source, before=before, after=after,
                 fail_closed=fail_closed, mode=mode, on_drop=on_drop)
     (_hook_module if is_module else _hook_client)(target, hook)
     return target
+
+
+def source_of(config: Config, write_key: Any, source: str | None) -> str | None:
+    """The source an SDK client's messages belong to: `source` when the config has it (and the client's write key
+    is not another source's), else the source whose `write_key` is the client's; None when the config declares no
+    sources (the base `[contract]` applies). ConfigError for a source or a client key the config does not know."""
+    known = config.source_for_key(write_key) if isinstance(write_key, str) else None
+    have = ", ".join(config.sources) or "none is declared"
+    if source is not None:
+        if source not in config.sources:
+            raise ConfigError(f"{config.path}: install(source={source!r}): no such source in [sources] "
+                              f"(have: {have}){did_you_mean(source, config.sources)}")
+        if known is not None and known != source:
+            raise ConfigError(f"{config.path}: install(source={source!r}): the client's write key is "
+                              f"sources.{known}.write_key; leave source out (the key finds it) or name {known!r}")
+        return source
+    if not config.sources:
+        return None
+    if known is None:
+        raise ConfigError(f"{config.path}: install(): the client's write key is not the write_key of any of "
+                          f"[sources] ({have}); set it on its source, or name it: install(client, config, "
+                          f"source=NAME) (a module's analytics.write_key must be set before install)")
+    return known
 
 
 def hook_of(client: Any) -> Hook | None:
@@ -179,12 +211,11 @@ def _hook_module(module: types.ModuleType, hook: Hook) -> None:
     """Wrap the module's `_proxy` (behind `analytics.track(...)` etc.) so its default client, created lazily from
     the module's settings at first use, is hooked before it queues anything."""
     proxy = getattr(module._proxy, "original", module._proxy)
-    lock = threading.Lock()
 
     def hooked_proxy(method: str, *args: Any, **kwargs: Any) -> Any:
         client = module.default_client
         if not client or getattr(client._enqueue, "gate", None) is not hook:
-            with lock:
+            with hook.hooking:
                 if not module.default_client:
                     proxy("flush")  # the module creates its default client as on first use; flushing it is a no-op
                 client = module.default_client
@@ -207,8 +238,8 @@ class Hook:
     def __init__(self, config: Config, store: Store, quarantine: QuarantineFile, source: str | None, *,
                  before: Iterable[UserStep] = (), after: Iterable[UserStep] = (), fail_closed: bool = False,
                  mode: str = "consumer", on_drop: OnDrop | None = None) -> None:
-        self.learn = Learn(store)
         engine = self.engine = Engine(config, store, steps=[After(step) for step in after], learn=self._learn)
+        self.learn = Learn(engine.store)  # the store read through its migrations
         self.quarantine = quarantine
         self.source = source
         self.before = list(before)
@@ -220,7 +251,16 @@ class Hook:
         self.failures = 0  # messages groupspec could not judge (passed through, or quarantined if fail_closed)
         self._lock = threading.Lock()
         self._compacting = threading.Lock()
+        self.hooking = threading.Lock()  # a module's default client being made and hooked
         self._logged: set[tuple[str, str]] = set()
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A forked child's own locks (the parent's threads that held them are not in the child). Its store and
+        quarantine see to themselves; the SDK's consumer threads do not cross a fork: a child makes a fresh client
+        (e.g. in a post-fork hook), which this hook hooks when `install` was given the module."""
+        if child:
+            self._lock, self._compacting, self.hooking = threading.Lock(), threading.Lock(), threading.Lock()
 
     # the SDK's seams
 

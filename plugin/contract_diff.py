@@ -32,6 +32,9 @@ RULES: dict[tuple[str, str], tuple[bool, str]] = {
     ("group_id_pattern", "widened"): (False, "group id pattern widened {old} -> {new}: every id it accepted still "
                                              "matches"),
     ("default_object_type_id", "changed"): (True, "default object type {old} -> {new}"),
+    ("object_type", "added"): (False, "object type {subject} named {new}"),
+    ("object_type", "removed"): (False, "object type {subject} no longer named (was {old})"),
+    ("object_type", "changed"): (False, "object type {subject} renamed {old} -> {new}"),
     ("require_group", "added"): (True, "{subject} newly requires a group"),
     ("require_group", "removed"): (False, "{subject} no longer requires a group"),
     ("attach_group_traits", "added"): (False, "{subject} now attached to track events"),
@@ -61,6 +64,7 @@ RULES: dict[tuple[str, str], tuple[bool, str]] = {
     ("rollup", "changed"): (True, "rollup {subject} redefined: {old} -> {new}"),
     ("rollup_interval", "changed"): (False, "rollup interval {old} -> {new}"),
     ("freshness", "changed"): (False, "freshness window {old} -> {new}"),
+    ("id_change_window", "changed"): (False, "id change window {old} -> {new}"),
     ("source", "added"): (False, "source {subject} added"),
     ("source", "removed"): (True, "source {subject} removed"),
     ("write_key", "changed"): (True, "write key of {subject} changed: senders with the old key lose the source"),
@@ -71,7 +75,7 @@ ACTION_ORDER = ("flag", "strip", "drop")
 #: (old type, new type) pairs that accept more values than before; None is "any type"
 TYPE_WIDENING = frozenset({("integer", "number")})
 #: scalar contract keys compared as "changed" (group_id_pattern has its own added/removed/widened rules)
-SCALARS = ("version", "group_key", "default_object_type_id", "rollup_interval", "freshness")
+SCALARS = ("version", "group_key", "default_object_type_id", "rollup_interval", "freshness", "id_change_window")
 
 
 @dataclass(frozen=True)
@@ -341,6 +345,10 @@ def contract_changes(where: str, old: Contract, new: Contract) -> list[Change]:
         if kind == "changed" and pattern_widened(old.group_id_pattern, new.group_id_pattern):
             kind = "widened"
         changes.append(Change(where, "group_id_pattern", kind, "", old.group_id_pattern, new.group_id_pattern))
+    changes.extend(Change(where, "object_type", _presence(old.object_types.get(key), new.object_types.get(key)), key,
+                          old.object_types.get(key), new.object_types.get(key))
+                   for key in sorted(set(old.object_types) | set(new.object_types), key=int)
+                   if old.object_types.get(key) != new.object_types.get(key))
     changes.extend(_require_group(where, old, new))
     changes.extend(Change(where, "attach_group_traits", kind, name)
                    for kind, name in _added_removed(set(old.attach_group_traits), set(new.attach_group_traits)))
@@ -374,17 +382,25 @@ def diff(old: Config, new: Config) -> list[Change]:
     return changes
 
 
+def plain_line(change: Change) -> str:
+    """One change on one line: BREAKING or compatible, where, what."""
+    label = "BREAKING" if change.breaking else "compatible"
+    return f"{label:<10}  {change.where}  {change.description}"
+
+
+def summary(changes: list[Change]) -> str:
+    breaking = sum(change.breaking for change in changes)
+    return f"{len(changes)} change(s): {breaking} breaking, {len(changes) - breaking} compatible"
+
+
 def print_changes(changes: list[Change], plain: bool) -> None:
     """A table on a terminal, one line per change otherwise (CI logs)."""
-    breaking = sum(change.breaking for change in changes)
-    summary = f"{len(changes)} change(s): {breaking} breaking, {len(changes) - breaking} compatible"
     if plain:
         for change in changes:
-            label = "BREAKING" if change.breaking else "compatible"
-            print(f"{label:<10}  {change.where}  {change.description}")
-        print(summary)
+            print(plain_line(change))
+        print(summary(changes))
         return
-    table = Table(title="contract changes", caption=summary)
+    table = Table(title="contract changes", caption=summary(changes))
     for column in ("", "where", "change"):
         table.add_column(column)
     for change in changes:

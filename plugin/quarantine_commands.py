@@ -18,19 +18,26 @@ from .sender.upstream import Upstream
 
 
 def _file(args: argparse.Namespace) -> Path:
+    """The file to read: FILE (which must exist), else the config's (which may not exist yet: nothing was
+    quarantined or dead-lettered so far; its path is relative to the working directory)."""
+    what = "dead letter" if args.dead_letter else "quarantine"
     if args.file is not None:
         path = Path(args.file)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such {what} file")
     elif args.config is not None:
         config = load_config(args.config)
         path = Path(config.customerio.dead_letter if args.dead_letter else config.quarantine.path)
+        if not path.exists():
+            print(f"groupspec: no {what} file yet at {path}: nothing recorded", file=sys.stderr)
     else:
         raise ConfigError("give a FILE or --config FILE (its [quarantine] path or [customerio] dead_letter)")
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such {'dead letter' if args.dead_letter else 'quarantine'} file")
     return path
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():  # the config's file, not written yet
+        return []
     try:
         return JsonlFile(path).records()
     except orjson.JSONDecodeError as exc:
@@ -68,8 +75,9 @@ def show_records(args: argparse.Namespace) -> int:
     return 0
 
 
-def deliver(config: Config, out: str | Path) -> dict[str, int]:
-    """Send a replay's `customerio.jsonl` to Customer.io and its `forwarded.jsonl` to the upstream, in order."""
+def deliver(config: Config, out: str | Path, sources: list[str | None]) -> dict[str, int]:
+    """Send a replay's `customerio.jsonl` to Customer.io and its `forwarded.jsonl` to the upstream, in order;
+    `sources` are the forwarded messages' sources (each goes upstream under its source's write key)."""
     out = Path(out)
     done = {"delivered": 0, "dead_lettered": 0, "retries": 0, "upstream_forwarded": 0, "upstream_dead_lettered": 0}
     if config.customerio_configured:
@@ -81,7 +89,7 @@ def deliver(config: Config, out: str | Path) -> dict[str, int]:
         bodies = [orjson.loads(line) for line in read_lines(out / "forwarded.jsonl")]
         upstream = Upstream(config)
         try:
-            report = upstream.send(bodies)
+            report = upstream.send(list(zip(sources, bodies, strict=True)))
         finally:
             upstream.close()
         done["retries"] += report.retries
@@ -89,10 +97,10 @@ def deliver(config: Config, out: str | Path) -> dict[str, int]:
     return done
 
 
-def deliver_and_print(config: Config, out: str | Path) -> int:
+def deliver_and_print(config: Config, out: str | Path, sources: list[str | None]) -> int:
     """`deliver`, printing its counts (exit 0) or why it stopped (exit 1; a 401 is a config error, exit 2)."""
     try:
-        done = deliver(config, out)
+        done = deliver(config, out, sources)
     except SendFailed as exc:
         if isinstance(exc, ConfigError):
             raise

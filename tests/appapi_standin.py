@@ -11,7 +11,13 @@ of Customer.io's App API reference:
 Attribute values are served as the reference's examples show them: strings (``"49"``, ``"true"``). It answers
 401 to a wrong bearer key and 429 (``Retry-After: 1``) to more than `limit` requests in the second before a
 request, by its `clock` (inject the client's fake clock to count without real time). `apply(ops)` plays Track
-API operations on its state, so a Track API write changes what it serves.
+API operations on its state (a person `merge` moves the secondary's relationships to the primary and removes the
+secondary, when both exist), so a Track API write changes what it serves.
+
+Misbehaviours, for the client's bounds: `script` (the next requests answer a status), `script_page` (a
+relationships page answers a status: a 404 or 500 mid-paging), `endless` (that many relationship pages carry a
+new `next` cursor and serve the first page again: a cursor that does not end), `cursors` (the `next` the
+coming relationship pages answer, whatever their real one: a cursor that repeats).
 """
 
 from __future__ import annotations
@@ -56,7 +62,10 @@ class AppApiStandin:
         self.objects: dict[tuple[str, str], dict[str, Any]] = {}
         self.people: list[dict[str, Any]] = []
         self.seen: list[Seen] = []
+        self.endless = 0
+        self.cursors: list[str] = []
         self._faults: list[tuple[int, str | None]] = []
+        self._page_faults: dict[int, list[int]] = {}
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         for person in (state or {}).get("people", []):
@@ -98,6 +107,10 @@ class AppApiStandin:
     def script(self, status: int, retry_after: str | None = None, count: int = 1) -> None:
         """The next `count` requests answer `status` (429: with `retry_after`)."""
         self._faults += [(status, retry_after)] * count
+
+    def script_page(self, page: int, status: int, count: int = 1) -> None:
+        """The next `count` requests for relationships page `page` (0: the first) answer `status`."""
+        self._page_faults.setdefault(page, []).extend([status] * count)
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -147,11 +160,26 @@ class AppApiStandin:
                     elif action != "identify_anonymous":
                         for link in links:
                             self._relate(record, link)
+                elif action == "merge":
+                    self._merge(self.person(op["primary"], create=False), self.person(op["secondary"], create=False))
                 elif action == "identify":
                     person = self.person(ids)
                     self._set(person["attributes"], op.get("attributes", {}))
                     for link in links:
                         self._relate(self._object(link["object_type_id"], link["object_id"]), ids)
+
+    def _merge(self, primary: dict[str, Any] | None, secondary: dict[str, Any] | None) -> None:
+        """Customer.io's merge: the secondary's relationships and missing attributes go to the primary, the
+        secondary is removed; nothing happens unless both exist."""
+        if primary is None or secondary is None or primary is secondary:
+            return
+        for record in self.objects.values():
+            if any(p is secondary for p in record["people"]):
+                record["people"] = [p for p in record["people"] if p is not secondary]
+                if all(p is not primary for p in record["people"]):
+                    record["people"].append(primary)
+        primary["attributes"] = secondary["attributes"] | primary["attributes"]
+        self.people = [p for p in self.people if p is not secondary]
 
     # -- serving ------------------------------------------------------------------------------------------
 
@@ -188,14 +216,24 @@ class AppApiStandin:
                 return 200, {"object": {"attributes": attributes, "timestamps": dict.fromkeys(attributes, 0),
                                         "identifiers": {"object_id": path[3], "cio_object_id": f"ob{path[3]}"},
                                         "object_type_id": path[2]}}
-            start = int(query.get("start", "c0")[1:])
+            cursor = query.get("start", "c0")
             size = int(query.get("limit", self.page_size))
+            start = int(cursor[1:].partition("-")[0])
+            faults = self._page_faults.get(start // size)
+            if faults:
+                status = faults.pop(0)
+                return status, {"errors": [{"detail": f"scripted HTTP {status}", "status": str(status)}]}
             page = record["people"][start:start + size]
             body: dict[str, Any] = {"cio_relationships": [
                 {"identifiers": {k: p[k] for k in PERSON_KEYS}, "object_type_id": path[2],
                  "object_type_disabled": False} for p in page]}
-            if start + size < len(record["people"]):
+            if self.endless:
+                self.endless -= 1
+                body["next"] = f"c0-{len(self.seen)}"  # a cursor never answered before, to the first page again
+            elif start + size < len(record["people"]):
                 body["next"] = f"c{start + size}"
+            if self.cursors:
+                body["next"] = self.cursors.pop(0)
             return 200, body
         if len(path) == 4 and path[:2] == ["v1", "customers"] and path[3] == "attributes":
             person = self.person({query.get("id_type", "id"): path[2]}, create=False)

@@ -94,7 +94,7 @@ def web_worker(sdk: str, host: str, workdir: str, config_path: str, process: int
     for name in ("groupspec", "groupspec.sdk", "segment", "rudder", "customerio"):
         logging.getLogger(name).addHandler(Collect())
     module = importlib.import_module(f"{sdk}.analytics")
-    client = install(module.Client("wk", host=host, upload_interval=0.05), config_path, source="web")
+    client = install(module.Client("wk", host=host, upload_interval=0.05), config_path)
 
     def request_thread(t: int) -> None:
         user = f"u{process}_{t}"

@@ -524,3 +524,12 @@ def test_ctrl_c_while_batches_are_in_flight_never_sends_an_operation_twice(tmp_p
         assert duplicates == 0, f"interrupt after {delay}s: {duplicates} operations sent twice"
         assert accepted == want
     assert interrupted >= 6  # the interrupts did land in the middle of the runs
+
+
+def test_a_dry_run_changes_no_store(tmp_path, config, capsys):
+    """Issue 18, one store rule: a backfill (whose job is to change the production store) uses [store]; a dry
+    run sends nothing and teaches the store nothing either (memory:// unless --store names one)."""
+    service_db = tmp_path / "service.db"
+    Path(config).write_text(Path(config).read_text() + f'[store]\nurl = "sqlite:///{service_db}"\n')
+    assert dry_run([write(tmp_path, "accounts.csv", CSV)], config, tmp_path / "out") == 0
+    assert not service_db.exists()

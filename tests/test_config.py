@@ -7,7 +7,7 @@ import re
 
 import pytest
 from core_support import config
-from groupspec.middleware.config import ConfigError, load_config
+from groupspec.middleware.config import ConfigError, load_config, parse_config
 from groupspec.middleware.violations import ALLOWED_ACTIONS, DEFAULT_ACTIONS
 from groupspec.plugin.cli import main
 
@@ -64,15 +64,19 @@ MAY_BE = {
     "customerio_limit": {"drop"},
     "future_timestamp": {"flag", "drop"},
     "anonymous_relationship_delete": {"drop"},
+    "not_mapped": {"flag", "drop"},
+    "group_id_migrated": {"flag", "drop"},
     "store_unavailable": {"drop"},
     "internal_error": {"drop"},
 }
-#: SPEC's and docs/contract.md's "default" column
+#: the "default" column: SPEC's, with issue 18's defaults that protect (a bad group value is kept out of
+#: Customer.io): `group_id_conflict` and `invalid_group_trait` strip
 DEFAULTS = {
-    "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "flag",
-    "group_trait_on_person": "strip", "invalid_group_trait": "flag", "stale_group_update": "strip",
+    "malformed": "drop", "missing_group_id": "flag", "invalid_group_id": "drop", "group_id_conflict": "strip",
+    "group_trait_on_person": "strip", "invalid_group_trait": "strip", "stale_group_update": "strip",
     "invalid_object_type": "drop", "not_attribute_owner": "strip", "customerio_limit": "drop", "future_timestamp": "drop",
-    "anonymous_relationship_delete": "drop", "store_unavailable": "drop", "internal_error": "drop",
+    "anonymous_relationship_delete": "drop", "not_mapped": "flag", "group_id_migrated": "flag", "store_unavailable": "drop",
+    "internal_error": "drop",
 }
 
 
@@ -114,7 +118,8 @@ def test_a_full_file_loads_with_every_key(tmp_path, monkeypatch):
     assert c.action("invalid_group_id") == "flag"
     assert cfg.customerio.region == "eu"
     assert cfg.customerio.base_url == "https://track-eu.customer.io"
-    assert cfg.store_url("memory://") == "sqlite:///groupspec.db"
+    assert cfg.store_url("live") == "sqlite:///groupspec.db"  # [store] url: the commands that change the store
+    assert cfg.store_url("offline") == "memory://"  # a replay: whatever [store] says (issue 18)
     assert cfg.require("customerio.site_id", cfg.customerio.site_id) == "site-1"
     assert cfg.require("customerio.api_key", cfg.customerio.api_key) == "key-1"
 
@@ -237,14 +242,15 @@ def test_the_readme_example_error_is_what_a_user_sees(tmp_path):
     ('[contract]\ndefault_object_type_id = "01"', "contract.default_object_type_id", "positive integer"),
     ('[contract]\ndefault_object_type_id = true', "contract.default_object_type_id", "positive integer"),
     ('[contract]\ndefault_object_type_id = 1.5', "contract.default_object_type_id", "positive integer"),
-    ('[contract]\nrequire_group = "Order Placed"', "contract.require_group", "list"),
+    ('[contract]\nrequire_group = "Order Placed"', "contract.require_group",
+     "expected a list of strings, got 'Order Placed'"),
     ('[contract]\nversionn = "x"', "contract.versionn", "unknown key"),
     ('[contract]\nattach_group_traits = ["plan"]', "attach_group_traits", "group_traits"),
     ('[contract.group_traits]\nplan = { type = "text" }', "contract.group_traits.plan.type", "string"),
     ('[contract.group_traits]\nplan = { typ = "string" }', "contract.group_traits.plan.typ", "unknown key"),
-    ('[contract.group_traits]\nplan = "string"', "contract.group_traits.plan", "dictionary"),
-    ('contract = 5', "contract", "dictionary"),
-    ('[sources]\nweb = "wk"', "sources.web", "dictionary"),
+    ('[contract.group_traits]\nplan = "string"', "contract.group_traits.plan", "expected a table, got 'string'"),
+    ('contract = 5', "contract", "expected a table, got 5"),
+    ('[sources]\nweb = "wk"', "sources.web", "expected a table, got 'wk'"),
     ('[sources.web.contract]\ngroup_key = 5', "sources.web.contract.group_key", "string"),
     ('[sources.web.contract]\ndefault_object_type_id = "x"', "sources.web.contract.default_object_type_id",
      "positive integer"),
@@ -268,10 +274,26 @@ def test_a_missing_file_names_the_file(tmp_path):
 # --- check-config ----------------------------------------------------------------------------------------------
 
 def test_check_config_exits_0_on_a_good_file(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("GS_TEST_SITE", raising=False)  # unset secrets are not needed to check a file
+    monkeypatch.setenv("GS_TEST_SITE", "site-1")
+    monkeypatch.setenv("GS_TEST_KEY", "key-1")
     assert main(["check-config", str(write(tmp_path, FULL))]) == 0
     out = capsys.readouterr().out
     assert "ok" in out and "2026-11" in out and "web" in out and "billing" in out
+
+
+def test_check_config_reports_unset_variables_unless_allowed(tmp_path, capsys, monkeypatch):
+    """Issue 18: an unset `${VAR}` passes CI and fails at `serve`; check-config says so (exit 2) and
+    `--allow-unset` accepts it for CI without secrets."""
+    monkeypatch.delenv("GS_TEST_SITE", raising=False)
+    monkeypatch.setenv("GS_TEST_KEY", "key-1")
+    path = write(tmp_path, FULL)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: customerio.site_id: environment variable GS_TEST_SITE is not set" in err
+    assert "GS_TEST_KEY" not in err and "key-1" not in err
+    assert main(["check-config", str(path), "--allow-unset"]) == 0
+    assert "unset: GS_TEST_SITE" in capsys.readouterr().out
+    load_config(path)  # the run-time deferral stays: a replay needs no Customer.io secret
 
 
 BAD_FILES = {
@@ -311,3 +333,65 @@ def test_an_unset_variable_outside_the_secrets_fails_at_load(monkeypatch, tmp_pa
     path.write_text('[contract]\ngroup_id_pattern = "${GS_TEST_PATTERN}"\n')
     assert main(["check-config", str(path)]) == 2
     assert "contract.group_id_pattern: environment variable GS_TEST_PATTERN is not set" in capsys.readouterr().err
+
+
+# --- issue 18: configuration mistakes caught, in the config's words ------------------------------------------
+
+def test_an_owner_that_is_no_source_is_refused(tmp_path, capsys):
+    """`owner = "biling"` made every write to the trait `not_attribute_owner`-stripped; now exit 2 naming the key."""
+    text = ('[contract.group_traits]\ncredit = { type = "number", owner = "biling" }\n'
+            '[sources.web]\nwrite_key = "wk_web"\n[sources.billing]\nwrite_key = "wk_billing"\n')
+    path = write(tmp_path, text)
+    assert main(["check-config", str(path)]) == 2
+    assert (f"{path}: contract.group_traits.credit.owner: expected a source of [sources] (web, billing), got 'biling' "
+            "(did you mean `billing`?)") in capsys.readouterr().err
+    own = text.replace('owner = "biling"', 'owner = "billing"') + '[sources.web.contract.group_traits]\nplan = { owner = "pos" }\n'
+    assert "sources.web.contract.group_traits.plan.owner: expected a source of [sources]" in error_of(tmp_path, own)
+
+
+def test_two_sources_with_one_write_key_are_refused_without_showing_it(tmp_path, capsys):
+    path = write(tmp_path, '[sources.web]\nwrite_key = "wk_shared_9x"\n[sources.billing]\nwrite_key = "wk_shared_9x"\n')
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: sources.billing.write_key: the same write key as sources.web.write_key" in err
+    assert "wk_shared_9x" not in err
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[contract]\ngroup_kye = "hh"', "contract.group_kye: unknown key (did you mean `group_key`?)"),
+    ('[sources.web]\nwritekey = "x"', "sources.web.writekey: unknown key (did you mean `write_key`?)"),
+    ('[stroe]\nurl = "memory://"', "stroe: unknown key (did you mean `store`?)"),
+    ('[contract.actions]\nmising_group_id = "drop"', "(did you mean `missing_group_id`?)"),
+    ('[contract]\nrequire_group = "Order Placed"', "contract.require_group: expected a list of strings, got 'Order Placed'"),
+    ('[service]\ncors_origins = "https://shop.example"', "service.cors_origins: expected a list of strings, got"),
+    ('[contract.group_traits]\nplan = { enum = "basic" }', "plan.enum: expected a list of strings, whole numbers, "
+                                                          "numbers or booleans, got 'basic'"),
+    ('[customerio]\nbatch_size = "many"', "customerio.batch_size: expected a whole number, got 'many'"),
+    ('[customerio]\nbatch_size = 0', "customerio.batch_size: expected a number at least 1, got 0"),
+    ('[store]\nurl = 5', "store.url: expected a string, got 5"),
+    ('[customerio]\napi_key = 918273645', "customerio.api_key: expected a string, got a number"),  # never the value
+])
+def test_config_errors_speak_the_configs_language(tmp_path, text, message):
+    error = error_of(tmp_path, text)
+    assert message in error and "Input should" not in error and "dictionary" not in error
+
+
+def test_an_action_error_offers_only_the_actions_the_code_allows(tmp_path):
+    """`missing_group_id` may flag or drop; a typo must not be answered with "flag | strip | drop"."""
+    error = error_of(tmp_path, '[contract.actions]\nmissing_group_id = "strp"')
+    assert "contract.actions.missing_group_id: expected flag | drop, got 'strp'" in error and "strip" not in error
+
+
+def test_each_source_has_its_upstream_write_key():
+    """Issue 18: a source's `upstream_write_key`, else its own write key, else `upstream.write_key` (a webhook-fed
+    source without an override, or a message of no source)."""
+    cfg = parse_config({"sources": {"web": {"write_key": "wk_web"},
+                                    "billing": {"write_key": "wk_billing", "upstream_write_key": "seg_billing"},
+                                    "hooks": {"webhook_secret": "s", "upstream_write_key": "seg_hooks"},
+                                    "plain_hooks": {"webhook_secret": "s"}},
+                        "upstream": {"url": "http://up.test", "write_key": "seg_default"}})
+    assert [cfg.upstream_key(name) for name in ("web", "billing", "hooks", "plain_hooks", None)] == \
+        ["wk_web", "seg_billing", "seg_hooks", "seg_default", "seg_default"]
+    with pytest.raises(ConfigError, match=r"sources\.web\.upstream_write_key: environment variable GS_UNSET_18"):
+        parse_config({"sources": {"web": {"write_key": "wk", "upstream_write_key": "${GS_UNSET_18}"}}},
+                     "g.toml").upstream_key("web")

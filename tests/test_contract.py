@@ -7,7 +7,7 @@ import copy
 
 import orjson
 import pytest
-from core_support import Chain, at, codes, group, identify, left, track
+from core_support import Chain, at, codes, group, identify, left, track, unix
 from groupspec.middleware import Engine
 from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore
@@ -172,6 +172,18 @@ def test_group_id_conflict_strip_uses_the_membership_instead():
     assert msg.ops[0]["attributes"]["group_id"] == "hh_1"
 
 
+def test_by_default_a_conflicting_id_is_kept_out_and_the_event_still_goes():
+    """Issue 18: `group_id_conflict` strips by default: the conflicting id never reaches Customer.io; the event
+    goes, resolved by the person's membership."""
+    c = Chain(f"[contract]\n{TRAITS}")
+    c.run(group("u", "hh_1", 0))
+    msg = c.one(track("u", days=1, context={"groupId": "hh_2"}))
+    assert not msg.quarantined and violations_of(msg) == ["group_id_conflict"]
+    assert msg.body["context"]["groupId"] == "hh_1" and msg.resolution == "membership"
+    assert [op["attributes"]["group_id"] for op in msg.ops] == ["hh_1"]
+    assert "hh_2" not in orjson.dumps(msg.ops).decode()
+
+
 def test_a_group_call_joining_a_new_group_is_no_conflict():
     c = chain("group_id_conflict", "drop")
     c.run(group("u", "hh_1", 0))
@@ -190,7 +202,8 @@ def test_group_trait_on_person_strip_removes_only_the_group_traits(where):
     assert sorted(v["field"] for v in msg.violations) == [f"{where}.plan", f"{where}.vip"]
     holder = msg.body["traits"] if where == "traits" else msg.body["context"]["traits"]
     assert holder == {"name": "Ada"}
-    assert msg.ops[0]["attributes"] == {"name": "Ada"}
+    # Segment's createUpdatePerson reads person attributes from `traits` only (issue #19 item 3)
+    assert msg.ops[0]["attributes"] == ({"name": "Ada"} if where == "traits" else {})
     assert msg.original == payload
 
 
@@ -214,6 +227,18 @@ def test_group_traits_on_a_group_call_are_where_they_belong():
 
 
 # --- invalid_group_trait -----------------------------------------------------------------------------------------
+
+def test_by_default_an_invalid_group_trait_is_kept_out_and_the_group_call_still_goes():
+    """Issue 18: `invalid_group_trait` strips by default: the bad value never reaches Customer.io (nor the store);
+    the group call goes with its other traits."""
+    c = Chain(f"[contract]\n{TRAITS}")
+    msg = c.one(group("u", "hh_1", 1, plan="actve", seats=3, credit="12.50"), source="billing")
+    assert not msg.quarantined and sorted(violations_of(msg)) == ["invalid_group_trait", "invalid_group_trait"]
+    assert "plan" not in msg.body["traits"] and "credit" not in msg.body["traits"] and msg.body["traits"]["seats"] == 3
+    (op,) = msg.ops
+    assert op["attributes"] == {"seats": 3}
+    assert c.store.traits_at("1", "hh_1", ["plan", "credit", "seats"], unix(2)) == {"seats": 3}
+
 
 @pytest.mark.parametrize(("name", "value"), [
     ("plan", "gold"),            # not in the enum
@@ -268,8 +293,8 @@ def test_stale_group_update_strip_drops_only_the_older_attributes():
     assert msg.violations[0]["field"] == "traits.plan"
     assert msg.ops[0]["attributes"] == {"vip": "gold"}
     assert c.one(track("u", days=3)).body["context"]["groupspec"]["group_traits"] == {"plan": "pro", "vip": "gold"}
-    # the snapshot as known at day 1.5: the stale plan was not applied, vip was
-    assert c.one(track("u", days=1.5)).body["context"]["groupspec"]["group_traits"] == {"vip": "gold"}
+    # the snapshot at day 1.5: the stale plan was not sent, but it is the value in force then (issue 17, item 10)
+    assert c.one(track("u", days=1.5)).body["context"]["groupspec"]["group_traits"] == {"plan": "basic", "vip": "gold"}
 
 
 def test_stale_group_update_flag_forwards_with_the_violation_and_newest_still_wins():

@@ -1,5 +1,6 @@
 """The flat path (middleware/fastpath.py) against the whole chain: generated streams with every kind of message
-and violation, both compat profiles, memory and SQLite stores, with and without retention, rollups, attached
+and violation (late group updates, time-less re-sends, messages Customer.io gets nothing for: `not_mapped`), every
+compat profile, group id migrations recorded before or during the stream, memory and SQLite stores, with and without retention, rollups, attached
 traits, a live clock and the flag / strip actions, give byte-identical outputs (forwarded lines, Customer.io
 operations, quarantine records, summary, counts) and the same store answers whichever road the messages take.
 
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 from groupspec.middleware import Engine, open_store
 from groupspec.middleware.config import parse_config
+from groupspec.middleware.migrations import Migration, arrival_key
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -52,12 +54,13 @@ def chance(draw, p: float) -> bool:
 def times(draw, i: int) -> dict[str, Any]:
     """The `i`th message's times: a day after the one before, or (late, early) anywhere in 120 days."""
     at = i * 86400 if not chance(draw, 0.3) else draw(st.integers(0, 120 * 86400))
-    kind = pick(draw, ["plain"], ["lower", "corrected", "received", "future", "bad", "number", "none", "ancient"],
-                0.15)
+    kind = pick(draw, ["plain"], ["lower", "corrected", "received", "future", "bad", "number", "none", "ancient",
+                                  "original", "none"], 0.15)
     return {
         "plain": {"timestamp": iso(at)},
         "lower": {"timestamp": iso(at, lower=True)},
         "corrected": {"originalTimestamp": iso(at), "sentAt": iso(at + 5)},
+        "original": {"originalTimestamp": iso(at)},
         "received": {"timestamp": iso(at), "receivedAt": iso(at + draw(st.sampled_from([1, 3 * 86400])))},
         "future": {"timestamp": "2099-01-01T00:00:00Z"},
         "bad": {"timestamp": "yesterday"},
@@ -165,9 +168,23 @@ class Declines:
         return False
 
 
-def outputs(cfg, store_url: str, payloads: list[Any], flat: bool, live: bool) -> dict[str, Any]:
-    """What a replay-like run (chunks of 5, a compaction between chunks, a flush) writes, and the store's answers."""
+def migrate(store, when: str) -> None:
+    """Record group id migrations: hh_2 renamed hh_4, hh_3 merged into hh_1 from day 20."""
+    if when == "before":
+        store.record_migration(Migration("1", "hh_2", "hh_4", "rename", START.timestamp(), False,
+                                         store.admit(arrival_key("1", "hh_2"))))
+    else:
+        store.record_migration(Migration("1", "hh_3", "hh_1", "merge", (START + timedelta(days=20)).timestamp(),
+                                         False, store.admit(arrival_key("1", "hh_3"))))
+
+
+def outputs(cfg, store_url: str, payloads: list[Any], flat: bool, live: bool,
+            migrations: str | None = None) -> dict[str, Any]:
+    """What a replay-like run (chunks of 5, a compaction between chunks, a flush) writes, and the store's answers;
+    `migrations`: group ids migrated "before" the run, or "during" it (after its first chunk)."""
     store = open_store(store_url)
+    if migrations == "before":
+        migrate(store, "before")
     clock = (lambda: (START + timedelta(days=60)).timestamp()) if live else None
     engine = Engine(cfg, store, destination=CUSTOMERIO, clock=clock)
     if not flat:
@@ -177,6 +194,8 @@ def outputs(cfg, store_url: str, payloads: list[Any], flat: bool, live: bool) ->
     quarantine: list[bytes] = []
     counts = []
     for start in range(0, len(payloads), 5):
+        if migrations == "during" and start == 5:
+            migrate(store, "during")
         with engine.transaction():
             for payload in payloads[start:start + 5]:
                 out = engine.process(orjson.dumps(payload))
@@ -205,10 +224,12 @@ def outputs(cfg, store_url: str, payloads: list[Any], flat: bool, live: bool) ->
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), compat=st.sampled_from(["segment", "rudderstack"]), kind=st.sampled_from(["memory", "sqlite"]),
-       retention=st.booleans(), rollups=st.booleans(), attach=st.booleans(), live=st.booleans(),
-       actions=st.sampled_from([None, "flag", "strip"]))
-def test_flat_path_and_chain_give_the_same_bytes(data, compat, kind, retention, rollups, attach, live, actions):
+@given(data=st.data(), compat=st.sampled_from(["segment", "rudderstack", "rudderstack-v2"]),
+       kind=st.sampled_from(["memory", "sqlite"]), retention=st.booleans(), rollups=st.booleans(),
+       attach=st.booleans(), live=st.booleans(), actions=st.sampled_from([None, "flag", "strip"]),
+       migrations=st.sampled_from([None, None, "before", "during"]))
+def test_flat_path_and_chain_give_the_same_bytes(data, compat, kind, retention, rollups, attach, live, actions,
+                                                 migrations):
     n = itertools.count(1)
     payloads = data.draw(st.lists(messages(n), min_size=4, max_size=40))
     if data.draw(st.booleans()):  # a re-sent stream: every message again
@@ -218,7 +239,7 @@ def test_flat_path_and_chain_give_the_same_bytes(data, compat, kind, retention, 
         for flat in (True, False):
             url = "memory://" if kind == "memory" else f"sqlite:///{Path(tmp) / f'{flat}.db'}"
             cfg = config(compat, url, retention, rollups, attach, actions)
-            results.append(outputs(cfg, url, payloads, flat, live))
+            results.append(outputs(cfg, url, payloads, flat, live, migrations))
     flat_out, chain_out = results
     for key in flat_out:
         assert flat_out[key] == chain_out[key], key
@@ -246,7 +267,30 @@ def test_the_flat_path_takes_the_common_messages():
         {**base, "type": "group", "groupId": "hh_1", "traits": {"plan_type": "gold"}, "messageId": "8"},  # enum
         {**base, "type": "track", "event": "Viewed"},  # no messageId: the chain makes one
         {**base, "type": "alias", "previousId": "a1", "messageId": "9"},
+        {"type": "track", "event": "Viewed", "userId": "u1", "messageId": "10"},  # no time: maybe a re-send
+        {"type": "track", "event": "Viewed", "userId": "u1", "messageId": "11", "originalTimestamp": iso(5)},
+        {**base, "type": "group", "groupId": "hh_1", "traits": {"plan_type": "plus"}, "messageId": "12",
+         "timestamp": iso(-5)},  # older than message 1's plan_type: stale, a late group update
     ]
     for payload in common + unusual:
         engine.process(orjson.dumps(payload))
     assert taken == [True] * len(common) + [False] * len(unusual)
+
+
+def test_the_flat_path_declines_while_a_migration_is_recorded():
+    """With any group id migration recorded, every message takes the whole chain (`MapMigrated`, the migrated
+    reads)."""
+    cfg = config("segment", "memory://", False, False, True, None)
+    store = open_store("memory://")
+    engine = Engine(cfg, store, destination=CUSTOMERIO, clock=None)
+    taken = []
+    take = engine.flat.take
+    engine.flat.take = lambda msg: taken.append(take(msg)) or taken[-1]
+    track = {"timestamp": iso(0), "userId": "u1", "type": "track", "event": "Viewed"}
+    with engine.transaction():
+        engine.process(orjson.dumps({**track, "messageId": "1"}))
+    migrate(store, "before")
+    with engine.transaction():
+        out = engine.process(orjson.dumps({**track, "messageId": "2", "context": {"groupId": "hh_2"}}))
+    assert taken == [True, False]
+    assert out.forwarded[0]["context"]["groupId"] == "hh_4"

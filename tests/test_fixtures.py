@@ -16,8 +16,10 @@ STREAMS = sorted(p.parent for p in FIXTURES.glob("*/stream.jsonl"))
 
 
 def replay(folder: Path, out: Path, *extra: str) -> int:
+    """Replay a fixture against its expected outputs (with its `migrations.csv`, when it has one)."""
+    migrations = ["--migrations", str(folder / "migrations.csv")] if (folder / "migrations.csv").exists() else []
     return main(["replay", str(folder / "stream.jsonl"), "--config", str(folder / "groupspec.toml"),
-                 "--out", str(out), "--expect", str(folder / "expected"), *extra])
+                 "--out", str(out), "--expect", str(folder / "expected"), *migrations, *extra])
 
 
 @pytest.mark.parametrize("folder", STREAMS, ids=[p.name for p in STREAMS])

@@ -52,11 +52,13 @@ def test_the_type_is_case_insensitive_and_normalised():
 # --- RudderStack variants ------------------------------------------------------------------------------------
 
 def test_rudderstack_identify_traits_under_context_traits_are_the_person_traits():
-    msg = Chain().one({"type": "identify", "userId": "u1", "context": {"traits": {"name": "Ada", "age": 3}},
-                       "timestamp": at(1)})
-    assert not msg.quarantined
-    (op,) = msg.ops
-    assert op["attributes"] == {"name": "Ada", "age": 3}
+    # the RudderStack profiles read them there (`getFieldValueFromMessage(message, 'traits')`); Segment's does not
+    for profile in ("rudderstack", "rudderstack-v2"):
+        msg = Chain(f'[customerio]\ncompat = "{profile}"').one(
+            {"type": "identify", "userId": "u1", "context": {"traits": {"name": "Ada", "age": 3}}, "timestamp": at(1)})
+        assert not msg.quarantined
+        (op,) = msg.ops
+        assert op["attributes"] == {"name": "Ada", "age": 3, "_timestamp": unix(1)}
 
 
 def test_original_timestamp_is_the_event_time_when_there_is_no_timestamp():

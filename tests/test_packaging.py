@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 ROOT = Path(__file__).resolve().parent.parent
 ROOTS = {"middleware": "groupspec.middleware", "plugin": "groupspec.plugin"}
 
@@ -73,3 +75,31 @@ def test_no_door_imports_another_door():
                         if other != door and (name == module or name.startswith(module + ".")):
                             found.append(f"{path.relative_to(ROOT)} imports {name}")
     assert found == []
+
+
+def _requirements(specs: list[str]) -> dict[str, str]:
+    """name -> its version bounds, e.g. {"pydantic": "<3,>=2.6"} (`packaging` comes with pytest)."""
+    return {(req := Requirement(spec)).name: str(req.specifier) for spec in specs}
+
+
+def test_every_runtime_dependency_is_bounded_below_its_next_major_version():
+    """A new major release of a library whose API the code relies on cannot break an install."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    runtime = _requirements(project["dependencies"] + extras["segment"] + extras["rudderstack"] + extras["customerio"])
+    assert runtime and {name: spec for name, spec in runtime.items() if "<" not in spec} == {}
+
+
+def test_python_ulid_is_a_test_dependency_only():
+    """Only the tests import python-ulid (the event ids are built without it)."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "python-ulid" not in _requirements(project["dependencies"])
+    assert "python-ulid" in _requirements(project["optional-dependencies"]["test"])
+    assert [p for top in ROOTS for p in (ROOT / top).rglob("*.py") if "import ulid" in p.read_text()] == []
+
+
+def test_the_default_test_run_leaves_the_long_tests_out_and_ci_runs_them():
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-m 'not long'" in options["addopts"] and any(m.startswith("long:") for m in options["markers"])
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "python -m pytest -m long" in ci

@@ -1,6 +1,6 @@
-"""Customer.io parity (issue #10): each rule of docs/parity-reference.md, with the expected values taken from the
-reference destinations' code (Segment's action-destinations `customerio/`, RudderStack's rudder-transformer
-`customerio/v2/util.ts`), not from groupspec's output."""
+"""Customer.io parity (issues #10 and #19): each rule of docs/parity-reference.md, with the expected values taken
+from the reference destinations' code (Segment's action-destinations `customerio/`, RudderStack's rudder-transformer
+`customerio/transform.ts` + `util.ts` (v1, the default) and `customerio/v2/util.ts`), not from groupspec's output."""
 
 from __future__ import annotations
 
@@ -13,12 +13,23 @@ from groupspec.plugin.customerio.dates import iso_seconds
 from groupspec.plugin.customerio.identifiers import is_email
 
 RUDDERSTACK = '[customerio]\ncompat = "rudderstack"\ndevice_token_event = "Push Token Registered"\n'
+RUDDERSTACK_V2 = RUDDERSTACK.replace('"rudderstack"', '"rudderstack-v2"')
+BOTH_PATHS = pytest.mark.parametrize("profile", [RUDDERSTACK, RUDDERSTACK_V2], ids=["v1", "v2"])
 
 
 def ops(chain: Chain, payload) -> list[dict]:
     msg = chain.one(payload)
     assert not msg.quarantined, msg.violations
     return msg.ops
+
+
+def unmapped(payload, toml: str = "", field: str | None = None) -> str:
+    """The reason a message got no operation: forwarded, flagged `not_mapped` (the reference sends nothing)."""
+    msg = Chain(toml).one(payload)
+    assert not msg.quarantined and msg.ops == [] and codes(msg) == ["not_mapped"], msg.violations
+    assert field is None or msg.violations[0]["field"] == field, msg.violations
+    assert msg.body["context"]["groupspec"]["violations"] == msg.violations  # the forwarded message says so
+    return msg.violations[0]["message"]
 
 
 def op(payload, toml: str = "") -> dict:
@@ -35,14 +46,17 @@ def device_track(user, event, days=0, token="tok-1", kind="ios", **extra):
 # --- segment profile (the default) ----------------------------------------------------------------------------------
 
 def test_every_default_subscription_of_segments_destination_has_a_row():
-    # index.ts presets + each action's defaultSubscription (reportDelivery/ContentEvent are out of scope)
+    # index.ts presets at 970a17e ("Create or Update Device" adds "Device Created or Updated") + each action's
+    # defaultSubscription (reportDelivery/ContentEvent are out of scope)
     wanted = {("identify", None), ("track", None), ("page", None), ("screen", None), ("group", None),
               ("alias", None), ("track", "Application Installed"), ("track", "Application Opened"),
-              ("track", "Application Uninstalled"), ("track", "Device Deleted"), ("track", "User Deleted"),
+              ("track", "Device Created or Updated"), ("track", "Application Uninstalled"),
+              ("track", "Device Deleted"), ("track", "User Deleted"),
               ("track", "User Suppressed"), ("track", "User Unsuppressed"), ("track", "Relationship Deleted"),
               ("track", "Object Deleted")}
     assert set(mapping.ROUTES) == wanted
-    assert mapping.PROFILES["segment"] is mapping.ROUTES and mapping.PROFILES["rudderstack"] is rudderstack.ROUTES
+    assert mapping.PROFILES == {"segment": mapping.ROUTES, "rudderstack": rudderstack.ROUTES_V1,
+                                "rudderstack-v2": rudderstack.ROUTES_V2}
 
 
 def test_identify_sends_created_at_from_createdAt_converted_and_created_at_wins():
@@ -147,31 +161,77 @@ def test_events_pages_and_screens_of_a_known_person_carry_the_anonymous_id_befor
     assert anonymous["identifiers"] == {"anonymous_id": "a2"} and "anonymous_id" not in anonymous["attributes"]
 
 
-@pytest.mark.parametrize("event", ["Application Installed", "Application Opened"])
-def test_device_events_with_a_token_add_the_device_then_send_the_event(event):
-    chain = Chain()
-    device, tracked = ops(chain, device_track("u1", event, 1, properties={"build": "320", "at": at(0)}))
+@pytest.mark.parametrize("event", ["Application Installed", "Application Opened", "Device Created or Updated"])
+def test_device_events_with_a_token_add_the_device_and_send_no_event(event):
+    # preset "Create or Update Device" (970a17e) subscribes all three; "Track Event" excludes them
+    (device,) = ops(Chain(), device_track("u1", event, 1, properties={"build": "320", "at": at(0)}))
     # createUpdateDevice: token, platform as sent, last_used from the timestamp, properties + app_version
     assert device == {"type": "person", "action": "add_device", "identifiers": {"id": "u1"},
                       "device": {"token": "tok-1", "platform": "ios", "last_used": unix(1),
                                  "attributes": {"build": "320", "at": unix(0), "app_version": "3.2.0"}}}
-    assert (tracked["action"], tracked["name"]) == ("event", event)
 
 
-def test_a_device_event_without_token_userId_or_platform_sends_only_the_event():
-    for payload in (device_track("u1", "Application Installed", token=None),
-                    device_track(None, "Application Installed", anon="a1"),
-                    track("u1", "Application Opened", context={"device": {"token": "t"}})):
-        (only,) = ops(Chain(), payload)
-        assert only["action"] == "event"
+@pytest.mark.parametrize(("payload", "field"), [
+    (device_track("u1", "Application Installed", token=None), "context.device.token"),
+    (device_track(None, "Device Created or Updated", anon="a1"), "userId"),
+    (track("u1", "Application Opened", context={"device": {"token": "t"}}), "context.device.type"),
+    (device_track("u1", "Application Uninstalled", token=None), "context.device.token"),
+    (device_track(None, "Device Deleted", anon="a1"), "userId"),
+])
+def test_a_device_event_segment_refuses_gets_no_operation_and_is_flagged(payload, field):
+    # createUpdateDevice / deleteDevice: person_id, device_id (and platform) required -> the action fails; the
+    # Track Event preset excludes device events, so Segment sends nothing at all
+    assert "Segment's" in unmapped(payload, field=field)
 
 
 @pytest.mark.parametrize("event", ["Application Uninstalled", "Device Deleted"])
-def test_device_removal_deletes_the_device_then_sends_the_event(event):
-    device, tracked = ops(Chain(), device_track("cio_7", event, 1))
+def test_device_removal_deletes_the_device_and_sends_no_event(event):
+    (device,) = ops(Chain(), device_track("cio_7", event, 1))
     assert device == {"type": "person", "action": "delete_device", "identifiers": {"cio_id": "7"},
                       "device": {"token": "tok-1"}}
-    assert tracked["name"] == event
+
+
+def test_a_device_platform_customerio_does_not_take_is_not_sent():
+    # Track API v2 schema: device.platform is "ios" or "android" (the case is an allowed deviation: Segment sends
+    # context.device.type as it is)
+    assert op(device_track("u1", "Application Installed", kind="Android"))["device"]["platform"] == "Android"
+    assert "device platform ios or android, got 'web'" in unmapped(device_track("u1", "Device Created or Updated",
+                                                                                kind="web"), field="device.platform")
+
+
+def test_not_mapped_may_drop_the_message_instead():
+    msg = Chain('[contract.actions]\nnot_mapped = "drop"').one(device_track("u1", "Application Opened", token=None))
+    assert msg.quarantined and codes(msg) == ["not_mapped"] and msg.ops == []
+    with pytest.raises(ConfigError, match="not_mapped: expected flag"):
+        parse_config({"contract": {"actions": {"not_mapped": "strip"}}}, "g.toml")
+
+
+def test_identify_takes_no_person_attribute_from_context_traits():
+    # createUpdatePerson reads $.traits (custom_attributes, email, created_at), never $.context.traits
+    out = op(identify("u1", 1, anon="a1", context={"traits": {"email": "x@example.com", "createdAt": at(0)}}))
+    assert out == {"type": "person", "action": "identify", "identifiers": {"id": "u1"},
+                   "attributes": {"anonymous_id": "a1"}, "timestamp": unix(1)}
+    # and no identifier from it either: id = userId, else traits.email
+    anonymous = op(identify(None, 1, anon="a1", context={"traits": {"email": "x@example.com"}}))
+    assert anonymous["identifiers"] == {"anonymous_id": "a1"} and anonymous["attributes"] == {}
+    # nor a relationship: neither Customer.io nor the store relates the person to a context.traits objectId
+    chain = Chain()
+    (related,) = ops(chain, identify("u2", 1, context={"traits": {"objectId": "acct_9"}}))
+    assert "cio_relationships" not in related and chain.one(track("u2", "Viewed", 2)).group_id is None
+
+
+def test_a_screen_without_a_name_and_a_page_without_a_url_are_not_sent():
+    # trackScreenView: name = $.name (required); trackPageView: url = $.properties.url (required)
+    unmapped({"type": "screen", "userId": "u1", "properties": {"name": "Cart"}, "timestamp": at(1)}, field="name")
+    unmapped({"type": "page", "userId": "u1", "name": "Pricing", "timestamp": at(1)}, field="properties.url")
+    # groupspec's documented addition stays: the page URL from the context
+    page = op({"type": "page", "userId": "u1", "timestamp": at(1), "context": {"page": {"url": "https://x.test/"}}})
+    assert page["name"] == "https://x.test/"
+
+
+def test_lifecycle_events_without_their_person_id_are_flagged():
+    unmapped(track(None, "User Suppressed", 1, anon="a1"), field="userId")
+    unmapped(track(None, "User Deleted", 1, anon="a1"), field="userId")
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite"])
@@ -192,7 +252,7 @@ def test_user_deleted_and_unsuppressed_fall_back_to_traits_email_suppressed_need
     assert op(track(None, "User Deleted", 1, anon="a1", **by_email))["identifiers"] == {"email": "ann@example.com"}
     assert op(track(None, "User Unsuppressed", 1, anon="a1", **by_email)) == {
         "type": "person", "action": "unsuppress", "identifiers": {"email": "ann@example.com"}}
-    assert ops(Chain(), track(None, "User Suppressed", 1, anon="a1", **by_email)) == []
+    unmapped(track(None, "User Suppressed", 1, anon="a1", **by_email), field="userId")
     assert op(track("u1", "User Suppressed", 1)) == {"type": "person", "action": "suppress",
                                                      "identifiers": {"id": "u1"}}
 
@@ -255,12 +315,36 @@ def test_merge_resolves_both_ids_like_segment():
                    "secondary": {"email": "old@example.com"}}
 
 
-# --- rudderstack profile --------------------------------------------------------------------------------------------
+# --- rudderstack profiles: "rudderstack" (v1, transform.ts + util.ts, the default path), "rudderstack-v2" ------------
 
-@pytest.mark.parametrize("user", ["carl@example.com", "cio_03000010", "ann@exa_mple.com"])
-def test_rudderstack_userId_is_always_id(user):
-    assert op(identify(user, 1), RUDDERSTACK)["identifiers"] == {"id": user}
-    assert op(track(user, "Viewed", 1), RUDDERSTACK)["identifiers"] == {"id": user}
+@pytest.mark.parametrize("user", ["carl@example.com", "ann@exa_mple.com", "u_77"])
+def test_rudderstack_userId_is_id_on_both_paths(user):
+    for profile in (RUDDERSTACK, RUDDERSTACK_V2):
+        assert op(identify(user, 1), profile)["identifiers"] == {"id": user}
+        assert op(track(user, "Viewed", 1), profile)["identifiers"] == {"id": user}
+
+
+def test_rudderstack_v1_names_a_cio_prefixed_userId_by_cio_id_as_the_url_path_does():
+    # util.ts: PUT /api/v1/customers/cio_f00d (processor test "Test 0": endpoint .../customers/cio_1234); Customer.io:
+    # "when you reference people by cio_id, you must prefix the value with cio_"
+    chain = Chain(RUDDERSTACK)
+    for payload in (identify("cio_f00d", 1), track("cio_f00d", "Viewed", 1),
+                    device_track("cio_f00d", "Application Installed", 1),
+                    device_track("cio_f00d", "Application Uninstalled", 1)):
+        (out,) = ops(chain, payload)
+        assert out["identifiers"] == {"cio_id": "f00d"}
+    # v2 buildEnvelope: userId is always id
+    assert op(identify("cio_f00d", 1), RUDDERSTACK_V2)["identifiers"] == {"id": "cio_f00d"}
+    # group relationships and merge are v2 bodies on both paths: email or id, no cio_ split
+    assert op(group("cio_f00d", "g1", 0), RUDDERSTACK)["cio_relationships"] == [{"identifiers": {"id": "cio_f00d"}}]
+
+
+def test_rudderstack_v1_email_user_id_setting_reads_an_email_shaped_userId_as_email():
+    toml = RUDDERSTACK + 'email_user_id = "email"\n'
+    assert op(identify("carl@example.com", 1), toml)["identifiers"] == {"email": "carl@example.com"}
+    assert op(track("ann@exa_mple.com", "Viewed", 1), toml)["identifiers"] == {"id": "ann@exa_mple.com"}  # not an email
+    with pytest.raises(ConfigError, match=r"g.toml: customerio.email_user_id: only with compat = \"rudderstack\""):
+        parse_config({"customerio": {"compat": "rudderstack-v2", "email_user_id": "email"}}, "g.toml")
 
 
 def test_rudderstack_identify_keeps_traits_as_sent_but_createdAt_and_adds_timestamp_and_anonymous_id():
@@ -272,23 +356,56 @@ def test_rudderstack_identify_keeps_traits_as_sent_but_createdAt_and_adds_timest
                                  "_timestamp": unix(1), "anonymous_id": "a1"}
 
 
-def test_rudderstack_identifies_by_context_traits_email_and_events_by_properties_email():
+@BOTH_PATHS
+@pytest.mark.parametrize(("created", "expected"), [
+    (1704164645123, 1704164645),            # milliseconds: Math.floor(new Date(ms).getTime() / 1000)
+    (1704164645123.9, 1704164645),
+    ("2024-01-02T03:04:05.123Z", 1704164645),
+    (1704164645, 1704164645),               # seconds: kept (RudderStack would read them as ms, January 1970)
+])
+def test_rudderstack_created_at_is_unix_seconds(profile, created, expected):
+    assert op(identify("u1", 1, traits={"createdAt": created}), profile)["attributes"]["created_at"] == expected
+
+
+@BOTH_PATHS
+def test_rudderstack_identify_without_a_userId_or_email_is_not_sent(profile):
+    # identifyResponseBuilder / buildIdentify: "userId or email is not present" -> nothing sent
+    assert "userId or email" in unmapped(identify(None, 1, anon="a1", traits={"name": "x"}), profile, field="userId")
+
+
+@BOTH_PATHS
+def test_rudderstack_identifies_by_context_traits_email_and_events_by_properties_email(profile):
     out = op({"type": "identify", "anonymousId": "a1", "timestamp": at(1),
-              "context": {"traits": {"email": "bea@example.com"}}}, RUDDERSTACK)
+              "context": {"traits": {"email": "bea@example.com"}}}, profile)
     assert out["identifiers"] == {"email": "bea@example.com"}
-    event = op(track(None, "Signup", 1, anon="a2", properties={"email": "fay@example.com", "at": at(0)}), RUDDERSTACK)
+    event = op(track(None, "Signup", 1, anon="a2", properties={"email": "fay@example.com", "at": at(0)}), profile)
     assert event["identifiers"] == {"email": "fay@example.com"}
     assert event["attributes"] == {"email": "fay@example.com", "at": at(0)}  # as sent, no anonymous_id
 
 
-def test_rudderstack_page_is_named_by_name_then_url_and_screen_is_viewed_x_screen():
-    page = op({"type": "page", "userId": "u1", "name": "Pricing", "properties": {"url": "https://x.test/p"}}, RUDDERSTACK)
-    assert page["name"] == "Pricing"
-    assert op({"type": "page", "userId": "u1", "properties": {"url": "https://x.test/p"}}, RUDDERSTACK)["name"] == \
+@BOTH_PATHS
+def test_rudderstack_page_is_named_by_name_then_url(profile):
+    page = op({"type": "page", "userId": "u1", "name": "Pricing", "properties": {"url": "https://x.test/p"}}, profile)
+    assert (page["action"], page["name"]) == ("page", "Pricing")
+    assert op({"type": "page", "userId": "u1", "properties": {"url": "https://x.test/p"}}, profile)["name"] == \
         "https://x.test/p"
-    screen = op({"type": "screen", "userId": "u1", "name": "Top", "properties": {"name": "Cart"}}, RUDDERSTACK)
-    assert screen["name"] == "Viewed Cart Screen"  # the top-level name is not read
+    unmapped({"type": "page", "userId": "u1", "properties": {"title": "x"}}, profile, field="name")
+
+
+def test_rudderstack_v1_screen_is_the_custom_event_viewed_x_screen():
+    # transform.ts processSingleMessage: screen -> evType 'event', evName `Viewed ${event || properties.name} Screen`
+    screen = op({"type": "screen", "userId": "u1", "name": "Top", "properties": {"name": "Cart", "items": 2}},
+                RUDDERSTACK)
+    assert {k: screen[k] for k in ("action", "name", "attributes")} == {
+        "action": "event", "name": "Viewed Cart Screen", "attributes": {"name": "Cart", "items": 2}}
     assert op({"type": "screen", "userId": "u1", "event": "Home"}, RUDDERSTACK)["name"] == "Viewed Home Screen"
+    assert "Viewed undefined Screen" in unmapped({"type": "screen", "userId": "u1", "name": "Top"}, RUDDERSTACK)
+
+
+def test_rudderstack_v2_screen_is_a_screen_view():
+    screen = op({"type": "screen", "userId": "u1", "name": "Top", "properties": {"name": "Cart"}}, RUDDERSTACK_V2)
+    assert (screen["action"], screen["name"]) == ("screen", "Viewed Cart Screen")  # the top-level name is not read
+    unmapped({"type": "screen", "userId": "u1", "name": "Top"}, RUDDERSTACK_V2, field="properties.name")
 
 
 def test_rudderstack_group_reads_objectTypeId_only_and_keeps_every_trait_but_action():
@@ -300,8 +417,9 @@ def test_rudderstack_group_reads_objectTypeId_only_and_keeps_every_trait_but_act
     assert chain.one(track("carl@example.com", "Viewed", 1)).body["context"]["groups"] == {"2": "store_7"}
 
 
-def test_rudderstack_traits_action_chooses_the_object_action_and_the_store_follows():
-    chain = Chain(RUDDERSTACK)
+@BOTH_PATHS
+def test_rudderstack_traits_action_chooses_the_object_action_and_the_store_follows(profile):
+    chain = Chain(profile)
     chain.run(group("u1", "store_7", 0, objectTypeId="2"))
     (out,) = ops(chain, group("u1", "store_7", 1, action="delete_relationships", objectTypeId="2"))
     assert out == {"type": "object", "action": "delete_relationships",
@@ -311,14 +429,26 @@ def test_rudderstack_traits_action_chooses_the_object_action_and_the_store_follo
     (gone,) = ops(chain, group(None, "acct_old", 3, action="delete"))
     assert gone == {"type": "object", "action": "delete", "identifiers": {"object_type_id": "1", "object_id": "acct_old"},
                     "attributes": {}}
-    unknown = op(group("u1", "g1", 0, action="explode"), RUDDERSTACK)  # not an OBJECT_ACTION: identify
+    unknown = op(group("u1", "g1", 0, action="explode"), profile)  # not an OBJECT_ACTION: identify
     assert unknown["action"] == "identify" and unknown["attributes"] == {}
     segment = op(group("u1", "g1", 0, action="delete"))  # the segment profile has no traits.action
     assert segment["action"] == "identify" and segment["attributes"] == {"action": "delete"}
 
 
-def test_rudderstack_device_events_add_the_device_instead_of_the_event():
+def test_rudderstack_v1_device_events_add_the_device_with_the_properties_instead_of_the_event():
+    # util.ts defaultResponseBuilder: PUT /customers/{id}/devices, device = {...properties, id: token, last_used,
+    # platform (isAppleFamily -> ios, else lower-cased)}; no context device attributes
     chain = Chain(RUDDERSTACK)
+    (out,) = ops(chain, device_track("u1", "Application Installed", 1, kind="iPadOS", properties={"build": "1"}))
+    assert out == {"type": "person", "action": "add_device", "identifiers": {"id": "u1"},
+                   "device": {"token": "tok-1", "last_used": unix(1), "platform": "ios", "attributes": {"build": "1"}}}
+    (token,) = ops(chain, device_track("u1", "Push Token Registered", 1, kind="Android"))
+    assert token == {"type": "person", "action": "add_device", "identifiers": {"id": "u1"},
+                     "device": {"token": "tok-1", "last_used": unix(1), "platform": "android"}}
+
+
+def test_rudderstack_v2_device_events_add_the_device_with_context_attributes_instead_of_the_event():
+    chain = Chain(RUDDERSTACK_V2)
     (out,) = ops(chain, device_track("u1", "Application Installed", 1, kind="iPadOS", properties={"build": "1"}))
     assert out == {"type": "person", "action": "add_device", "identifiers": {"id": "u1"},
                    "device": {"token": "tok-1", "last_used": unix(1),
@@ -327,20 +457,35 @@ def test_rudderstack_device_events_add_the_device_instead_of_the_event():
                               "platform": "ios"}}
     (token,) = ops(chain, device_track("u1", "Push Token Registered", 1, kind="Android"))
     assert token["action"] == "add_device" and token["device"]["platform"] == "android"
-    (plain,) = ops(chain, device_track("u1", "Application Opened", 1, token=None))
-    assert plain["action"] == "event"
+
+
+@BOTH_PATHS
+def test_rudderstack_device_events(profile):
+    chain = Chain(profile)
+    (plain,) = ops(chain, device_track("u1", "Application Opened", 1, token=None))  # no token: the plain event
+    assert (plain["action"], plain["name"]) == ("event", "Application Opened")
     (removed,) = ops(chain, device_track("u1", "Application Uninstalled", 1))
     assert removed == {"type": "person", "action": "delete_device", "identifiers": {"id": "u1"},
                        "device": {"token": "tok-1"}}
 
 
-def test_rudderstack_device_removal_without_a_token_is_malformed():
-    msg = Chain(RUDDERSTACK).one(device_track("u1", "Application Uninstalled", 1, token=None))
-    assert msg.quarantined and codes(msg) == ["malformed"] and msg.violations[0]["field"] == "context.device.token"
+@BOTH_PATHS
+def test_rudderstack_a_device_without_a_platform_is_not_sent(profile):
+    # the Track API requires device.platform: RudderStack sends the device without one and Customer.io refuses it
+    payload = track("u1", "Application Installed", 1, context={"device": {"token": "tok-1"}})
+    assert "platform" in unmapped(payload, profile, field="context.device.type")
+    unmapped(device_track("u1", "Application Installed", 1, kind="Windows"), profile, field="device.platform")
 
 
-def test_rudderstack_sends_lifecycle_events_as_plain_events_and_keeps_memberships():
-    chain = Chain(RUDDERSTACK)
+@BOTH_PATHS
+def test_rudderstack_device_removal_without_a_token_is_not_sent(profile):
+    # "userId/email or device_token not present": RudderStack sends nothing; groupspec forwards it, flagged
+    unmapped(device_track("u1", "Application Uninstalled", 1, token=None), profile, field="context.device.token")
+
+
+@BOTH_PATHS
+def test_rudderstack_sends_lifecycle_events_as_plain_events_and_keeps_memberships(profile):
+    chain = Chain(profile)
     chain.run(group("u1", "acct_1", 0))
     for event in ("User Deleted", "User Suppressed", "User Unsuppressed"):
         (out,) = ops(chain, track("u1", event, 1))
@@ -348,8 +493,9 @@ def test_rudderstack_sends_lifecycle_events_as_plain_events_and_keeps_membership
     assert chain.one(track("u1", "Viewed", 2)).group_id == "acct_1"
 
 
-def test_rudderstack_alias_and_relationships_choose_email_or_id_by_the_email_test():
-    out = op({"type": "alias", "userId": "cio_03000010", "previousId": "old@example.com"}, RUDDERSTACK)
+@BOTH_PATHS
+def test_rudderstack_alias_and_relationships_choose_email_or_id_by_the_email_test(profile):
+    out = op({"type": "alias", "userId": "cio_03000010", "previousId": "old@example.com"}, profile)
     assert out == {"type": "person", "action": "merge", "primary": {"id": "cio_03000010"},
                    "secondary": {"email": "old@example.com"}}
 
@@ -358,9 +504,10 @@ def test_rudderstack_alias_and_relationships_choose_email_or_id_by_the_email_tes
 
 def test_compat_defaults_to_segment_and_is_checked():
     assert parse_config({}).customerio.compat == "segment" and parse_config({}).contract.compat == "segment"
-    with pytest.raises(ConfigError, match=r"g.toml: customerio.compat: expected segment \| rudderstack, got 'mparticle'"):
+    with pytest.raises(ConfigError, match=r"g.toml: customerio.compat: expected segment \| rudderstack \| rudderstack-v2, "
+                                          r"got 'mparticle'"):
         parse_config({"customerio": {"compat": "mparticle"}}, "g.toml")
-    with pytest.raises(ConfigError, match="customerio.device_token_event: only with compat = \"rudderstack\""):
+    with pytest.raises(ConfigError, match="customerio.device_token_event: only with compat = \"rudderstack\" or "):
         parse_config({"customerio": {"device_token_event": "Push Token Registered"}}, "g.toml")
 
 

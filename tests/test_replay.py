@@ -209,3 +209,19 @@ def test_quarantine_replay_of_a_missing_file_exits_2(files, tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == 2
     assert "nope.jsonl" in capsys.readouterr().err
 
+
+
+def test_a_plain_replay_never_writes_the_configs_store(files, tmp_path, capsys):
+    """Issue 18, one store rule: `replay` (and `quarantine replay` without --deliver) uses a persistent store only
+    when --store names it; `[store]` is the service's, and stays untouched."""
+    stream, config = files
+    service_db = tmp_path / "service.db"
+    config.write_text(CONFIG + f'[store]\nurl = "sqlite:///{service_db}"\n')
+    assert replay(stream, "--config", config, "--out", tmp_path / "out") == 0
+    assert not service_db.exists()
+    assert main(["quarantine", "replay", str(tmp_path / "out" / "quarantine.jsonl"), "--config", str(config),
+                 "--out", str(tmp_path / "again")]) == 0
+    assert not service_db.exists()
+    named = tmp_path / "named.db"
+    assert replay(stream, "--config", config, "--out", tmp_path / "out2", "--store", f"sqlite:///{named}") == 0
+    assert named.exists() and not service_db.exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from groupspec.middleware.config import load_config
 from groupspec.plugin.cli import main
-from groupspec.plugin.report import html
+from groupspec.plugin.report import html, terminal
 from groupspec.plugin.report.collect import collect
 
 CONFIG = """
@@ -129,6 +129,19 @@ def test_terminal_report(replayed, capsys):
     assert "Order Placed" in text and "67%" in text
     assert "people without any group: 2 of 8 — a9, u3" in text
     assert "hh_old" in text and "11h" in text
+
+
+def test_the_event_tables_explicit_column_says_what_it_counts(report):
+    """Issue 18: for track events, "explicit" is `context.groupId`; summary.json's `resolution.explicit` (which
+    counts group calls too) keeps its key, the report's column is named for what it counts."""
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    terminal.render(report, console)
+    header = next(line for line in console.export_text().splitlines() if "with group" in line)
+    assert "context.groupId" in header and "explicit" not in header
+    page = html.render(report)
+    assert "<th>context.groupId</th>" in page and ">explicit<" not in page
 
 
 def test_terminal_shows_names_as_data_not_markup(tmp_path, capsys):

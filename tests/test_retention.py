@@ -10,12 +10,16 @@ import orjson
 import pytest
 import segment.analytics
 from batch_server import BatchServer
-from core_support import config, group, track, unix
+from core_support import config, group, identify, track, unix
 from groupspec.middleware import ConfigError, Engine, install, open_store
 from groupspec.middleware.config import parse_config
+from groupspec.middleware.stores.memory import MemoryStore
+from groupspec.middleware.stores.sqlite import SQLiteStore
 from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
-from retention_support import TOML, run_stream
+from hypothesis import HealthCheck, given, settings
+from redis_support import RedisSandbox, needs_redis
+from retention_support import PEOPLE, PEOPLE_CONTRACT, PEOPLE_RETENTION, TOML, dated, run_stream
 from sdk_support import make_config
 
 
@@ -86,6 +90,7 @@ def test_the_engine_compacts_at_most_every_compact_every_of_its_time():
     assert chain("").compact(force=True) is None  # no retention: nothing is ever removed
 
 
+@pytest.mark.long  # issue 20: over ~20 s; `python -m pytest -m long`
 def test_the_sqlite_arrival_records_level_off(tmp_path):
     engine = Engine(parse_config(tomllib.loads(TOML), "t.toml"), open_store(f"sqlite:///{tmp_path}/s.db"),
                     destination=CUSTOMERIO, clock=None)
@@ -95,6 +100,7 @@ def test_the_sqlite_arrival_records_level_off(tmp_path):
     assert max(arrivals) < 25_000
 
 
+@pytest.mark.long  # issue 20: over ~20 s; `python -m pytest -m long`
 def test_a_million_messages_leave_a_store_of_the_same_size_as_a_quarter_million():
     engine = Engine(parse_config(tomllib.loads(TOML), "t.toml"), open_store("memory://"), destination=CUSTOMERIO,
                     clock=None)
@@ -190,3 +196,49 @@ def test_a_backfill_compacts_its_store_once_per_run(tmp_path):
         assert store.size()["arrivals"] == 1  # a day old: gone; half an hour before --at: kept
     finally:
         store.close()
+
+
+# an identity link is identity, not history: retention keeps every link whatever its age (issue 17, item 3)
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
+def test_retention_does_not_split_a_person_whose_ids_were_linked_before_the_window(kind, tmp_path):
+    answers = []
+    for toml in ("", '[store]\nretention = "30d"\ncompact_every = "1d"\n'):
+        sandbox = RedisSandbox()
+        store = {"memory": MemoryStore, "sqlite": lambda: SQLiteStore(str(tmp_path / f"{len(answers)}.db")),
+                 "redis": sandbox.open}[kind]()
+        engine = Engine(config(toml), store, destination=CUSTOMERIO, clock=None)
+        try:
+            engine.run(group(None, "hh_1", days=0, anon="anon_1"))  # an invited visitor joins the household
+            engine.run(identify("user_1", days=1, anon="anon_1"))  # signs up: the one message with both ids
+            for day in range(2, 62):  # 60 days of traffic
+                engine.run(track("user_1", days=day))
+                engine.compact()
+            (later,) = engine.run(track("user_1", days=62))
+            answers.append((later.resolution, later.group_id))
+        finally:
+            store.close()
+            sandbox.clean()
+    assert answers == [("membership", "hh_1")] * 2  # without retention, then with it
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(stream=PEOPLE)
+def test_retention_never_changes_an_answer_inside_the_window(kind, stream):
+    """Two engines, with and without retention, see the same messages (each inside the window when it arrives):
+    every one is forwarded or quarantined, enriched and mapped alike, and the stores hold the same links."""
+    stores = [{"memory": MemoryStore, "sqlite": lambda: SQLiteStore(":memory:")}[kind]() for _ in range(2)]
+    compacted, whole = (Engine(config(toml), store, destination=CUSTOMERIO, clock=None)
+                        for toml, store in zip((PEOPLE_RETENTION + PEOPLE_CONTRACT, PEOPLE_CONTRACT), stores))
+    try:
+        for message in dated(stream):
+            (one,), (other,) = compacted.run(message), whole.run(message)
+            assert (one.quarantined, one.violations, one.body, one.ops) == (
+                other.quarantined, other.violations, other.body, other.ops)
+            compacted.compact()
+        for person in ("u:u0", "u:u1", "u:u2", "a:a0", "a:a1", "a:a2"):
+            assert sorted(stores[0].identities(person)) == sorted(stores[1].identities(person))
+    finally:
+        for store in stores:
+            store.close()

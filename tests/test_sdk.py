@@ -14,7 +14,7 @@ import pytest
 import rudderstack.analytics
 import segment.analytics
 from groupspec.middleware import install
-from groupspec.middleware.config import parse_config
+from groupspec.middleware.config import ConfigError, parse_config
 from groupspec.middleware.stores import StoreError
 from groupspec.middleware.stores.memory import MemoryStore
 from hypothesis import HealthCheck, given, settings
@@ -30,6 +30,46 @@ def sdk(request):
 @pytest.fixture
 def client(sdk, tmp_path):
     return install(sdk.Client("wk_test", send=False), make_config(tmp_path), store="memory://", mode="inline")
+
+
+def owned_config(tmp_path):
+    """Two sources; billing owns `credit`."""
+    contract = {**CONTRACT, "group_traits": {**CONTRACT["group_traits"], "credit": {"type": "number", "owner": "billing"}}}
+    return parse_config({"contract": contract, "quarantine": {"path": str(tmp_path / "quarantine.jsonl")},
+                         "sources": {"web": {"write_key": "wk_web"}, "billing": {"write_key": "wk_billing"}}})
+
+
+def test_the_source_is_the_one_whose_write_key_is_the_clients(sdk, tmp_path):
+    """Issue 18: a client built with billing's write key keeps billing's owned writes (the old default,
+    source="web", stripped them as `not_attribute_owner`)."""
+    client = install(sdk.Client("wk_billing", send=False), owned_config(tmp_path), store="memory://", mode="inline")
+    ok, msg = client.group("u1", "hh_1", {"credit": 12.5})
+    assert ok and msg["traits"] == {"credit": 12.5} and msg["context"]["groupspec"]["violations"] == []
+    ok, msg = install(sdk.Client("wk_web", send=False), owned_config(tmp_path), store="memory://",
+                      mode="inline").group("u1", "hh_1", {"credit": 12.5})
+    assert ok and "credit" not in msg["traits"]
+    assert [v["code"] for v in msg["context"]["groupspec"]["violations"]] == ["not_attribute_owner"]
+
+
+@pytest.mark.parametrize(("key", "source", "refusal"), [
+    ("wk_web", "backend", "install(source='backend'): no such source in [sources] (have: web, billing)"),
+    ("wk_web", "biling", "(did you mean `billing`?)"),
+    ("wk_unknown", None, "the client's write key is not the write_key of any of [sources] (web, billing)"),
+    ("wk_billing", "web", "the client's write key is sources.billing.write_key"),
+])
+def test_a_source_or_a_client_key_the_config_does_not_know_is_refused(tmp_path, key, source, refusal):
+    with pytest.raises(ConfigError) as caught:
+        install(segment.analytics.Client(key, send=False), owned_config(tmp_path), source, store="memory://")
+    assert refusal in str(caught.value) and key not in str(caught.value)
+
+
+def test_with_no_sources_declared_the_base_contract_applies(tmp_path):
+    client = install(segment.analytics.Client("any_key", send=False), make_config(tmp_path), store="memory://",
+                     mode="inline")
+    ok, msg = client.identify("u1", {"plan_type": "family"})
+    assert ok and [v["code"] for v in msg["context"]["groupspec"]["violations"]] == ["group_trait_on_person"]
+    assert install(segment.analytics.Client("k2", send=False), owned_config(tmp_path), "web",
+                   store="memory://")  # a key the config does not know, with its source named: allowed
 
 
 def test_install_returns_the_client_and_exports(tmp_path):
@@ -80,7 +120,8 @@ def test_resolution_is_at_the_messages_own_time(client):
 
 
 def test_drop_is_not_queued_and_lands_in_quarantine(sdk, tmp_path):
-    client = install(sdk.Client("wk", upload_interval=0.01), make_config(tmp_path), source="web", store="memory://", mode="inline")
+    config = make_config(tmp_path, sources={"web": {"write_key": "wk"}})  # the client's key selects the source
+    client = install(sdk.Client("wk", upload_interval=0.01), config, store="memory://", mode="inline")
     client.join()  # no consumer thread takes from the queue: it shows what was queued
     ok, msg = client.track("u1", "Order Placed", {"total": 3}, context={"groupId": "jane@example.com"})
     assert ok is False
@@ -283,7 +324,8 @@ def test_callers_dicts_change_only_as_the_bare_sdk_changes_them(sdk, client, kin
 
 
 def test_unexpected_errors_and_unwritable_quarantine_never_reach_the_caller(client, tmp_path, caplog, monkeypatch):
-    blocked = tmp_path / "no-such-dir" / "quarantine.jsonl"
+    (tmp_path / "a-file").write_text("")  # a missing folder would be made: a file in the way cannot be
+    blocked = tmp_path / "a-file" / "quarantine.jsonl"
     config = parse_config({"contract": CONTRACT, "quarantine": {"path": str(blocked)}})
     with caplog.at_level(logging.ERROR, logger="groupspec.sdk"):
         hooked = install(client, config, store="memory://", fail_closed=True, mode="inline")
@@ -295,4 +337,15 @@ def test_unexpected_errors_and_unwritable_quarantine_never_reach_the_caller(clie
         ok, msg = hooked.track("u1", "Viewed")
     assert ok is True and msg["messageId"] and "groupspec" not in msg["context"]
     kinds = [r.getMessage().split(":")[0] for r in caplog.records if r.name == "groupspec.sdk"]
-    assert kinds == ["groupspec failed in quarantine (FileNotFoundError)"] * 2 + ["groupspec failed in hook (OSError)"]
+    assert kinds == ["groupspec failed in quarantine (NotADirectoryError)"] * 2 + ["groupspec failed in hook (OSError)"]
+
+
+def test_the_hooks_counts_read_as_totals(tmp_path):
+    from groupspec.middleware.sdk import hook_of
+
+    client = install(segment.analytics.Client("wk", send=False), make_config(tmp_path), store="memory://", mode="inline")
+    client.track("u1", "Order Placed", context={"groupId": "hh_1"})
+    client.track("u1", "Order Placed", context={"groupId": "not an id"})
+    assert repr(hook_of(client).counts) == (
+        "Counts(received=2, forwarded=1, quarantined=1, violations={'invalid_group_id': 1}, "
+        "resolution={'explicit': 1, 'property': 0, 'membership': 0, 'unresolved': 0})")

@@ -25,7 +25,7 @@ def name(request):
 def start(name, server, config, mode="consumer", **options):
     """An installed client of SDK `name` posting to `server`, gzip on (Segment's is off by default)."""
     client = SDKS[name].Client("wk_test", host=server.url, gzip=True, upload_interval=0.01, **options)
-    return install(client, config, source="web", store="memory://", mode=mode)
+    return install(client, config, store="memory://", mode=mode)
 
 
 def test_enriched_messages_reach_the_wire_gzipped(name, server, tmp_path):

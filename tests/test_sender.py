@@ -62,13 +62,17 @@ class Target:
         if self.name == "customerio":
             return [{"type": "person", "action": "event", "identifiers": {"id": f"u{i}"}, "name": "Played"}
                     for i in range(n)]
-        return [{"type": "track", "userId": f"u{i}", "event": "Played", "messageId": f"m{i}"} for i in range(n)]
+        return [(None, {"type": "track", "userId": f"u{i}", "event": "Played", "messageId": f"m{i}"}) for i in range(n)]
+
+    def sent(self, items):
+        """What goes on the wire of `items`: operations as they are; upstream (source, message) pairs' messages."""
+        return items if self.name == "customerio" else [message for _, message in items]
 
     def one_per_batch(self, n):
         """`n` items and the settings that send them one a request."""
         if self.name == "customerio":
             return self.items(n), {"batch_size": 1}
-        return [{**item, "properties": {"pad": "x" * 300_000}} for item in self.items(n)], {}
+        return [(source, {**item, "properties": {"pad": "x" * 300_000}}) for source, item in self.items(n)], {}
 
     def dead(self):
         return DeadLetterFile(self.dead_letter).records()
@@ -118,7 +122,7 @@ def test_throttling_server_errors_and_network_errors_are_retried(target, answer)
     items = target.items(2)
     report = target.make(script, retry_base=0.5, retry_cap=4).send(items)
     assert (report.delivered, report.retries, report.requests) == (2, 1, 2)
-    assert script.bodies[0] == script.bodies[1] == {"batch": items}
+    assert script.bodies[0] == script.bodies[1] == {"batch": target.sent(items)}
     (slept,) = target.clock.sleeps
     assert 0 <= slept <= 0.5  # full jitter: uniform in [0, base]
 
@@ -131,7 +135,7 @@ def test_a_refused_request_goes_to_the_dead_letter_with_the_reason_and_is_not_de
     assert (report.delivered, report.dead_lettered, report.retries) == (0, 2, 0)
     dead = target.dead()
     key = "operation" if target.name == "customerio" else "forwarded"
-    assert [rec[key] for rec in dead] == items
+    assert [rec[key] for rec in dead] == target.sent(items)
     assert {rec["error"]["status"] for rec in dead} == {status}
     assert "no good" in dead[0]["error"]["message"]
 
@@ -163,7 +167,7 @@ def test_upstream_posts_segment_batches_with_its_write_key(tmp_path):
     (request,) = script.requests
     assert str(request.url) == "http://upstream.test/v1/batch"
     assert request.headers["authorization"] == httpx.BasicAuth("wk", "")._auth_header
-    assert script.bodies == [{"batch": items}]
+    assert script.bodies == [{"batch": target.sent(items)}]
 
 
 def test_upstream_rate_limit_spaces_requests(tmp_path):
@@ -181,9 +185,9 @@ def test_replay_delivery_counts_upstream_refusals_as_dead_lettered_not_forwarded
     dead_letter = tmp_path / "upstream-dead.jsonl"
     config = parse_config({"upstream": {"url": "http://upstream.test", "write_key": "wk",
                                         "dead_letter": str(dead_letter)}})
-    bodies = Target("upstream", tmp_path).items(2)
+    bodies = [message for _, message in Target("upstream", tmp_path).items(2)]
     (tmp_path / "forwarded.jsonl").write_bytes(b"".join(orjson.dumps(b) + b"\n" for b in bodies))
-    done = quarantine_commands.deliver(config, tmp_path)
+    done = quarantine_commands.deliver(config, tmp_path, [None, None])
     assert (done["upstream_forwarded"], done["upstream_dead_lettered"]) == (0, 2)
     assert [rec["forwarded"] for rec in DeadLetterFile(dead_letter).records()] == bodies
     assert quarantine_commands.summary_line(1, DeadLetterFile(dead_letter).records()[0]).endswith(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
+import hmac
 import socket
 import sqlite3
 import threading
@@ -13,7 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import orjson
 import pytest
+from groupspec.middleware.config import ConfigError, load_config
 from groupspec.plugin.report.collect import Coverage
+from groupspec.plugin.service.serve import check_delivery
 from service_harness import (
     OPERATOR,
     OPERATOR_TOKEN,
@@ -283,11 +287,52 @@ def test_enriched_messages_are_forwarded_upstream_with_its_write_key(tmp_path, c
         wait_for(lambda: metrics(svc.url).get("groupspec_upstream_forwarded_total") == 1)
     (path, auth, body), = upstream.received
     assert path == "/v1/batch"
-    assert auth == "Basic " + base64.b64encode(b"wk_upstream_secret:").decode()
+    assert auth == basic(WRITE_KEYS["web"])  # the key it arrived with; upstream.write_key is for sources without one
     (message,) = body["batch"]  # the malformed one is quarantined, not forwarded
     assert message["context"]["groupId"] == "hh_1"
     assert message["context"]["groupspec"]["resolution"] == "property"
     assert len(cio.accepted) == 1
+
+
+def basic(write_key: str) -> str:
+    """HTTP Basic auth with the write key as the username, as the Segment SDKs and Segment's HTTP API use it."""
+    return "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()
+
+
+def test_each_source_reaches_its_own_upstream_source(tmp_path, cio, upstream):
+    """Issue 18: every message goes upstream under its source's write key: the key it arrived with, a source's
+    `upstream_write_key` override, or (a webhook-fed source, which has no key) `upstream.write_key`."""
+    url = f"http://127.0.0.1:{upstream.server_address[1]}"
+    secret = "whsec-hooks"
+    config = write_config(tmp_path, cio, upstream={"url": url, "write_key": "seg_default"},
+                          extra=f'[sources.hooks]\nwebhook_secret = "{secret}"\n')
+    config.write_text(config.read_text().replace("[sources.billing]\n", '[sources.billing]\nupstream_write_key = "seg_billing"\n'))
+    with ThreadService(config) as svc:
+        web = [track(1), track(2)]
+        assert httpx.post(svc.url + "/v1/batch", json={"batch": web}, auth=WEB).status_code == 200
+        billing = {**track(3), "writeKey": WRITE_KEYS["billing"]}  # the key in the body, as analytics.js sends it
+        assert httpx.post(svc.url + "/v1/track", json=billing).status_code == 200
+        hooked = orjson.dumps(track(4))
+        signature = hmac.new(secret.encode(), hooked, hashlib.sha1).hexdigest()
+        assert httpx.post(svc.url + "/v1/webhook/hooks", content=hooked,
+                          headers={"X-Signature": signature, "Content-Type": "application/json"}).status_code == 200
+        wait_for(lambda: sum(len(body["batch"]) for _, _, body in upstream.received) == 4)
+    by_key: dict[str, list[str]] = {}
+    for _, auth, body in upstream.received:
+        by_key.setdefault(auth, []).extend(message["messageId"] for message in body["batch"])
+    assert by_key == {basic(WRITE_KEYS["web"]): ["m1", "m2"], basic("seg_billing"): ["m3"],
+                      basic("seg_default"): ["m4"]}
+    sent = {message["messageId"]: message for _, _, body in upstream.received for message in body["batch"]}
+    assert sent["m3"]["writeKey"] == "seg_billing"  # Segment reads a body's writeKey first: it names the same source
+    assert "writeKey" not in sent["m1"]
+
+
+def test_upstream_write_key_is_needed_only_by_a_source_without_a_key(tmp_path, upstream):
+    url = f"http://127.0.0.1:{upstream.server_address[1]}"
+    assert check_delivery(load_config(write_config(tmp_path, upstream={"url": url}))) is None  # both have keys
+    hooked = write_config(tmp_path, upstream={"url": url}, extra='[sources.hooks]\nwebhook_secret = "s"\n')
+    with pytest.raises(ConfigError, match="upstream.write_key: expected a value"):
+        check_delivery(load_config(hooked))
 
 
 def test_upstream_only_service_needs_no_customerio(tmp_path, upstream):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import httpx
 import orjson
@@ -15,6 +16,7 @@ from service_harness import (
     WRITE_KEYS,
     ServiceProcess,
     ThreadService,
+    free_port,
     metrics,
     track_id,
     wait_for,
@@ -144,3 +146,25 @@ def test_counters_count_each_message_once_across_kills_and_restarts(tmp_path, ci
     assert (received, forwarded, quarantined) == (45, 40, {'groupspec_quarantined_total{code="malformed"}': 5})
     assert received == forwarded + sum(quarantined.values())
     assert (report["received"], report["forwarded"], report["quarantined"]) == (45, 40, 5)
+
+
+def test_a_store_outage_while_idle_names_the_store_once_and_never_blames_the_worker(tmp_path, cio):
+    """Issue 17 item 12: the idle path (rollups due) meets the store down; it is an outage of the named store,
+    logged once (not a worker failure with a traceback every second), and `/health` says so."""
+    port = free_port()  # nobody listens: the Redis store does not answer
+    config = write_config(tmp_path, cio, store=f"redis://127.0.0.1:{port}/0")
+    svc = ServiceProcess(config, tmp_path / "serve.log")
+    try:
+        where = f"Redis store at redis://127.0.0.1:{port}/0"
+        health = wait_for(lambda: (r := httpx.get(svc.url + "/health")).status_code == 503 and r, timeout=30)
+        assert any(where in problem for problem in health.json()["problems"]), health.json()
+        assert httpx.post(svc.url + "/v1/track", json=track(1), auth=WEB).status_code == 200  # the same outage
+        wait_for(lambda: len(quarantine_records(tmp_path)) == 1, timeout=30)
+        time.sleep(3)  # several idle rounds (one a second)
+        problems = httpx.get(svc.url + "/health").json()["problems"]
+        assert [p for p in problems if "worker" in p] == [] and any(where in p for p in problems), problems
+    finally:
+        svc.stop()
+    log = (tmp_path / "serve.log").read_text()
+    assert "delivery worker failed" not in log and "Traceback" not in log, log[-3000:]
+    assert log.count("the store does not answer") == 1, log[-3000:]

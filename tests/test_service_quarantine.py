@@ -88,3 +88,24 @@ def test_replay_deliver_stops_with_exit_1_when_customerio_keeps_failing(files, c
                  "--out", str(tmp_path / "out"), "--deliver"])
     assert code == 1
     assert "delivery stopped" in capsys.readouterr().err
+
+
+def test_list_with_no_file_yet_lists_nothing(tmp_path, capsys):
+    """Issue 18: nothing quarantined yet is an empty list (exit 0), not a config error."""
+    config = write_config(tmp_path)
+    assert main(["quarantine", "list", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == ""
+    assert main(["quarantine", "list", "--dead-letter", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_config_paths_are_relative_to_the_working_directory(tmp_path, monkeypatch, capsys):
+    """The documented rule: a relative path in the config (here [quarantine] path) is read from the directory
+    the command runs in, not from the config file's."""
+    (tmp_path / "conf").mkdir()
+    config = tmp_path / "conf" / "groupspec.toml"
+    config.write_text('[quarantine]\npath = "q.jsonl"\n')
+    QuarantineFile(tmp_path / "q.jsonl").add(quarantined({"type": "track", "userId": "u", "event": "E"}, "malformed"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["quarantine", "list", "--config", "conf/groupspec.toml"]) == 0
+    assert capsys.readouterr().out.split("\t")[0] == "1"

@@ -198,16 +198,16 @@ def test_an_unwritable_spool_is_a_clear_error(tmp_path):
 
 
 def test_json_logs_mask_every_configured_secret():
-    config = parse_config({"sources": {"web": {"write_key": "wk_web_secret"}},
+    config = parse_config({"sources": {"web": {"write_key": "wk_web_secret", "upstream_write_key": "seg-web-key"}},
                            "customerio": {"site_id": "site-1234", "api_key": "api-secret-key"},
                            "upstream": {"url": "http://x", "write_key": "up-secret"}})
     formatter = JsonFormatter(secrets_of(config))
-    record = logging.LogRecord("groupspec", logging.ERROR, "", 0, "key %s and %s", ("wk_web_secret", "api-secret-key"),
-                               None)
+    record = logging.LogRecord("groupspec", logging.ERROR, "", 0, "key %s and %s and %s",
+                               ("wk_web_secret", "api-secret-key", "seg-web-key"), None)
     record.detail = "up-secret in an extra field, site-1234 too"
     line = formatter.format(record)
     entry = orjson.loads(line)
-    assert entry["msg"] == "key *** and ***"
+    assert entry["msg"] == "key *** and *** and ***"
     assert entry["detail"] == "*** in an extra field, *** too"
     assert entry["level"] == "error"
 

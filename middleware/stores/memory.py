@@ -1,5 +1,7 @@
 """The in-process store: hermetic replays and tests. It keeps no per-message memory (`admit` answers None: its
-size grows with people, not messages), but honours the `arrived`/`before` a caller passes."""
+size grows with people, not messages), but honours the `arrived`/`before` a caller passes; of a message without
+a time of its own it keeps the first arrival's time (`arrive`), so a re-send gets the same one. A forked child
+gets a copy of it, taken between two writes (`forks.py`)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from collections import defaultdict
 from contextlib import nullcontext
 from typing import Any
 
-from .base import Activity, Lookup, Membership, Store
+from .. import forks
+from ..migrations import Migration
+from .base import Activity, Lookup, Membership, Store, TraitEntry
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
 _NONE: tuple = ()
@@ -21,27 +25,34 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._links: dict[str, dict[str, int | None]] = {}  # key -> linked key -> arrived
-        self._link_times: dict[tuple[str, str], float] = {}  # (key, other), sorted -> latest event time asserting it
         self._events: dict[str, list[Event]] = defaultdict(list)
         self._event_keys: set[tuple] = set()
         self._deletions: dict[tuple[str, str], list[Deletion]] = defaultdict(list)
-        self._traits: dict[tuple[str, str, str], list[tuple[float, int, str, Any, int | None]]] = defaultdict(list)
+        self._traits: dict[tuple[str, str, str], list[TraitEntry]] = defaultdict(list)
+        self._relationships: dict[tuple[str, str], dict[str, tuple[float, dict[str, Any]]]] = defaultdict(dict)
+        self._migrations: dict[tuple[str, str], Migration] = {}  # (type, old id) -> its migration, in order
         self._activity: dict[tuple[str, str], dict[str, Activity]] = defaultdict(dict)
         self._pending: dict[tuple[str, str], tuple[float, int]] = {}
+        self._first: dict[str, float] = {}  # message id of a message without a time -> its first arrival's time
         self._seq = 0
+        forks.register(self)
+
+    def before_fork(self) -> None:
+        """Wait for a write in flight: the child's copy is whole."""
+        self._lock.acquire()
+
+    def after_fork(self, child: bool) -> None:
+        if child:
+            self._lock = threading.Lock()
+        else:
+            self._lock.release()
 
     def _next(self) -> int:
         self._seq += 1
         return self._seq
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        if key == other:
-            return
-        if ts is not None:
-            pair = (key, other) if key < other else (other, key)
-            if ts > self._link_times.get(pair, float("-inf")):
-                self._link_times[pair] = ts
-        if other in self._links.get(key, _NO_LINKS):
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key == other or other in self._links.get(key, _NO_LINKS):
             return
         with self._lock:
             self._links.setdefault(key, {}).setdefault(other, arrived)
@@ -55,14 +66,18 @@ class MemoryStore(Store):
     def admit(self, message_id: str, ts: float = 0.0) -> None:
         return None
 
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[None, float | None]:
+        return None, self._first.setdefault(message_id, ts) if timeless else None
+
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
                group: tuple[str, Any] | None = None, event_ts: float | None = None,
-               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
-        """The base class's lookup; for one person with no links and no stale check (most messages), only
-        the person's memberships."""
-        if stale_group is None and len(persons) == 1 and persons[0] not in self._links:
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
+               timeless: bool = False) -> Lookup:
+        """The base class's lookup; for one person with no links, no stale check and a time of its own (most
+        messages), only the person's memberships (`arrive` would answer (None, None))."""
+        if not timeless and stale_group is None and len(persons) == 1 and persons[0] not in self._links:
             return Lookup(None, [persons[0]], self.memberships_at(persons, ts), {})
-        return super().lookup(message_id, persons, ts, names, group, event_ts, stale_group, stale_names)
+        return super().lookup(message_id, persons, ts, names, group, event_ts, stale_group, stale_names, timeless)
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -102,19 +117,48 @@ class MemoryStore(Store):
         }
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
+                     arrived: int | None = None, source: str | None = None) -> None:
         with self._lock:
             for name, value in traits.items():
                 entries = self._traits[(object_type_id, group_id, name)]
                 if not any(entry[2] == message_id for entry in entries):
-                    entries.append((ts, self._next(), message_id, value, arrived))
+                    entries.append(TraitEntry(ts, self._next(), message_id, value, arrived, source))
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        return list(self._traits.get((object_type_id, group_id, name), _NONE))
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        with self._lock:
+            kept = self._relationships[(object_type_id, group_id)]
+            if person not in kept or ts >= kept[person][0]:
+                kept[person] = (ts, dict(attributes))
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        return {person: attrs for person, (_, attrs) in self._relationships.get((object_type_id, group_id), {}).items()}
+
+    def record_migration(self, migration: Migration) -> bool:
+        with self._lock:
+            return self._migrations.setdefault(migration[:2], migration) is migration
+
+    def migrations(self) -> list[Migration]:
+        return list(self._migrations.values())
+
+    def migration_count(self) -> int:
+        return len(self._migrations)
+
+    def membership_events(self, persons: list[str]) -> list[Event]:
+        return [row for person in persons for row in self._events.get(person, _NONE)]
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[Deletion]]:
+        return {group: list(self._deletions[group]) for group in groups if self._deletions.get(group)}
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
         out = {}
         for name in names:
             history = self._traits.get((object_type_id, group_id, name), _NONE)
-            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in history), ts, before)
+            best = latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived, _ in history), ts, before)
             if best is not None:
                 out[name] = best[2]
         return out
@@ -159,6 +203,13 @@ class MemoryStore(Store):
                    for m in fold_memberships([r for r in rows if r[:2] == group], self._deletions, ts))
         )
 
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        group = (object_type_id, group_id)
+        return sorted(person for person, rows in list(self._events.items()) if any(r[:2] == group for r in rows))
+
+    def linked_to(self, key: str) -> list[str]:
+        return sorted(self._links.get(key, _NO_LINKS))
+
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         return sorted(name for type_id, gid, name in list(self._traits) if (type_id, gid) == (object_type_id, group_id))
 
@@ -167,14 +218,7 @@ class MemoryStore(Store):
 
     def compact(self, horizon: float) -> dict[str, int]:
         before = self.size()
-        with self._lock:
-            for pair, at in list(self._link_times.items()):
-                if at < horizon:
-                    del self._link_times[pair]
-                    for one, two in (pair, pair[::-1]):
-                        self._links[one].pop(two, None)
-                        if not self._links[one]:
-                            del self._links[one]
+        with self._lock:  # links are identity, not history: all kept
             by_history = lambda e: (e[0], e[1])  # noqa: E731 - (type, group) within one person
             by_time = lambda e: (e[2], e[3])  # noqa: E731
             self._events = defaultdict(list, {person: retained(rows, horizon, by_history, by_time)
@@ -188,12 +232,13 @@ class MemoryStore(Store):
             activity = {group: {mid: e for mid, e in log.items() if e.ts >= horizon}
                         for group, log in self._activity.items()}
             self._activity = defaultdict(dict, {group: log for group, log in activity.items() if log})
+            self._first = {message_id: at for message_id, at in self._first.items() if at >= horizon}
         after = self.size()
         return {kind: before[kind] - after[kind] for kind in before}
 
     def size(self) -> dict[str, int]:
         return {
-            "arrivals": 0,
+            "arrivals": len(self._first),
             "links": sum(map(len, self._links.values())) // 2,
             "memberships": sum(map(len, self._events.values())),
             "deletions": sum(map(len, self._deletions.values())),

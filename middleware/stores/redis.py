@@ -9,17 +9,22 @@ multi-key script touches one slot and the layout works on Redis Cluster:
 | key | type | holds |
 |---|---|---|
 | ``{p:KEY}:l`` / ``:la`` | set / hash | person keys linked to KEY / linked key -> arrived (absent: always known) |
-| ``{p:KEY}:lt`` | hash | linked key -> the latest event time asserting the link (retention; absent: kept) |
 | ``{p:KEY}:e`` | hash | membership event ``[type, group, ts, joined]`` -> ``seq arrived`` (HSETNX dedupes) |
 | ``{g:[TYPE,ID]}:n`` | string | the group's seq counter (INCR: order of recording) |
 | ``{g:[TYPE,ID]}:d`` | set | deletions of the object: ``ts arrived`` |
 | ``{g:[TYPE,ID]}:t:NAME`` | hash | trait history: message id -> ``seq [ts, value, arrived]`` |
 | ``{g:[TYPE,ID]}:a`` / ``:ad`` | zset / hash | activity log (score = time) / its dedupe: message id -> seq |
 | ``{rollups}:due`` / ``:seq`` | zset / hash | groups with unsent rollup changes: due time / up to which seq |
-| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by event time (retention) |
+| ``{arrivals}:n`` / ``:ids`` / ``:t`` | string / hash / zset | arrival counter / message id -> arrival number / message id by its first arrival's event time (retention; a re-send gets it back) |
+| ``{g:[TYPE,ID]}:r`` | hash | relationship attributes: person key -> ``[ts, attributes]`` (the latest by ts) |
+| ``{migrations}:m`` / ``:n`` | hash / string | group id migrations: ``[type, old id]`` -> ``seq [new id, mode, at, keep_old, arrived]`` / the migration counter |
+| ``{format}:version`` / ``:lock`` | string / string | the keyspace's format version (`formats.py`; absent: written before versions) / held while a process migrates it |
 
 `arrived` is the arrival number of the message that recorded the fact; it is absent from values written before
-arrival numbers existed (always known).
+arrival numbers existed (always known). A trait value's payload is ``[ts, value, arrived, source]`` (the writing
+source; values written before format version 2 have no fourth item, and read as of no known source). Links are
+never pruned; a keyspace written by a release that pruned them may hold ``{p:KEY}:lt`` hashes (link times), which
+nothing reads.
 
 Round trips: `lookup` (what a message needs before it is resolved, a group call's stale-trait check included) is
 one script on a single Redis; on a cluster, where one script reaches one slot, it is pipelined rounds across the
@@ -30,13 +35,16 @@ membership write first takes its group's seq (one more round). So a track messag
 round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
-"unresolved" on an error.
+"unresolved" on an error. The format version is checked (and an older keyspace migrated) when the store is
+opened, or at its first command when Redis did not answer then. A forked child makes its own client.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
@@ -49,8 +57,11 @@ from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import NoScriptError, RedisClusterException
 from redis.retry import Retry
 
-from .base import Activity, Lookup, Membership, StoreError
-from .history import fold_memberships, latest_at, linked, stale_after
+from .. import forks
+from ..migrations import Migration
+from .base import Activity, Lookup, Membership, Store, StoreError, TraitEntry
+from .formats import Format, FormatError
+from .history import Deletion, Event, fold_memberships, latest_at, linked, stale_after
 
 CLUSTER_SCHEME = "redis+cluster://"
 _LINK_LIMIT = 1000  # the most person keys one identity walk visits (as `history.linked`)
@@ -63,30 +74,27 @@ for i = 2, #KEYS do
   end
 end
 """
-# KEYS: linked keys set, their arrivals hash, their times hash; ARGV: other key, arrived ("": always known), event
-# time ("": none). The first link's arrival stays; its time is the latest assertion.
+# KEYS: linked keys set, their arrivals hash; ARGV: other key, arrived ("": always known). The first arrival stays.
 _LINK = """
 if redis.call('SADD', KEYS[1], ARGV[1]) == 1 and ARGV[2] ~= '' then
   redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 end
-if ARGV[3] ~= '' and tonumber(ARGV[3]) > tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '-inf') then
-  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
-end
 """
 # admit(arrival counter, message id hash, time zset, message id, event time): its arrival number, the first one
-# given; the time index lets `compact` prune arrival records by event time.
+# given, and the event time of its first arrival (false: a record without one); the time index also lets
+# `compact` prune arrival records by event time.
 _ADMIT_BODY = """
 local function admit(counter, ids, times, message_id, ts)
   local seen = redis.call('HGET', ids, message_id)
-  if seen then return tonumber(seen) end
+  if seen then return tonumber(seen), redis.call('ZSCORE', times, message_id) end
   local arrived = redis.call('INCR', counter)
   redis.call('HSET', ids, message_id, arrived)
   redis.call('ZADD', times, ts, message_id)
-  return arrived
+  return arrived, ts
 end
 """
-# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time.
-_ADMIT = _ADMIT_BODY + "return admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])"
+# KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time. Returns {arrival, first time}.
+_ADMIT = _ADMIT_BODY + "return {admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])}"
 # KEYS: the group's seq counter, the person's events hash (two slots: a single Redis only);
 # ARGV: event field, arrived ("": always known).
 _RECORD_MEMBERSHIP = """
@@ -101,10 +109,10 @@ redis.call('HSETNX', KEYS[2], ARGV[1], seq)
 # the tag of the group whose stale traits are asked ("": none), the count of their names and the names.
 # Returns {arrival, {key, linked keys, their arrivals hash}..., events hash per visited key, group tags (asked
 # for and of the events at or before ts), deletions per tag, per tag the trait hashes per name, the stale-asked
-# group's trait hashes per name}.
+# group's trait hashes per name, the first arrival's event time}.
 _LOOKUP = _ADMIT_BODY + """
 local prefix = ARGV[1]
-local arrival = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
+local arrival, first = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
 local ts = tonumber(ARGV[4])
 local at = 5
 local names = {}
@@ -160,7 +168,7 @@ for j, tag in ipairs(tags) do
   for k, name in ipairs(names) do histories[k] = redis.call('HGETALL', group .. 't:' .. name) end
   traits[j] = histories
 end
-return {arrival, links, events, tags, deletions, traits, stale}
+return {arrival, links, events, tags, deletions, traits, stale, first}
 """ % {"limit": _LINK_LIMIT}
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
@@ -205,24 +213,41 @@ end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
 return #old
 """
-# KEYS: linked keys set, arrivals hash, times hash; ARGV: horizon. Removes the links last asserted before it.
-_PRUNE_LINKS = """
-local times = redis.call('HGETALL', KEYS[3])
-local removed = 0
-for i = 1, #times, 2 do
-  if tonumber(times[i + 1]) < tonumber(ARGV[1]) then
-    redis.call('SREM', KEYS[1], times[i])
-    redis.call('HDEL', KEYS[2], times[i])
-    redis.call('HDEL', KEYS[3], times[i])
-    removed = removed + 1
-  end
+# KEYS: relationships hash; ARGV: person, ts, attributes. Keeps the latest by ts.
+_RELATE = """
+local kept = redis.call('HGET', KEYS[1], ARGV[1])
+if not kept or tonumber(cjson.decode(kept)[1]) <= tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], '[' .. ARGV[2] .. ',' .. ARGV[3] .. ']')
 end
-return removed
 """
-_SCRIPTS = {"admit": _ADMIT, "link": _LINK, "apply_traits": _APPLY_TRAITS, "record_membership": _RECORD_MEMBERSHIP,
+# KEYS: migrations hash, migration counter; ARGV: [type, old id], [new id, mode, at, keep_old]. 1 when new.
+_MIGRATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], redis.call('INCR', KEYS[2]) .. ' ' .. ARGV[2])
+return 1
+"""
+_SCRIPTS = {"admit": _ADMIT, "relate": _RELATE, "migrate": _MIGRATE, "link": _LINK, "apply_traits": _APPLY_TRAITS,
+            "record_membership": _RECORD_MEMBERSHIP,
             "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
-            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY,
-            "prune_links": _PRUNE_LINKS}
+            "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY}
+
+
+def _unversioned(store: RedisStore) -> None:
+    """Version 0 -> 1: the keyspace of groupspec 0.1.0 is version 1's (nothing to change)."""
+
+
+def _migrations_layout(store: RedisStore) -> None:
+    """Version 1 -> 2, group id migrations (issue 21): the keys ``{migrations}:m`` / ``:n`` and
+    ``{g:[TYPE,ID]}:r``, and a trait value's fourth payload item (its writing source). Nothing to change in an
+    older keyspace: absent migration keys are no migrations (counter 0), absent ``:r`` hashes no relationship
+    attributes, and a trait payload of three items ``[ts, value, arrived]`` still reads (its source unknown)."""
+
+
+#: the keyspace's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[RedisStore] = Format("store", [_unversioned, _migrations_layout])
+MIGRATION_LOCK_MS = 600_000  # how long a migrating process that died holds the others back, at most
+# KEYS: the migration lock; ARGV: its holder's token. Released only by its holder.
+_UNLOCK = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 class Keys:
@@ -248,6 +273,11 @@ class Keys:
 
     def arrivals(self, kind: str) -> str:
         return f"{self.prefix}{{arrivals}}:{kind}"
+
+    def migrations(self, kind: str) -> str:
+        return f"{self.prefix}{{migrations}}:{kind}"
+    def format(self, kind: str) -> str:
+        return f"{self.prefix}{{format}}:{kind}"
 
 
 def group_tag(object_type_id: str, group_id: Any) -> str:
@@ -300,6 +330,11 @@ def _stale_names(names: list[str], stored: list[dict[str, str]], ts: float, mess
 
 def _latest(entries, ts: float, before: int | None) -> tuple | None:
     return latest_at(((at, seq, value, arrived) for at, seq, _, value, arrived in entries), ts, before)
+
+
+def _first_time(stored: str | None) -> float | None:
+    """The first arrival's event time an arrival record holds (None: none, or 0 from a record written without)."""
+    return (float(stored) or None) if stored else None
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -355,9 +390,9 @@ class _LazyCluster:
         self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:  # the client's commands, pipeline, nodes, ...
-        return getattr(self.get(), name)
+        return getattr(self.client(), name)
 
-    def get(self) -> RedisCluster:
+    def client(self) -> RedisCluster:
         with self._lock:
             if self._client is None:
                 self._client = RedisCluster(startup_nodes=self._nodes, decode_responses=True,
@@ -370,7 +405,7 @@ class _LazyCluster:
             self._client.close()
 
 
-class RedisStore:
+class RedisStore(Store):
     """Point-in-time membership, identity links, group trait history and activity in Redis (one server or a
     cluster)."""
 
@@ -382,16 +417,57 @@ class RedisStore:
         except ValueError as exc:
             raise StoreError(f"bad Redis store url: {exc}") from None
         self.cluster = url.startswith(CLUSTER_SCHEME)
-        self.redis, self._where = _client(url)  # on a cluster: made on first use
+        self._url = url
+        self.redis, where = _client(url)  # on a cluster: made at its first command
+        self.where = f"Redis store at {where}"  # no password: for messages
         self._sha = {name: hashlib.sha1(script.encode()).hexdigest() for name, script in _SCRIPTS.items()}
         self._local = threading.local()  # the writes queued by the current thread's `batch`
+        self._format_checked = False
+        try:
+            with self._guard():
+                pass  # the format is checked now if Redis answers
+        except FormatError:
+            raise
+        except StoreError:
+            pass  # not answering: checked at the first command
+        forks.register(self)
+
+    def after_fork(self, child: bool) -> None:
+        """A child makes its own client (the parent's connections and locks are not its own)."""
+        if child:
+            self.redis, _ = _client(self._url)
+            self._local = threading.local()
 
     @contextmanager
     def _guard(self) -> Iterator[None]:
         try:
+            if not self._format_checked:
+                self._check_format()
             yield
         except (redis.RedisError, RedisClusterException) as exc:
-            raise StoreError(f"Redis store at {self._where} unavailable: {type(exc).__name__}: {exc}") from None
+            raise StoreError(f"{self.where} unavailable: {type(exc).__name__}: {exc}") from None
+
+    def _check_format(self) -> None:
+        """Bring the keyspace to `FORMAT.current` (no version key: written before versions, or empty), migrating
+        under a lock key every process honours, the version written after each step; FormatError when newer."""
+        client, version, lock = self.redis, self.keys.format("version"), self.keys.format("lock")
+        while (found := int(client.get(version) or 0)) != FORMAT.current:
+            FORMAT.refuse_newer(found, self.where)
+            token = uuid.uuid4().hex
+            if not client.set(lock, token, nx=True, px=MIGRATION_LOCK_MS):
+                time.sleep(0.05)  # another process is migrating: wait for its version
+                continue
+            try:
+                found = int(client.get(version) or 0)
+                FORMAT.refuse_newer(found, self.where)
+                self._format_checked = True  # a migration may use the store's own methods
+                FORMAT.migrate(self, found, lambda done: client.set(version, done))
+            except BaseException:
+                self._format_checked = False
+                raise
+            finally:
+                client.eval(_UNLOCK, 1, lock, token)
+        self._format_checked = True
 
     def _send(self, commands: list[tuple]) -> list[Any]:
         """Run `commands` (``(NAME, *args)``: a redis-py method and its arguments) as one pipeline; on a cluster,
@@ -455,13 +531,12 @@ class RedisStore:
         finally:
             self._local.queue = None
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
         # two idempotent one-slot writes (the persons may live on different cluster slots)
         if key == other:
             return
         stamp = "" if arrived is None else arrived
-        at = "" if ts is None else repr(float(ts))
-        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la", "lt")], [two, stamp, at])
+        self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la")], [two, stamp])
                       for one, two in ((key, other), (other, key))))
 
     def _links(self, key: str) -> list[tuple[str, int | None]]:
@@ -475,20 +550,24 @@ class RedisStore:
         return [self.keys.arrivals(kind) for kind in ("n", "ids", "t")]
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
-        arrived, = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
-        return int(arrived)
+        return self.arrive(message_id, ts)[0]
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
+        (arrived, first), = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
+        return int(arrived), _first_time(first)
 
     def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
                group: tuple[str, Any] | None = None, event_ts: float | None = None,
-               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = ()) -> Lookup:
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
+               timeless: bool = False) -> Lookup:
         names, stale_names = list(names), list(stale_names)
         tags = [group_tag(*group)] if group is not None and names else []
         event_ts = float(ts if event_ts is None else event_ts)
         stale_tag = "" if stale_group is None else group_tag(*stale_group)
         read = self._read_in_rounds if self.cluster else self._read_in_one_script
-        arrival, adjacency, stored, groups, stale = read(message_id, event_ts, persons, ts, names, tags, stale_tag,
-                                                         stale_names)
-        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)
+        arrival, adjacency, stored, groups, stale, first = read(message_id, event_ts, persons, ts, names, tags,
+                                                                stale_tag, stale_names)
+        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)._replace(first_ts=first)
         if stale_group is None:
             return found
         return found._replace(stale=_stale_names(stale_names, stale, event_ts, message_id, arrival))
@@ -496,16 +575,17 @@ class RedisStore:
     def _read_in_one_script(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                             tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
         """What `lookup` reads, on a single Redis: one script. ``(arrival, adjacency, events hash per key,
-        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`)``."""
+        per group tag its deletions and trait hashes, the trait hashes of `stale_names` of `stale_tag`, the first
+        arrival's event time)``."""
         args = [self.keys.prefix, message_id, repr(event_ts), repr(float(ts)), len(names), *names, len(persons), *persons,
                 len(tags), *tags, stale_tag, len(stale_names), *stale_names]
-        (arrival, links, events, tags, deletions, traits, stale), = self._read(
+        (arrival, links, events, tags, deletions, traits, stale, first), = self._read(
             [self._script("lookup", self._arrival_keys(), args)])
         adjacency = {key: _adjacent(others, _pairs(stamps)) for key, others, stamps in links}
         stored = {key: _pairs(flat) for (key, *_), flat in zip(links, events)}
         groups = {tag: (deletion, [_pairs(flat) for flat in histories])
                   for tag, deletion, histories in zip(tags, deletions, traits)}
-        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale]
+        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale], _first_time(first)
 
     def _read_in_rounds(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                         tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
@@ -513,7 +593,7 @@ class RedisStore:
         arrival number and the stale-asked trait histories, each the links and events of the person keys newly
         found and the deletions and traits of the groups newly found."""
         keys = self.keys
-        arrival = None
+        arrival = first_ts = None
         adjacency: dict[str, list[tuple[str, int | None]]] = {}
         stored: dict[str, dict[str, str]] = {}
         groups: dict[str, tuple[list[str], list[dict[str, str]]]] = {}
@@ -534,7 +614,8 @@ class RedisStore:
                 commands += [("SMEMBERS", keys.tagged(tag, "d")), *(("HGETALL", keys.tagged(tag, "t:" + name)) for name in names)]
             answers = iter(self._read(commands))
             if first:
-                arrival, first = int(next(answers)), False
+                (arrival, first_ts), first = next(answers), False
+                arrival, first_ts = int(arrival), _first_time(first_ts)
                 if stale_tag:
                     stale = [next(answers) for _ in stale_names]
             for key in new_keys:
@@ -547,7 +628,7 @@ class RedisStore:
             new_tags = list(dict.fromkeys(
                 group_tag(type_id, group_id) for key in stored for type_id, group_id, *_ in _events(stored[key], ts)))
             new_tags = [tag for tag in new_tags if tag not in groups]
-        return arrival, adjacency, stored, groups, stale
+        return arrival, adjacency, stored, groups, stale, first_ts
 
     def _assemble(self, arrival: int, starts: list[str], adjacency: dict[str, list[tuple[str, int | None]]],
                   stored: dict[str, dict[str, str]], groups: dict[str, tuple[list[str], list[dict[str, str]]]],
@@ -605,13 +686,60 @@ class RedisStore:
         return _stale_names(names, stored, ts, message_id, before)
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
+                     arrived: int | None = None, source: str | None = None) -> None:
         if not traits:
             return
         keys = [self.keys.group(object_type_id, group_id, "n")]
         keys += [self.keys.group(object_type_id, group_id, "t:" + name) for name in traits]
-        args = [message_id, *(orjson.dumps([float(ts), value, arrived]) for value in traits.values())]
+        args = [message_id, *(orjson.dumps([float(ts), value, arrived, source]) for value in traits.values())]
         self._write(self._script("apply_traits", keys, args))
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        stored, = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "t:" + name))])
+        entries = []
+        for message_id, entry in stored.items():
+            seq, _, payload = entry.partition(" ")
+            at, value, *rest = orjson.loads(payload)
+            rest += [None, None]
+            entries.append(TraitEntry(at, int(seq), message_id, value, rest[0], rest[1]))
+        return sorted(entries, key=lambda e: e.seq)
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        self._write(self._script("relate", [self.keys.group(object_type_id, group_id, "r")],
+                                 [person, repr(float(ts)), orjson.dumps(attributes)]))
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        stored, = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "r"))])
+        return {person: orjson.loads(kept)[1] for person, kept in sorted(stored.items())}
+
+    def record_migration(self, migration: Migration) -> bool:
+        keys = [self.keys.migrations("m"), self.keys.migrations("n")]
+        args = [orjson.dumps(migration[:2]), orjson.dumps(list(migration[2:]))]
+        new, = self._read([self._script("migrate", keys, args)])
+        return bool(int(new))
+
+    def migrations(self) -> list[Migration]:
+        stored, = self._read([("HGETALL", self.keys.migrations("m"))])
+        rows = []
+        for field, value in stored.items():
+            seq, _, payload = value.partition(" ")
+            new_id, mode, at, keep_old, arrived = orjson.loads(payload)
+            rows.append((int(seq), Migration(*orjson.loads(field), new_id, mode, float(at), bool(keep_old), arrived)))
+        return [migration for _, migration in sorted(rows)]
+
+    def migration_count(self) -> int:
+        count, = self._read([("GET", self.keys.migrations("n"))])
+        return int(count or 0)
+
+    def membership_events(self, persons: list[str]) -> list[Event]:
+        stored = self._read([("HGETALL", self.keys.person(person, "e")) for person in persons])
+        return [event for one in stored for event in _events(one, float("inf"))]
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[Deletion]]:
+        found = self._read([("SMEMBERS", self.keys.group(type_id, group_id, "d")) for type_id, group_id in groups])
+        return {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]
+                for group, deleted in zip(groups, found) if deleted}
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
@@ -671,6 +799,18 @@ class RedisStore:
 
     def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
         group = (object_type_id, group_id)
+        with self._guard():
+            deleted = self.redis.smembers(self.keys.group(object_type_id, group_id, "d"))
+        deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]}
+        return [person for person, events in self._group_events(group).items()
+                if fold_memberships(events, deletions, ts)]
+
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        return list(self._group_events((object_type_id, group_id)))
+
+    def _group_events(self, group: tuple[str, str]) -> dict[str, list]:
+        """Person key -> its membership events of `group`, for the persons that have some, in key order (a SCAN
+        of every person's events: for tools)."""
         start = len(self.keys.prefix) + len("{p:")
         with self._guard():
             keys = sorted(self._scan("e", "p"))
@@ -678,9 +818,7 @@ class RedisStore:
             for key in keys:
                 pipe.hgetall(key)
             stored = pipe.execute()
-            deleted = self.redis.smembers(self.keys.group(object_type_id, group_id, "d"))
-        deletions = {group: [(float(at), arrived) for at, arrived in map(unstamped, deleted)]}
-        members = []
+        found = {}
         for key, fields in zip(keys, stored):
             events = []
             for field, value in fields.items():
@@ -688,9 +826,12 @@ class RedisStore:
                 if (type_id, gid) == group:
                     seq, arrived = unstamped(value)
                     events.append((type_id, gid, at, int(seq), joined, arrived))
-            if events and fold_memberships(events, deletions, ts):
-                members.append(key[start:-len("}:e")])
-        return members
+            if events:
+                found[key[start:-len("}:e")]] = events
+        return found
+
+    def linked_to(self, key: str) -> list[str]:
+        return sorted(self._read([("SMEMBERS", self.keys.person(key, "l"))])[0])
 
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         head = self.keys.group(object_type_id, group_id, "t:")
@@ -710,15 +851,12 @@ class RedisStore:
         return self.redis.scan_iter(match=f"{_glob(self.keys.prefix)}{{{tag}:*}}:{kind}", count=1000)
 
     def compact(self, horizon: float) -> dict[str, int]:
-        removed = dict.fromkeys(("arrivals", "links", "memberships", "deletions", "traits", "activity"), 0)
+        removed = dict.fromkeys(("arrivals", "memberships", "deletions", "traits", "activity"), 0)
         h = repr(float(horizon))
         with self._guard():
             ids, times = self.keys.arrivals("ids"), self.keys.arrivals("t")
             while (batch := int(self._send([self._script("prune_arrivals", [ids, times], [h, 1000])])[0])) > 0:
                 removed["arrivals"] += batch
-            for key in self._scan("lt", "p"):
-                base = key[:-2]
-                removed["links"] += int(self._send([self._script("prune_links", [base + "l", base + "la", key], [h])])[0])
             for key in self._scan("e", "p"):
                 old = {}
                 for field, value in self.redis.hgetall(key).items():
@@ -735,7 +873,6 @@ class RedisStore:
                 removed["traits"] += self._drop(key, old, horizon, self.redis.hdel)
             for key in self._scan("a", "g"):
                 removed["activity"] += int(self._send([self._script("prune_activity", [key, key + "d"], [h])])[0])
-        removed["links"] //= 2  # each way
         return removed
 
     @staticmethod

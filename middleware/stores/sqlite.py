@@ -1,9 +1,15 @@
-"""The embedded default store: one SQLite file in WAL mode, safe to share between threads.
+"""The embedded default store: one SQLite file in WAL mode, safe to share between threads and across `os.fork()`.
 
 `messages` numbers each message id in the order the file first saw it; the facts carry that number (`arrived`,
-NULL in a file written before it existed: always known). `messages.ts` (the event time) and `links.ts` (the latest
-event time that asserted the link) are what `compact` prunes by; a file written before they existed gets 0 (the
-first compaction removes those arrival records) and NULL (such a link is kept until asserted again)."""
+NULL in a file written before it existed: always known). `messages.ts` (the event time) is what `compact` prunes
+arrival records by, and it is the first arrival's time a re-send gets back (`arrive`); a file written before it
+existed gets 0 (the first compaction removes those records; a re-send keeps its own time). Links are never pruned;
+a file written by a release that pruned them keeps its unused `links.ts` column.
+
+The file carries its format version (`formats.py`); `FORMAT.migrations` brings an older file up to date on open
+(version 2: group id migrations' tables `migrations` and `relationships`, and `traits.source`).
+It is created owner-only (`private.py`). At a fork (`forks.py`) the store waits for a transaction in flight,
+closes its connection (SQLite's rule: none crosses a fork) and opens it again in the parent and in the child."""
 
 from __future__ import annotations
 
@@ -15,12 +21,16 @@ from typing import Any
 
 import orjson
 
-from .base import Activity, Membership, Store, StoreError
-from .history import fold_memberships, linked, stale_after
+from .. import forks, private
+from ..migrations import Migration
+from .base import Activity, Membership, Store, StoreError, TraitEntry
+from .formats import Format, open_sqlite
+from .history import Deletion, Event, fold_memberships, linked, stale_after
 
-_SCHEMA = """
+#: the tables of groupspec 0.1.0 (created when missing)
+_TABLES = """
 CREATE TABLE IF NOT EXISTS links (
-    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, ts REAL, PRIMARY KEY (a, b)) WITHOUT ROWID;
+    a TEXT NOT NULL, b TEXT NOT NULL, arrived INTEGER, PRIMARY KEY (a, b)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memberships (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, person TEXT NOT NULL, type_id TEXT NOT NULL, group_id TEXT NOT NULL,
     ts REAL NOT NULL, joined INTEGER NOT NULL, arrived INTEGER, UNIQUE (person, type_id, group_id, ts, joined));
@@ -33,26 +43,81 @@ CREATE TABLE IF NOT EXISTS traits (
     UNIQUE (type_id, group_id, name, message_id));
 CREATE TABLE IF NOT EXISTS messages (
     arrived INTEGER PRIMARY KEY AUTOINCREMENT, message_id TEXT NOT NULL UNIQUE, ts REAL NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
 CREATE TABLE IF NOT EXISTS activity (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, group_id TEXT NOT NULL, message_id TEXT NOT NULL,
     ts REAL NOT NULL, value BLOB NOT NULL, UNIQUE (type_id, group_id, message_id));
-CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
 CREATE TABLE IF NOT EXISTS rollups_pending (
     type_id TEXT NOT NULL, group_id TEXT NOT NULL, due REAL NOT NULL, seq INTEGER NOT NULL,
-    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID;
+    PRIMARY KEY (type_id, group_id)) WITHOUT ROWID
 """
-#: columns a file written before them gains: arrival numbers (NULL: always known), event times for retention
-_ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
-          ("traits", "arrived"): "INTEGER", ("links", "ts"): "REAL", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
-_TIME_INDEXES = """
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS traits_by_name ON traits (type_id, group_id, name, ts);
+CREATE INDEX IF NOT EXISTS activity_by_time ON activity (type_id, group_id, ts);
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (ts);
-CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts);
+CREATE INDEX IF NOT EXISTS activity_by_ts ON activity (ts)
 """
+#: columns the files of earlier 0.x releases lack: arrival numbers (NULL: always known), event times for retention
+_ADDED = {("links", "arrived"): "INTEGER", ("memberships", "arrived"): "INTEGER", ("deletions", "arrived"): "INTEGER",
+          ("traits", "arrived"): "INTEGER", ("messages", "ts"): "REAL NOT NULL DEFAULT 0"}
+
+
+def _unversioned(db: sqlite3.Connection) -> None:
+    """Version 0 -> 1: the layout of groupspec 0.1.0, from nothing or from any earlier file: its tables, the
+    columns an earlier file lacks, then the indexes (some name those columns)."""
+    for statement in _TABLES.split(";"):  # one at a time: `executescript` would commit the migration's transaction
+        db.execute(statement)
+    for (table, column), kind in _ADDED.items():
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    for statement in _INDEXES.split(";"):
+        db.execute(statement)
+
+
+#: the tables of group id migrations (issue 21): relationship attributes of group calls, migrations as facts
+_MIGRATION_TABLES = """
+CREATE TABLE IF NOT EXISTS relationships (
+    type_id TEXT NOT NULL, group_id TEXT NOT NULL, person TEXT NOT NULL, ts REAL NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (type_id, group_id, person)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS migrations (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, type_id TEXT NOT NULL, old_id TEXT NOT NULL, new_id TEXT NOT NULL,
+    mode TEXT NOT NULL, at REAL NOT NULL, keep_old INTEGER NOT NULL, arrived INTEGER, UNIQUE (type_id, old_id))
+"""
+
+
+def _migrations_layout(db: sqlite3.Connection) -> None:
+    """Version 1 -> 2, group id migrations (issue 21): the tables `relationships` and `migrations`, and the
+    column `traits.source` (the writing source of a trait value; NULL in rows written before it was kept)."""
+    for statement in _MIGRATION_TABLES.split(";"):
+        db.execute(statement)
+    if "source" not in {row[1] for row in db.execute("PRAGMA table_info(traits)")}:
+        db.execute("ALTER TABLE traits ADD COLUMN source TEXT")
+
+
+#: the store file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[sqlite3.Connection] = Format("store", [_unversioned, _migrations_layout])
+
+
+class _Unusable:
+    """Stands for a connection the store no longer has (closed, or not opened again after a fork): every use
+    says why."""
+
+    in_transaction = False
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+    def execute(self, *args: Any) -> Any:
+        raise sqlite3.OperationalError(self.why)
+
+    executemany = execute
+
+    def close(self) -> None:
+        pass
+
+
 #: `compact(horizon)`: every statement takes the horizon as ?1; each history keeps its latest fact before it
 _COMPACT = {
     "arrivals": "DELETE FROM messages WHERE ts < ?1",
-    "links": "DELETE FROM links WHERE ts < ?1",
     "memberships": "DELETE FROM memberships WHERE seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (PARTITION"
                    " BY person, type_id, group_id ORDER BY ts DESC, seq DESC) AS n FROM memberships WHERE ts < ?1)"
                    " WHERE n > 1)",
@@ -70,22 +135,56 @@ class SQLiteStore(Store):
     """Point-in-time membership, identity links and group trait history in one SQLite file."""
 
     def __init__(self, path: str) -> None:
+        self.path = path
+        self.where = f"SQLite store {path!r}"
         try:
-            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
-            self._db.execute("BEGIN IMMEDIATE")  # two processes opening an old file migrate it once
-            for (table, column), kind in _ADDED.items():
-                if column not in {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}:
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-            self._db.execute("COMMIT")
-            self._db.executescript(_TIME_INDEXES)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from None
+            if path != ":memory:":
+                private.create(path)
+            self._db = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open {self.where}: {exc}") from None
+        try:
+            open_sqlite(self._db, FORMAT, self.where)
+        except (sqlite3.Error, StoreError) as exc:
+            self._db.close()
+            if isinstance(exc, StoreError):  # a newer format, another kind of file
+                raise
+            raise StoreError(f"cannot open {self.where}: {exc}") from None
         self._lock = threading.RLock()
         self._grouped = False  # inside `transaction`: writes join its commit
+        self._closed_for_fork = False
+        forks.register(self)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA busy_timeout=5000")
+        return db
+
+    def before_fork(self) -> None:
+        """Wait for the transaction in flight (another thread's), then close the connection."""
+        self._lock.acquire()
+        db = self._db  # the forking thread's own transaction (it holds the lock already) stays open
+        self._closed_for_fork = isinstance(db, sqlite3.Connection) and not db.in_transaction
+        if self._closed_for_fork:
+            db.close()
+
+    def after_fork(self, child: bool) -> None:
+        """Open the connection again (a child: with a new lock; a connection the fork cut mid-transaction is
+        not the child's to use)."""
+        if child:
+            self._lock, self._grouped = threading.RLock(), False
+            if isinstance(self._db, sqlite3.Connection) and not self._closed_for_fork:
+                self._db = _Unusable(f"{self.where} was forked inside one of its transactions; open it again")
+        if self._closed_for_fork:
+            try:
+                self._db = self._connect()
+            except sqlite3.Error as exc:
+                self._db = _Unusable(f"cannot open {self.where} again after a fork: {exc}")
+            self._closed_for_fork = False
+        if not child:
+            self._lock.release()
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -93,13 +192,13 @@ class SQLiteStore(Store):
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             self._grouped = True
             try:
                 yield
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
             finally:
                 self._grouped = False
                 if self._db.in_transaction:
@@ -110,7 +209,7 @@ class SQLiteStore(Store):
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self._lock:
@@ -118,7 +217,7 @@ class SQLiteStore(Store):
                 try:
                     self._db.executemany(sql, rows)
                 except sqlite3.Error as exc:
-                    raise StoreError(f"SQLite store: {exc}") from None
+                    raise StoreError(f"{self.where}: {exc}") from None
                 return
             try:
                 self._db.execute("BEGIN")
@@ -127,27 +226,31 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
-    def link(self, key: str, other: str, arrived: int | None = None, ts: float | None = None) -> None:
-        if key != other:  # the first `arrived` stays; `ts` is the latest assertion's
-            self._write("INSERT INTO links (a, b, arrived, ts) VALUES (?, ?, ?, ?) ON CONFLICT (a, b) DO UPDATE"
-                        " SET ts = excluded.ts WHERE excluded.ts > coalesce(links.ts, -1e308)",
-                        [(key, other, arrived, ts), (other, key, arrived, ts)])
+    def link(self, key: str, other: str, arrived: int | None = None) -> None:
+        if key != other:  # the first `arrived` stays
+            self._write("INSERT OR IGNORE INTO links (a, b, arrived) VALUES (?, ?, ?)",
+                        [(key, other, arrived), (other, key, arrived)])
 
     def identities(self, key: str, before: int | None = None) -> list[str]:
         return linked(key, lambda k: self._rows("SELECT b, arrived FROM links WHERE a = ?", (k,)), before)
 
     def admit(self, message_id: str, ts: float = 0.0) -> int:
+        return self.arrive(message_id, ts)[0]
+
+    def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
         with self._lock:
             try:  # most messages are new: one insert; a replayed (or concurrently numbered) one: one lookup more
                 cursor = self._db.execute("INSERT OR IGNORE INTO messages (message_id, ts) VALUES (?, ?)",
                                           (message_id, ts))
                 if cursor.rowcount == 1:
-                    return cursor.lastrowid
-                return self._db.execute("SELECT arrived FROM messages WHERE message_id = ?", (message_id,)).fetchone()[0]
+                    return cursor.lastrowid, ts
+                arrived, first = self._db.execute("SELECT arrived, ts FROM messages WHERE message_id = ?",
+                                                  (message_id,)).fetchone()
+                return arrived, first or None  # 0: a record written before `messages.ts` existed
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
 
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
@@ -190,11 +293,60 @@ class SQLiteStore(Store):
         return stale
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
-                     arrived: int | None = None) -> None:
+                     arrived: int | None = None, source: str | None = None) -> None:
         self._write(
-            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value, arrived) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value), arrived) for name, value in traits.items()],
+            "INSERT OR IGNORE INTO traits (type_id, group_id, name, ts, message_id, value, arrived, source)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(object_type_id, group_id, name, ts, message_id, orjson.dumps(value), arrived, source)
+             for name, value in traits.items()],
         )
+
+    def trait_history(self, object_type_id: str, group_id: str, name: str) -> list[TraitEntry]:
+        rows = self._rows("SELECT ts, seq, message_id, value, arrived, source FROM traits WHERE type_id = ? AND"
+                          " group_id = ? AND name = ? ORDER BY seq", (object_type_id, group_id, name))
+        return [TraitEntry(at, seq, mid, orjson.loads(value), arrived, source)
+                for at, seq, mid, value, arrived, source in rows]
+
+    def record_relationship(self, person: str, object_type_id: str, group_id: str, attributes: dict[str, Any],
+                            ts: float) -> None:
+        self._write("INSERT INTO relationships VALUES (?, ?, ?, ?, ?) ON CONFLICT (type_id, group_id, person) DO UPDATE"
+                    " SET ts = excluded.ts, value = excluded.value WHERE excluded.ts >= relationships.ts",
+                    [(object_type_id, group_id, person, ts, orjson.dumps(attributes))])
+
+    def relationship_attributes(self, object_type_id: str, group_id: str) -> dict[str, dict[str, Any]]:
+        rows = self._rows("SELECT person, value FROM relationships WHERE type_id = ? AND group_id = ? ORDER BY person",
+                          (object_type_id, group_id))
+        return {person: orjson.loads(value) for person, value in rows}
+
+    def record_migration(self, migration: Migration) -> bool:
+        with self._lock:
+            try:
+                return self._db.execute(
+                    "INSERT OR IGNORE INTO migrations (type_id, old_id, new_id, mode, at, keep_old, arrived)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)", (*migration[:5], int(migration.keep_old), migration.arrived)).rowcount == 1
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.where}: {exc}") from None
+
+    def migrations(self) -> list[Migration]:
+        rows = self._rows("SELECT type_id, old_id, new_id, mode, at, keep_old, arrived FROM migrations ORDER BY seq")
+        return [Migration(*row[:5], bool(row[5]), row[6]) for row in rows]
+
+    def migration_count(self) -> int:
+        return self._rows("SELECT count(*) FROM migrations")[0][0]  # rows are never removed
+
+    def membership_events(self, persons: list[str]) -> list[Event]:
+        marks = ",".join("?" * len(persons))
+        rows = self._rows(f"SELECT type_id, group_id, ts, seq, joined, arrived FROM memberships WHERE person IN ({marks})",
+                          persons)
+        return [(t, g, at, seq, bool(joined), arrived) for t, g, at, seq, joined, arrived in rows]
+
+    def deletions(self, groups: list[tuple[str, str]]) -> dict[tuple[str, str], list[Deletion]]:
+        out: dict[tuple[str, str], list[Deletion]] = {}
+        for type_id, group_id in groups:
+            rows = self._rows("SELECT ts, arrived FROM deletions WHERE type_id = ? AND group_id = ?", (type_id, group_id))
+            if rows:
+                out[(type_id, group_id)] = [tuple(row) for row in rows]
+        return out
 
     def traits_at(self, object_type_id: str, group_id: str, names: list[str], ts: float,
                   before: int | None = None) -> dict[str, Any]:
@@ -249,11 +401,17 @@ class SQLiteStore(Store):
             " UNION SELECT type_id, group_id FROM deletions ORDER BY 1, 2")]
 
     def members_at(self, object_type_id: str, group_id: str, ts: float) -> list[str]:
-        persons = self._rows("SELECT DISTINCT person FROM memberships WHERE type_id = ? AND group_id = ? ORDER BY 1",
-                             (object_type_id, group_id))
-        return [person for (person,) in persons
+        return [person for person in self.persons_seen(object_type_id, group_id)
                 if any((m.object_type_id, m.group_id) == (object_type_id, group_id)
                        for m in self.memberships_at([person], ts))]
+
+    def persons_seen(self, object_type_id: str, group_id: str) -> list[str]:
+        rows = self._rows("SELECT DISTINCT person FROM memberships WHERE type_id = ? AND group_id = ? ORDER BY 1",
+                          (object_type_id, group_id))
+        return [person for (person,) in rows]
+
+    def linked_to(self, key: str) -> list[str]:
+        return [other for (other,) in self._rows("SELECT b FROM links WHERE a = ? ORDER BY 1", (key,))]
 
     def trait_names(self, object_type_id: str, group_id: str) -> list[str]:
         rows = self._rows("SELECT DISTINCT name FROM traits WHERE type_id = ? AND group_id = ? ORDER BY 1",
@@ -270,13 +428,12 @@ class SQLiteStore(Store):
                 if not self._grouped:
                     self._db.execute("BEGIN IMMEDIATE")
                 removed = {kind: self._db.execute(sql, (horizon,)).rowcount for kind, sql in _COMPACT.items()}
-                removed["links"] //= 2  # a row each way
                 if not self._grouped:
                     self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if not self._grouped and self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store: {exc}") from None
+                raise StoreError(f"{self.where}: {exc}") from None
         return removed
 
     def size(self) -> dict[str, int]:
@@ -287,3 +444,4 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._db = _Unusable(f"{self.where} is closed")

@@ -10,8 +10,10 @@ SCHEMES: dict[str, tuple[str, str]] = {
     "redis+cluster://": ("redis", "RedisStore"),
 }
 EXPECTED = "memory:// | sqlite:///path | redis://host:port/db | redis+cluster://host:port[,host:port]"
-#: the store a door uses when neither `--store` nor `[store] url` names one: offline runs (replay, backfill)
-#: start from nothing; live ones (the service, the SDK hook, `quarantine replay --deliver`) share a file
+#: the store of a door that `--store` does not name. One rule for every command: an offline run (`replay`,
+#: `quarantine replay`, a backfill `--dry-run`) starts from nothing whatever `[store]` says; a command whose job
+#: is to change the production store (`serve`, the SDK hook, `backfill`, `quarantine replay --deliver`, `store
+#: compact`, `verify`) uses `[store] url`, else this file
 DEFAULTS: dict[str, str] = {"offline": "memory://", "live": "sqlite:///groupspec.db"}
 
 

@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         # SIGTERM stops a backfill like Ctrl-C; either waits for the batch in flight to be recorded (interrupts.py)
         with progress_bar(total, enabled=not args.quiet) as advance, Interrupts() as interrupts, streaming():
-            backfill = Backfill(config, args.inputs, sink, at=at, source=args.source, store_url=args.store,
+            store_url = config.store_url("offline" if args.dry_run else "live", args.store)  # a dry run changes nothing
+            backfill = Backfill(config, args.inputs, sink, at=at, source=args.source, store_url=store_url,
                                 checkpoint=checkpoint, every=args.checkpoint_every, progress=advance,
                                 interrupts=interrupts)
             try:

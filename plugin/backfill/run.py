@@ -65,7 +65,8 @@ class Counts:
 
 
 class Backfill:
-    """One backfill of `inputs` into `sink`; `run(start)` returns the counts of what this run handled."""
+    """One backfill of `inputs` into `sink`; `run(start)` returns the counts of what this run handled. `store_url`
+    is the command's choice (`[store]` for a run that delivers, memory:// for a dry run); memory:// without one."""
 
     def __init__(self, config: Config, inputs: list[str], sink: Sink, *, at: float, source: str | None = None,
                  store_url: str | None = None, checkpoint: Checkpoint | None = None, every: int = 1000,
@@ -74,7 +75,7 @@ class Backfill:
         self.checkpoint, self.every, self.progress = checkpoint, every, progress
         self.interrupts = interrupts or Interrupts()
         self.batch_size = config.customerio.batch_size
-        self.engine = Engine(config, open_store(config.store_url("offline", store_url)), destination=CUSTOMERIO,
+        self.engine = Engine(config, open_store(store_url or config.store_url("offline")), destination=CUSTOMERIO,
                              clock=lambda: at)
         self.counts = Counts()
         self.position = Position()

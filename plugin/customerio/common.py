@@ -1,5 +1,5 @@
-"""What both mapping profiles share: the event ULID, the field-path table and its reader, groupspec's event
-additions."""
+"""What the mapping profiles share: the event ULID, the field-path table and its reader, groupspec's event
+additions, and how a message the reference sends nothing for is recorded (`not_mapped`)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ _TRIPLES = [a + b + c for a in _CROCKFORD for b in _CROCKFORD for c in _CROCKFOR
 
 
 def event_id(key: str, ts: float) -> str:
-    """A ULID whose time part is the event's time and whose rest derives from the message's key (source, person,
-    type and `messageId`, see `Message.key`): re-sends dedupe in Customer.io, another source's or person's message
-    with the same `messageId` does not.
+    """A ULID whose time part is `ts` and whose rest derives from the message's key (source, person, type and
+    `messageId`, see `Message.key`). Given the message's `stable_ts` (a time no re-send moves), re-sends dedupe
+    in Customer.io, another source's or person's message with the same `messageId` does not.
 
     The text form is the 128 bits in Crockford base32, 26 characters: 10 bits, then eight 15-bit groups
     (tests check it against python-ulid).
@@ -49,10 +49,10 @@ def first(msg: Message, paths: tuple[str, ...]) -> Any:
 
 
 #: where each mapped field comes from, in order of preference (the reference destinations' field defaults, as
-#: data); `rudderstack.*` rows are read under `[customerio] compat = "rudderstack"`
+#: data); `rudderstack.*` rows are read under both RudderStack profiles
 FIELDS: dict[str, tuple[str, ...]] = {
-    "page.name": ("properties.url", "context.page.url", "name"),
-    "screen.name": ("name", "properties.name"),
+    "page.name": ("properties.url", "context.page.url"),
+    "screen.name": ("name",),
     "device.token": ("context.device.token",),
     "device.platform": ("context.device.type",),
     "device.app_version": ("context.app.version",),
@@ -62,6 +62,15 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "rudderstack.page.name": ("name", "properties.url"),
     "rudderstack.screen.name": ("event", "properties.name"),
 }
+
+
+def not_mapped(msg: Message, field: str, reason: str) -> list[dict[str, Any]]:
+    """No operation for `msg`: the reference destination sends nothing for it (or Customer.io would refuse what it
+    sends). The message is flagged `not_mapped` with the reason and still forwarded (or dropped, as the contract
+    says); nothing is invented in its place."""
+    msg.violate("not_mapped", field, reason)
+    return []
+
 
 def group_extra(msg: Message) -> dict[str, Any]:
     """What groupspec adds to an event's attributes: the resolved `group_id` and the group traits snapshot."""

@@ -49,10 +49,18 @@ def segment(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+#: from here on a number is milliseconds (1973-03-03 as ms, the year 5138 as seconds)
+MILLISECONDS_FROM = 10**11
+
+
 def unix_seconds(value: Any) -> Any:
-    """RudderStack's `toUnixSeconds` (floored) for a time string (`createdAt`); any other value stays as it is."""
+    """RudderStack's `Math.floor(new Date(value).getTime() / 1000)` for `createdAt`: a time string, or a number of
+    milliseconds (`new Date(number)` reads milliseconds), becomes floored unix seconds. A smaller number is taken
+    as seconds and kept (RudderStack would read it as milliseconds, a date in January 1970); anything else stays."""
     if isinstance(value, str):
         ts = parse_time(value)
         if ts is not None:
             return math.floor(ts)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) >= MILLISECONDS_FROM:
+        return math.floor(value / 1000)
     return value

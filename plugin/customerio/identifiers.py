@@ -46,5 +46,5 @@ def email_or_id(value: str) -> dict[str, str]:
 
 def member(user_id: str, compat: str = "segment") -> dict[str, str]:
     """The identifiers a group call's relationship names an identified member by, under a `[customerio] compat`
-    profile: Segment's `resolveIdentifiers`, RudderStack's email-or-id."""
-    return email_or_id(user_id) if compat == "rudderstack" else person(user_id)
+    profile: Segment's `resolveIdentifiers`, RudderStack's email-or-id (both of its paths)."""
+    return person(user_id) if compat == "segment" else email_or_id(user_id)

@@ -1,4 +1,5 @@
-"""Customer.io's documented limits for one Track API v2 operation (../shared/customerio.md)."""
+"""Customer.io's documented limits for one Track API v2 operation (../shared/customerio.md), and the fields its
+schema requires of each operation (../shared/customerio-track-openapi-batch.json), checked by hand."""
 
 from __future__ import annotations
 
@@ -15,6 +16,55 @@ MAX_ATTRIBUTES = 300
 MAX_TOTAL_ATTRIBUTE_BYTES = 100 * 1024
 PERSON_KEYS = frozenset({"id", "email", "cio_id", "anonymous_id"})
 _ATTRIBUTE_HOLDERS = {("person", "identify"), ("object", "identify"), ("object", "identify_anonymous")}
+
+#: (type, action) -> the fields Customer.io's Track API v2 schema requires besides `type`, `action` and the
+#: identifiers (dotted paths): an operation without one would be refused in a 207 and dead-lettered
+REQUIRED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("person", "event"): ("name",),
+    ("person", "page"): ("name",),
+    ("person", "screen"): ("name",),
+    ("person", "add_device"): ("device.token", "device.platform"),
+    ("person", "delete_device"): ("device.token",),
+    ("person", "merge"): ("primary", "secondary"),
+    ("person", "add_relationships"): ("cio_relationships",),
+    ("person", "delete_relationships"): ("cio_relationships",),
+    ("object", "add_relationships"): ("cio_relationships",),
+    ("object", "delete_relationships"): ("cio_relationships",),
+}
+#: `device.platform`'s enum; its case is not checked: Segment's destination sends `context.device.type` as it is
+PLATFORMS = frozenset({"ios", "android"})
+#: (type, action) -> the attributes the schema gives a type (the others are free): name -> (test, what it wants)
+TYPED_ATTRIBUTES: dict[tuple[str, str], dict[str, tuple[Any, str]]] = {
+    ("person", "page"): {
+        **dict.fromkeys(("url", "path", "referrer", "search"), (lambda v: isinstance(v, str), "a string")),
+        "keywords": (lambda v: isinstance(v, list) and all(isinstance(k, str) for k in v), "a list of strings"),
+    },
+    ("person", "event"): dict.fromkeys(("recipient", "from_address", "reply_to"),
+                                       (lambda v: isinstance(v, str), "a string")),
+}
+
+
+def missing(op: dict[str, Any]) -> tuple[str, str] | None:
+    """(field, reason) when `op` lacks a field Customer.io's schema requires, names a platform it does not know or
+    gives a typed attribute another type; None otherwise. Cheap: table lookups and a few reads."""
+    for path in REQUIRED.get((op["type"], op["action"]), ()):
+        value: Any = op
+        for key in path.split("."):
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is None or value == "":
+            return path, f"Customer.io's Track API refuses a {op['type']} {op['action']} without {path}"
+    if op["action"] == "add_device":
+        platform = op["device"]["platform"]
+        if not isinstance(platform, str) or platform.lower() not in PLATFORMS:
+            return "device.platform", f"Customer.io's Track API takes device platform ios or android, got {platform!r}"
+    typed = TYPED_ATTRIBUTES.get((op["type"], op["action"]))
+    if typed:
+        attrs = op.get("attributes") or {}
+        for name, (test, wanted) in typed.items():
+            if name in attrs and not test(attrs[name]):
+                return (f"attributes.{name}", f"Customer.io's Track API takes a {op['action']}'s attributes.{name} as "
+                        f"{wanted}, got {attrs[name]!r}")
+    return None
 
 
 def _size(value: Any) -> int:

@@ -1,6 +1,8 @@
 """Spec messages -> Customer.io Track API v2 operations: a routing table per `[customerio] compat` profile
-(`ROUTES`, Segment's destination, the default; `rudderstack.ROUTES`), a field-path table (`common.FIELDS`) and one
-small builder per operation, each naming the reference action it reproduces (docs/parity-reference.md)."""
+(`ROUTES`, Segment's destination, the default; `rudderstack.ROUTES_V1` and `ROUTES_V2`), a field-path table
+(`common.FIELDS`) and one small builder per operation, each naming the reference action it reproduces
+(docs/parity-reference.md). A message the reference sends nothing for gets no operation and is flagged
+`not_mapped`; so is one whose operation Customer.io's schema would refuse (`limits.missing`)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
 
 from . import dates, identifiers, limits, rudderstack
-from .common import FIELDS, Builder, event_id, first, group_extra
+from .common import FIELDS, Builder, event_id, first, group_extra, not_mapped
 
 __all__ = ["CUSTOMERIO", "FIELDS", "PROFILES", "ROUTES", "attributes", "event_id", "first", "operations"]
 
@@ -26,11 +28,18 @@ def attributes(values: dict[str, Any]) -> dict[str, Any]:
 _RELATIONSHIP_KEYS = ("createdAt", "created_at", "object_type_id", "objectTypeId", "relationshipAttributes")
 
 
+def _traits(msg: Message) -> dict[str, Any]:
+    """The person traits Segment's actions read: `$.traits` only (never `context.traits`, which `Message.traits`
+    falls back to for RudderStack's identify)."""
+    traits = msg.body.get("traits")
+    return traits if isinstance(traits, dict) else {}
+
+
 def _person_id(msg: Message, email_fallback: bool) -> str | None:
     """Segment's person id: `userId`, else (identify, delete, unsuppress) `traits.email`."""
     if msg.user_id is not None or not email_fallback:
         return msg.user_id
-    email = msg.traits.get("email")
+    email = _traits(msg).get("email")
     return email if isinstance(email, str) and email else None
 
 
@@ -46,9 +55,10 @@ def _with_anonymous_id(msg: Message, ids: dict[str, str], attrs: dict[str, Any])
 
 
 def identify(msg: Message) -> list[dict[str, Any]]:
-    """Segment `createUpdatePerson`: traits as attributes (relationship keys out, `created_at` from
-    `created_at`/`createdAt`), dates converted; `traits.objectId` relates the person to that object."""
-    traits, owned = msg.traits, msg.contract.group_traits
+    """Segment `createUpdatePerson`: `traits` as attributes (relationship keys out, `created_at` from
+    `created_at`/`createdAt`), dates converted; `traits.objectId` relates the person to that object. Nothing is
+    read from `context.traits`."""
+    traits, owned = _traits(msg), msg.contract.group_traits
     values = {k: v for k, v in traits.items() if k not in owned and k not in _RELATIONSHIP_KEYS}
     created = traits.get("created_at") if traits.get("created_at") is not None else traits.get("createdAt")
     if created:
@@ -72,7 +82,7 @@ def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> li
     attrs = _with_anonymous_id(msg, ids, attributes(msg.props))
     attrs.update(extra)
     return [{"type": "person", "action": action, "identifiers": ids, "name": name,
-             "id": event_id(msg.key, msg.ts), "timestamp": int(msg.ts), "attributes": attrs}]
+             "id": event_id(msg.key, msg.stable_ts), "timestamp": int(msg.ts), "attributes": attrs}]
 
 
 def event(msg: Message) -> list[dict[str, Any]]:
@@ -80,38 +90,52 @@ def event(msg: Message) -> list[dict[str, Any]]:
     return _activity(msg, "event", msg.body["event"], group_extra(msg))
 
 
+def _device_refused(msg: Message, action: str, token: Any) -> list[dict[str, Any]] | None:
+    """Segment's device actions require `userId` and a token (`context.device.token`): without them the action
+    fails and, the Track Event preset excluding device events, nothing is sent."""
+    if msg.user_id is None:
+        return not_mapped(msg, "userId", f"{msg.body['event']} without a userId: Segment's {action} requires one")
+    if not isinstance(token, str) or not token:
+        return not_mapped(msg, "context.device.token",
+                          f"{msg.body['event']} without context.device.token: Segment's {action} requires one")
+    return None
+
+
 def add_device(msg: Message) -> list[dict[str, Any]]:
-    """Segment `createUpdateDevice` (userId, token and platform required, else only the event), then the event:
-    Segment fires both actions."""
+    """Segment `createUpdateDevice` alone (userId, token and platform required): the Track Event preset excludes
+    device events."""
     token, platform = first(msg, FIELDS["device.token"]), first(msg, FIELDS["device.platform"])
-    ops = []
-    if msg.user_id is not None and isinstance(token, str) and platform is not None:
-        extra = {}
-        version = first(msg, FIELDS["device.app_version"])
-        if version:
-            extra["app_version"] = version
-        device = {"token": token, "platform": platform, "last_used": int(msg.ts),
-                  "attributes": {**attributes(msg.props), **extra}}
-        ops.append({"type": "person", "action": "add_device", "identifiers": identifiers.of_id(msg.user_id),
-                    "device": device})
-    return ops + event(msg)
+    refused = _device_refused(msg, "createUpdateDevice", token)
+    if refused is not None:
+        return refused
+    if platform is None:
+        return not_mapped(msg, "context.device.type", f"{msg.body['event']} without context.device.type: "
+                          "Segment's createUpdateDevice requires the platform")
+    attrs = attributes(msg.props)
+    version = first(msg, FIELDS["device.app_version"])
+    if version:
+        attrs["app_version"] = version
+    device = {"token": token, "platform": platform, "last_used": int(msg.ts), "attributes": attrs}
+    return [{"type": "person", "action": "add_device", "identifiers": identifiers.of_id(msg.user_id),
+             "device": device}]
 
 
 def delete_device(msg: Message) -> list[dict[str, Any]]:
-    """Segment `deleteDevice` (userId and token required), then the event (Track Event does not exclude it)."""
+    """Segment `deleteDevice` alone (userId and token required): the Track Event preset excludes device events."""
     token = first(msg, FIELDS["device.token"])
-    ops = []
-    if msg.user_id is not None and isinstance(token, str):
-        ops.append({"type": "person", "action": "delete_device", "identifiers": identifiers.of_id(msg.user_id),
-                    "device": {"token": token}})
-    return ops + event(msg)
+    refused = _device_refused(msg, "deleteDevice", token)
+    if refused is not None:
+        return refused
+    return [{"type": "person", "action": "delete_device", "identifiers": identifiers.of_id(msg.user_id),
+             "device": {"token": token}}]
 
 
 def _lifecycle(action: str, email_fallback: bool) -> Builder:
     def build(msg: Message) -> list[dict[str, Any]]:
         person_id = _person_id(msg, email_fallback)
         if person_id is None:  # Segment's action requires the person id: nothing goes out
-            return []
+            wanted = "a userId or traits.email" if email_fallback else "a userId"
+            return not_mapped(msg, "userId", f"{msg.body['event']} without {wanted}: Segment's {action} requires it")
         return [{"type": "person", "action": action, "identifiers": identifiers.person(person_id)}]
 
     build.__name__ = action
@@ -125,13 +149,21 @@ unsuppress = _lifecycle("unsuppress", email_fallback=True)
 
 
 def page(msg: Message) -> list[dict[str, Any]]:
-    """Segment `trackPageView` (groupspec: without `properties.url`, the context URL, then the name)."""
-    return _activity(msg, "page", str(first(msg, FIELDS["page.name"]) or ""), {})
+    """Segment `trackPageView`: named by `properties.url` (groupspec: else `context.page.url`); without a URL
+    Segment's action fails, so nothing is sent."""
+    name = first(msg, FIELDS["page.name"])
+    if name is None:
+        return not_mapped(msg, "properties.url", "a page without properties.url or context.page.url: Segment's "
+                          "trackPageView requires the URL")
+    return _activity(msg, "page", str(name), {})
 
 
 def screen(msg: Message) -> list[dict[str, Any]]:
-    """Segment `trackScreenView`."""
-    return _activity(msg, "screen", str(first(msg, FIELDS["screen.name"]) or ""), {})
+    """Segment `trackScreenView`: named by `name` (required; nothing is sent without one)."""
+    name = first(msg, FIELDS["screen.name"])
+    if name is None:
+        return not_mapped(msg, "name", "a screen without a name: Segment's trackScreenView requires it")
+    return _activity(msg, "screen", str(name), {})
 
 
 def _object_ids(msg: Message) -> dict[str, str]:
@@ -182,6 +214,7 @@ ROUTES: dict[tuple[str, str | None], Builder] = {
     ("track", None): event,
     ("track", "Application Installed"): add_device,
     ("track", "Application Opened"): add_device,
+    ("track", "Device Created or Updated"): add_device,
     ("track", "Application Uninstalled"): delete_device,
     ("track", "Device Deleted"): delete_device,
     ("track", "User Deleted"): delete_person,
@@ -198,18 +231,24 @@ ROUTES: dict[tuple[str, str | None], Builder] = {
 #: `[customerio] compat` -> its routing table
 PROFILES: dict[str, dict[tuple[str, str | None], Builder]] = {
     "segment": ROUTES,
-    "rudderstack": rudderstack.ROUTES,
+    "rudderstack": rudderstack.ROUTES_V1,
+    "rudderstack-v2": rudderstack.ROUTES_V2,
 }
 
 
 def operations(msg: Message) -> list[dict[str, Any]]:
-    """The Track API v2 operations of a forwarded message, by the most specific row of its profile's table."""
+    """The Track API v2 operations of a forwarded message, by the most specific row of its profile's table; none,
+    flagged `not_mapped`, when one of them lacks a field Customer.io requires."""
     routes = PROFILES[msg.contract.compat]
+    build = None
     if msg.type == "track":
         build = routes.get(("track", msg.body["event"])) or rudderstack.device_route(msg, routes)
-        if build is not None:
-            return build(msg)
-    return routes[msg.type, None](msg)
+    ops = (build or routes[msg.type, None])(msg)
+    for op in ops:
+        refused = limits.missing(op)
+        if refused is not None:
+            return not_mapped(msg, *refused)
+    return ops
 
 
 def object_update(update: Update) -> dict[str, Any]:

@@ -19,8 +19,14 @@ from groupspec.middleware.message import TIME_KEYS, parse_time
 from groupspec.middleware.quarantine import iso
 from pydantic import BaseModel, ConfigDict, Field
 
+from .id_changes import id_changes
+
 #: how many people without a group and stale groups a report lists by name (the counts are always whole)
 EXAMPLES = 50
+#: the event table's column of each resolution: a track's explicit group is its `context.groupId`
+#: (`summary.json`'s `resolution.explicit` counts group calls too, so the report does not call it that)
+COLUMNS = {"explicit": "context.groupId", "property": "property", "membership": "membership",
+           "unresolved": "unresolved"}
 
 
 class ReportError(Exception):
@@ -77,6 +83,17 @@ class Groups(_Model):
     stale: list[StaleGroup] = Field(default_factory=list)  # oldest first, at most EXAMPLES
 
 
+class IdChange(_Model):
+    """A likely group id change nobody migrated (`id_changes.py`)."""
+
+    object_type_id: str
+    old_id: str
+    new_id: str
+    members: int
+    first_move: str
+    last_move: str
+
+
 class Coverage(_Model):
     """The whole report; also the JSON shape a service's `GET /report.json` returns."""
 
@@ -90,6 +107,7 @@ class Coverage(_Model):
     violations: list[ViolationRow] = Field(default_factory=list)
     people: People | None = None  # None: the origin does not track people (a service's counters)
     groups: Groups | None = None
+    id_changes: list[IdChange] | None = None  # None: the origin does not track joins (a service's counters)
 
 
 class _Identities:
@@ -146,6 +164,8 @@ class _Collector:
         self.groups: dict[tuple[str, str], float | None] = {}
         self.deleted: dict[tuple[str, str], float] = {}  # group -> when an `Object Deleted` ended it
         self.versions: Counter[str] = Counter()
+        self.joins: list[tuple[str, str, str, float]] = []  # (person key, type, group, time) of group calls
+        self.migrated: set[str] = set()  # group ids messages were mapped from (`migrated_from`): migrated already
 
     def _source(self, body: dict[str, Any]) -> str | None:
         key = body.get("writeKey")
@@ -182,6 +202,10 @@ class _Collector:
             key = (str(type_id or self._contract(source).default_object_type_id), str(body.get("groupId")))
             previous = self.groups.get(key)
             self.groups[key] = ts if previous is None or (ts is not None and ts > previous) else previous
+            if keys and ts is not None:
+                self.joins.append((keys[0], *key, ts))
+        if info.get("migrated_from"):
+            self.migrated.add(str(info["migrated_from"]))
         elif kind == "track" and body.get("event") == "Object Deleted":
             props = body.get("properties") or {}
             type_id = props.get("objectTypeId") or self._contract(source).default_object_type_id
@@ -208,7 +232,14 @@ class _Collector:
             violations=[ViolationRow(**row) for row in counts.violation_rows()],
             people=self.identities.people(),
             groups=self._groups(),
+            id_changes=self._id_changes(),
         )
+
+    def _id_changes(self) -> list[IdChange]:
+        window = duration_seconds((self.config.contract if self.config else Contract()).id_change_window)
+        found = id_changes(self.joins, window, self.identities.find, self.migrated)
+        return [IdChange(object_type_id=t, old_id=old, new_id=new, members=n, first_move=iso(first),
+                         last_move=iso(last)) for t, old, new, n, first, last in found]
 
     def _version(self) -> str | None:
         if self.config is not None:

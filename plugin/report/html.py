@@ -6,7 +6,7 @@ from collections import Counter
 from html import escape
 
 from groupspec.middleware.counts import RESOLUTIONS
-from .collect import Coverage
+from .collect import COLUMNS, Coverage
 from .terminal import age, percent
 
 #: series -> colour, shared by the charts and their legends
@@ -40,7 +40,7 @@ svg { display: block; }
 
 
 def _legend(series: list[str]) -> str:
-    items = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{escape(s)}</span>' for s in series)
+    items = "".join(f'<span><i style="background:{COLOURS[s]}"></i>{escape(COLUMNS.get(s, s))}</span>' for s in series)
     return f'<div class="legend">{items}</div>'
 
 
@@ -107,7 +107,7 @@ def _events(report: Coverage) -> str:
     rows = [[escape(row.event), str(row.received), str(row.quarantined), percent(row.share),
              *(str(row.resolution.get(name, 0)) for name in RESOLUTIONS)] for row in report.events]
     return (f'<div class="chart">{_legend(series)}{chart}</div>'
-            + _table(["event", "received", "quarantined", "with group", *RESOLUTIONS], rows))
+            + _table(["event", "received", "quarantined", "with group", *(COLUMNS[r] for r in RESOLUTIONS)], rows))
 
 
 def _violations(report: Coverage) -> str:
@@ -150,6 +150,16 @@ def _stale(report: Coverage) -> str:
     return _table(["object type", "group", "last update", "age"], rows, text_columns=3) + note
 
 
+def _id_changes(report: Coverage) -> str:
+    if report.id_changes is None:
+        return f'<p class="none">Not tracked by {escape(report.origin)}.</p>'
+    if not report.id_changes:
+        return '<p class="none">None found.</p>'
+    rows = [[escape(c.object_type_id), escape(c.old_id), escape(c.new_id), str(c.members), escape(c.first_move),
+             escape(c.last_move)] for c in report.id_changes]
+    return _table(["object type", "old id", "new id", "members", "moved from", "moved until"], rows, text_columns=3)
+
+
 def render(report: Coverage) -> str:
     """The whole page as a string."""
     title = f"groupspec coverage — {report.origin}"
@@ -164,4 +174,5 @@ def render(report: Coverage) -> str:
             f"<h2>Violations by code and source</h2>{_violations(report)}"
             f"<h2>People without any group</h2>{_people(report)}"
             f"<h2>Stale groups{freshness}</h2>{_stale(report)}"
+            f"<h2>Likely group id changes nobody migrated</h2>{_id_changes(report)}"
             "</main></body></html>\n")

@@ -8,7 +8,7 @@ from rich.table import Table
 from rich.text import Text
 
 from groupspec.middleware.counts import RESOLUTIONS
-from .collect import Coverage
+from .collect import COLUMNS, Coverage
 
 
 def percent(share: float | None) -> str:
@@ -26,7 +26,7 @@ def age(seconds: int) -> str:
 
 def _events(report: Coverage) -> Table:
     table = Table(title="track events: group coverage", title_justify="left")
-    for name in ("event", "received", "quarantined", "with group", *RESOLUTIONS):
+    for name in ("event", "received", "quarantined", "with group", *(COLUMNS[r] for r in RESOLUTIONS)):
         table.add_column(name, justify="left" if name == "event" else "right")
     for row in report.events:
         share = row.share
@@ -59,6 +59,16 @@ def _stale(report: Coverage) -> Table:
     return table
 
 
+def _id_changes(report: Coverage) -> Table:
+    table = Table(title="likely group id changes nobody migrated (groupspec groups migrate)", title_justify="left")
+    for name in ("object type", "old id", "new id", "members", "moved from", "moved until"):
+        table.add_column(name)
+    for change in report.id_changes:
+        table.add_row(Text(change.object_type_id), Text(change.old_id), Text(change.new_id), str(change.members),
+                      change.first_move, change.last_move)
+    return table
+
+
 def render(report: Coverage, console: Console | None = None) -> None:
     """Print the report: headline, events, violations, people without a group, stale groups."""
     if console is None:
@@ -81,3 +91,5 @@ def render(report: Coverage, console: Console | None = None) -> None:
     else:
         console.print(_stale(report) if groups.stale_count else
                       f"groups: all {groups.total} updated within {groups.freshness}")
+    if report.id_changes:
+        console.print(_id_changes(report))

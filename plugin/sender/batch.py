@@ -9,11 +9,13 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Batch:
-    """Items that go out in one request; `end` is the index in the input after the last one considered."""
+    """Items that go out in one request; `end` is the index in the input after the last one considered;
+    `headers` are this request's own (e.g. the upstream's Basic auth of the items' source)."""
 
     items: list[Any]
     body: bytes
     end: int
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)

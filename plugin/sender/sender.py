@@ -29,7 +29,7 @@ REFUSED = frozenset({400, 413, 422})  # the whole request is invalid: retrying c
 FORBIDDEN = frozenset({401, 403})
 
 
-def json_client(auth: httpx.Auth, timeout: float, *, base_url: str = "",
+def json_client(auth: httpx.Auth | None, timeout: float, *, base_url: str = "",
                 transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """A kept-alive JSON client; `transport` stands in for the network (tests pass an `httpx.MockTransport`)."""
     return httpx.Client(base_url=base_url, auth=auth, timeout=timeout, transport=transport,
@@ -106,7 +106,7 @@ class BatchSender:
             report.requests += 1
             status = asked = None
             try:
-                response = self.client.post(self.url, content=batch.body)
+                response = self.client.post(self.url, content=batch.body, headers=batch.headers)
             except httpx.RequestError as exc:  # connection, protocol and timeout errors
                 failure = describe(exc)
             else:

@@ -15,7 +15,14 @@ import zlib
 from typing import Any
 
 import orjson
-from groupspec.middleware.message import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, MAX_MESSAGE_BYTES, TYPES, input_problem
+from groupspec.middleware.message import (
+    AMBIGUOUS_BATCH,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    TYPES,
+    input_problem,
+)
 
 #: path -> the message type it sets (None: a batch envelope). analytics.js (analytics-next) posts to short forms:
 #: `/v1/` + the type's first letter (`/v1/t`, `/v1/i`, ...), and `/v1/b` for a batch.
@@ -103,6 +110,8 @@ def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str
     `sources` maps write keys to source names; `write_key` comes from Basic auth, else the body's `writeKey`.
     A `source` given (a webhook's, from its path) needs no write key, and its body may also be a JSON array of
     messages (Segment's Webhooks (Actions) destination with batching on): it is spooled as a batch.
+    The authenticated source wins: a `writeKey` in the body or in a member that selects another source is
+    refused (401), never a way to write as that source.
     """
     limit = limit_for(kind)
     if len(body) > limit:
@@ -122,7 +131,9 @@ def admit(kind: str | None, body: bytes, sources: dict[str, str], write_key: str
         raise Rejected(400, f"expected a JSON object, got {type(obj).__name__}")
     if source is None:
         source = source_of(obj.get("writeKey") if write_key is None else write_key, sources)
-    return source, kind, received_at, _count(kind, obj, len(body)), body
+    count = _count(kind, obj, len(body))
+    _check_body_keys(obj, kind, source, sources)
+    return source, kind, received_at, count, body
 
 
 def source_of(write_key: Any, sources: dict[str, str]) -> str:
@@ -135,10 +146,22 @@ def source_of(write_key: Any, sources: dict[str, str]) -> str:
     return source
 
 
+def _check_body_keys(obj: dict[str, Any], kind: str | None, source: str, sources: dict[str, str]) -> None:
+    """`Rejected` (401) when the body's `writeKey` or a batch member's selects another source than `source`,
+    the one the request's credential (Basic auth, a webhook path, else the body's own `writeKey`) selected."""
+    members = obj["batch"] if kind is None and "type" not in obj else ()
+    for where, holder in (("writeKey", obj), *((f"batch[{i}].writeKey", m) for i, m in enumerate(members))):
+        key = holder.get("writeKey")
+        if key is not None and (not isinstance(key, str) or sources.get(key) != source):
+            raise Rejected(401, f"{where} is not the key of the source this request is authenticated as")
+
+
 def _count(kind: str | None, obj: dict[str, Any], size: int) -> int:
     """Messages in the request. A single message may come to any endpoint (RudderStack's webhook destination posts
     every event to one URL); its own `type` wins over the path's, which only fills in a missing one."""
     members = obj.get("batch")
+    if kind is None and "type" in obj and isinstance(members, list):
+        raise Rejected(400, AMBIGUOUS_BATCH)
     if kind is None and "type" not in obj:
         if not isinstance(members, list):
             raise Rejected(400, 'expected {"batch": [message, ...]} or one message with a type')

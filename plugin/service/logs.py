@@ -16,9 +16,10 @@ MASK = "***"
 
 
 def secrets_of(config: Config) -> list[str]:
-    """The secret values the config holds (write keys, Customer.io credentials, the upstream write key) that are
+    """The secret values the config holds (write keys, Customer.io credentials, the upstream write keys) that are
     long enough to mask without mangling a log line."""
-    values = [secret for src in config.sources.values() for secret in (src.write_key, src.webhook_secret)]
+    values = [secret for src in config.sources.values()
+              for secret in (src.write_key, src.upstream_write_key, src.webhook_secret)]
     values += [config.customerio.site_id, config.customerio.api_key, config.upstream.write_key,
                config.service.operator_token]
     return [v.get_secret_value() for v in values if v is not None and len(v.get_secret_value()) >= 4]

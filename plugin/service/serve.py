@@ -33,12 +33,13 @@ def check_delivery(config: Config) -> None:
     """Fail fast (ConfigError) on what would stop the delivery process at its start."""
     if not config.customerio_configured and config.upstream.url is None:
         raise ConfigError(f"{config.path}: nothing to deliver to: set [customerio] site_id and api_key, "
-                          f"or [upstream] url and write_key")
+                          f"or [upstream] url")
     if config.customerio_configured:
         config.require("customerio.site_id", config.customerio.site_id)
         config.require("customerio.api_key", config.customerio.api_key)
-    if config.upstream.url is not None:
-        config.require("upstream.write_key", config.upstream.write_key)
+    if config.upstream.url is not None:  # each source's upstream key (the default only if one needs it)
+        for name in config.sources or (None,):
+            config.upstream_key(name)
     for key in config.missing_env:  # the service's own secrets: set when asked for
         if key == "service.operator_token" or key.endswith(".webhook_secret"):
             config.require(key, None)

@@ -5,6 +5,9 @@ after its row is committed; the worker removes rows once everything they held ha
 the delivery process's side (take, done). The worker's state (counters, problem, the quarantine file's committed
 size) is a row of the same file, written in the transaction that removes delivered rows, so the spool depth and
 the counters always agree; it outlives restarts of the service.
+
+The file carries its format version (`groupspec.middleware.stores.formats`: `FORMAT.migrations` brings an older
+spool up to date when the service opens it) and is created owner-only, as are its -wal, -shm and lock files.
 """
 
 from __future__ import annotations
@@ -18,12 +21,25 @@ from pathlib import Path
 
 import orjson
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, kind TEXT, received_at REAL NOT NULL,
-    messages INTEGER NOT NULL, payload BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS worker_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL);
-"""
+from groupspec.middleware import private
+from groupspec.middleware.stores.formats import Format, open_sqlite
+
+#: the tables of groupspec 0.1.0 (created when missing)
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT, kind TEXT,"
+    " received_at REAL NOT NULL, messages INTEGER NOT NULL, payload BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS worker_state (id INTEGER PRIMARY KEY CHECK (id = 1), state BLOB NOT NULL)",
+)
+
+
+def _unversioned(db: sqlite3.Connection) -> None:
+    """Version 0 -> 1: the layout of groupspec 0.1.0 (from nothing, or a spool it wrote)."""
+    for statement in _TABLES:
+        db.execute(statement)
+
+
+#: the spool file's format: `migrations[n]` takes version n to n + 1 (a later format appends its function)
+FORMAT: Format[sqlite3.Connection] = Format("spool", [_unversioned])
 CHECKPOINT_EVERY = 1.0  # seconds
 
 
@@ -54,7 +70,7 @@ class Spool:
         self._intake = _connect(self.path, sync)
         self._reader = _connect(self.path, sync)
         try:
-            self._intake.executescript(_SCHEMA)
+            open_sqlite(self._intake, FORMAT, f"the spool {self.path!r}")
             waiting = self._intake.execute("SELECT COALESCE(SUM(messages), 0) FROM spool").fetchone()[0]
             row = self._intake.execute("SELECT state FROM worker_state WHERE id = 1").fetchone()
             state = orjson.loads(row[0]) if row else {}
@@ -65,6 +81,9 @@ class Spool:
         except sqlite3.Error as exc:
             os.close(self.lock_fd)
             raise SpoolError(f"cannot open the spool {self.path!r}: {exc}") from None
+        except BaseException:  # a newer format, another kind of file (FormatError)
+            os.close(self.lock_fd)
+            raise
         self.failing: str | None = None  # why the last append failed (a full disk), until one succeeds
         self._count = threading.Lock()
         self._read = threading.Lock()
@@ -178,19 +197,20 @@ class SpoolQueue:
 
 def _connect(path: str, sync: str) -> sqlite3.Connection:
     try:
+        private.create(path)
         db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={'FULL' if sync == 'full' else 'NORMAL'}")
         db.execute("PRAGMA busy_timeout=10000")
         db.execute("PRAGMA wal_autocheckpoint=0")  # the service's checkpoint thread does it
         return db
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, OSError) as exc:
         raise SpoolError(f"cannot open the spool {path!r}: {exc}") from None
 
 
 def _lock(path: str) -> int:
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, private.FILE_MODE)
     except OSError as exc:
         raise SpoolError(f"cannot open the spool lock {path!r}: {exc.strerror}") from None
     try:

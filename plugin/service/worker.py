@@ -53,7 +53,7 @@ class Worker:
         self.wake = threading.Event()
         self.stopping = stopping or threading.Event()
         self.problem: str | None = None
-        self.store_problem: str | None = None  # the store did not answer for the last chunk
+        self.store_problem: str | None = None  # the store did not answer for the last chunk or idle round
         self.store_size: dict[str, int] = {}  # records held by kind, as of the last compaction
         self._after = 0
         state = spool.state()  # what a previous delivery process of this service committed
@@ -81,8 +81,7 @@ class Worker:
                     self.wake.wait(1.0)
                     continue
                 outcome = self.process(entries)
-                self.store_problem = ("the store is unavailable: messages are quarantined as store_unavailable"
-                                      if outcome.counts.quarantined.get("store_unavailable") else None)
+                self._store_answered(_store_error(outcome))
                 if not self.deliver(outcome):
                     return  # stopping: the entries stay in the spool for the next start
                 self._commit(entries, outcome)
@@ -100,7 +99,7 @@ class Worker:
         with self.engine.transaction():
             for entry in entries:
                 self.engine.process(entry.payload, entry.source, kind=entry.kind, received_at=entry.received_at,
-                                    into=outcome)
+                                    into=outcome, authenticated=True)
         return outcome
 
     def _commit(self, entries: list[Entry], outcome: Outcome) -> None:
@@ -130,7 +129,7 @@ class Worker:
     def deliver(self, outcome: Outcome) -> bool:
         """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
         ops = outcome.ops if self.delivery is not None else []
-        bodies = outcome.forwarded if self.upstream is not None else []
+        bodies = list(zip(outcome.forwarded_sources, outcome.forwarded)) if self.upstream is not None else []
         times = group_op_times(outcome) if ops else {}
         failures = 0
         while ops or bodies:
@@ -162,6 +161,20 @@ class Worker:
             self.spool.publish(self.state())
         except Exception as exc:
             log.error("cannot record the worker state", extra={"error": str(exc)})
+
+    def _store_answered(self, error: str | None) -> None:
+        """The store answered the last chunk or idle round (None) or did not (`error`, which names it): an
+        outage is logged once when it starts and once when it ends, and shown by `/health` while it lasts."""
+        was, self.store_problem = self.store_problem, None if error is None else (
+            f"the store does not answer ({error}); messages are quarantined as store_unavailable")
+        if (was is None) == (error is None):
+            return
+        if error is None:
+            log.info("the store answers again")
+        else:
+            log.error("the store does not answer; messages are quarantined as store_unavailable until it does",
+                      extra={"error": error})
+        self._publish()
 
     def _lag(self, sent: list[dict[str, Any]], times: dict[int, float]) -> None:
         """Customer.io accepted `sent`: the group update lag of each group-changing operation among them."""
@@ -222,20 +235,33 @@ class Worker:
             if self.engine.compact() is not None:
                 self.store_size = self.engine.store.size()
                 self._publish()
-        except StoreError as exc:  # the next chunk says so too (store_unavailable); try again next time
-            log.error("store compaction failed", extra={"error": str(exc)})
+        except StoreError as exc:  # an outage (logged once); compaction is tried again next time
+            self._store_answered(str(exc))
 
     def _idle(self) -> None:
         """With nothing spooled, compact the store when due and send the rollup updates that fell due by the
-        wall clock."""
+        wall clock (a store that does not answer is an outage, not a failure of the worker)."""
         self._compact()
         if self.delivery is None:
             return
-        with self.engine.transaction():
-            outcome = self.engine.due(self.wall())
+        try:
+            with self.engine.transaction():
+                outcome = self.engine.due(self.wall())
+        except StoreError as exc:
+            self._store_answered(str(exc))
+            return
+        self._store_answered(None)
         if outcome.ops:
             self.deliver(outcome)
             self._publish()
+
+
+def _store_error(outcome: Outcome) -> str | None:
+    """Why the store did not answer for a chunk (the first `store_unavailable` reason), or None."""
+    if not outcome.counts.quarantined.get("store_unavailable"):
+        return None
+    return next((v["message"] for rec in outcome.quarantined for v in rec["violations"]
+                 if v["code"] == "store_unavailable"), "store_unavailable")
 
 
 def _file_mark(path: Any) -> list[int]:

@@ -1,5 +1,6 @@
 """`groupspec verify --config FILE [--store URL] [--sample N | --group TYPE:ID ...] [--json FILE] [--html FILE]
-[--repair [--dry-run]]`: exit 1 when Customer.io drifted from the store's view, 2 on a usage or config error."""
+[--max-pages N] [--time-limit DURATION] [--repair [--delete-unknown] [--dry-run]]`: exit 1 when Customer.io
+drifted from the store's view (or a group could not be read whole), 2 on a usage or config error."""
 
 from __future__ import annotations
 
@@ -14,20 +15,29 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from groupspec.middleware.config import Config, ConfigError, load_config
+from groupspec.middleware.engine import trait_owners
 from groupspec.middleware.stores import Store, open_store
+from groupspec.middleware.stores.migrated import migrated
 
 from . import report
-from .appapi import AppApi
+from .appapi import AppApi, AppApiError
 from .compare import Actual, GroupResult, compare
 from .expected import GroupView, choose, owned_attributes, view
 from .repair import operations
 
 
 def fetch(api: AppApi, group: GroupView, owned: set[str]) -> Actual:
-    """What Customer.io holds for a group: its attributes, its relationships, its members' attributes."""
-    attributes = api.object_attributes(group.object_type_id, group.group_id)
-    relationships = [] if attributes is None else api.object_relationships(group.object_type_id, group.group_id) or []
-    people = [(ids, api.customer_attributes(ids)) for ids in group.members] if owned else []
+    """What Customer.io holds for a group: its attributes, its relationships, its members' attributes; an
+    `incomplete` answer when any read was cut short (an error, the object gone mid-read, a limit reached)."""
+    try:
+        attributes = api.object_attributes(group.object_type_id, group.group_id)
+        relationships = [] if attributes is None else api.object_relationships(group.object_type_id, group.group_id)
+        if relationships is None:
+            raise AppApiError("Customer.io App API: the object's attributes were read, then its relationships "
+                              "answered HTTP 404")
+        people = [(ids, api.customer_attributes(ids)) for ids in group.members] if owned else []
+    except AppApiError as exc:
+        return Actual(None, [], incomplete=str(exc))
     return Actual(attributes, relationships, people)
 
 
@@ -57,11 +67,16 @@ def progress(total: int) -> Iterator[Callable[[], None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.dry_run and not args.repair:
-        raise ConfigError("verify: --dry-run goes with --repair")
+    for flag, given in (("--dry-run", args.dry_run), ("--delete-unknown", args.delete_unknown)):
+        if given and not args.repair:
+            raise ConfigError(f"verify: {flag} goes with --repair")
     config = load_config(args.config)
-    store = open_store(config.store_url("live", args.store))
+    limits = {"verify_max_pages": args.max_pages, "verify_time_limit": args.time_limit}  # the flags win
+    limits = {name: value for name, value in limits.items() if value is not None}
+    config = config.model_copy(update={"customerio": config.customerio.model_copy(update=limits)})
+    store = migrated(open_store(config.store_url("live", args.store)), trait_owners(config))
     try:
+        store.refresh()  # a migrated id is checked as gone (or kept with migrated_to), its new id with its members
         known = set(store.groups()) if args.group else set()
         unknown = [f"{t}:{g}" for t, g in args.group or [] if (t, g) not in known]
         if unknown:
@@ -71,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             results = verify(store, config, api, groups, advance)
     finally:
         store.close()
-    repairs = [op for result in results for op in operations(result)] if args.repair else None
+    repairs = [op for result in results for op in operations(result, args.delete_unknown)] if args.repair else None
     doc = report.document(results, repairs)
     report.render(doc, results)
     _write(args.json, report.to_json(doc))

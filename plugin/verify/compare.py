@@ -14,11 +14,13 @@ from .expected import GroupView
 
 #: drift kind -> what it means
 KINDS: dict[str, str] = {
+    "incomplete": "Customer.io's answer for the group was cut short: not compared, never repaired",
     "missing_object": "Customer.io has no such object",
     "deleted_object_exists": "the object was deleted, yet Customer.io still holds it",
     "attribute_differs": "an object attribute is missing or has another value",
-    "relationship_missing": "a member is not related to the object",
-    "relationship_extra": "a person is related to the object without being a member",
+    "relationship_missing": "a member is not related to the object (under any id the store knows for them)",
+    "relationship_extra": "a person is related to the object whose membership the store holds ended",
+    "relationship_unknown": "a person is related to the object whom the store never saw in it",
     "attribute_on_person": "a member carries an attribute the contract gives to groups",
 }
 
@@ -41,6 +43,7 @@ class Actual:
     attributes: dict[str, Any] | None  # None: no such object
     relationships: list[dict[str, Any]]  # the related people's identifiers
     people: list[tuple[dict[str, str], dict[str, Any] | None]] = field(default_factory=list)  # member -> attributes
+    incomplete: str | None = None  # why the answer was cut short (then nothing else is compared)
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,10 @@ class GroupResult:
     @property
     def drift(self) -> bool:
         return bool(self.findings)
+
+    @property
+    def incomplete(self) -> bool:
+        return any(f.kind == "incomplete" for f in self.findings)
 
 
 _NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -86,7 +93,9 @@ def named(rel: dict[str, Any]) -> dict[str, str]:
 
 
 def compare(view: GroupView, actual: Actual, owned: set[str]) -> list[Finding]:
-    """Every drift of one group, in `KINDS` order."""
+    """Every drift of one group, in `KINDS` order; an answer cut short is only `incomplete`."""
+    if actual.incomplete is not None:
+        return [Finding("incomplete", actual=actual.incomplete)]
     found: list[Finding] = []
     if view.deleted:
         if actual.attributes is not None:
@@ -98,15 +107,27 @@ def compare(view: GroupView, actual: Actual, owned: set[str]) -> list[Finding]:
             expected, got = view.attributes[name], actual.attributes.get(name)
             if got is None or not same(expected, got):
                 found.append(Finding("attribute_differs", attribute=name, expected=expected, actual=got))
-        found += [Finding("relationship_missing", person=ids) for ids in view.members
-                  if not related(ids, actual.relationships)]
-        for rel in actual.relationships:
-            ids = named(rel)
-            if not any(related(member, [rel]) for member in view.members) and (
-                    "cio_id" not in ids or not view.anonymous):  # maybe an anonymous member, identified since
-                found.append(Finding("relationship_extra", person=ids))
+        found += [Finding("relationship_missing", person=ids) for index, ids in enumerate(view.members)
+                  if not any(related(name, actual.relationships) for name in view.names(index))]
+        found += _unexpected(view, actual.relationships)
     for ids, attributes in actual.people:
         for name in sorted(owned & set(attributes or ())):
             if attributes[name] is not None and attributes[name] != "":
                 found.append(Finding("attribute_on_person", attribute=name, person=ids, actual=attributes[name]))
+    return found
+
+
+def _unexpected(view: GroupView, relationships: list[dict[str, Any]]) -> list[Finding]:
+    """The related people who are not members: `relationship_extra` on the store's positive evidence that they
+    left, `relationship_unknown` when the store never saw them in the group."""
+    members = [name for index in range(len(view.members)) for name in view.names(index)]
+    found = []
+    for rel in relationships:
+        if any(related(name, [rel]) for name in (*members, *view.unsure)):
+            continue
+        ids = named(rel)
+        if any(related(name, [rel]) for name in view.left):
+            found.append(Finding("relationship_extra", person=ids))
+        elif set(ids) != {"cio_id"} or not view.anonymous:  # a cio_id alone may be an anonymous member's profile
+            found.append(Finding("relationship_unknown", person=ids))
     return found

@@ -30,7 +30,8 @@ def document(results: list[GroupResult], repairs: list[dict[str, Any]] | None = 
         "groups_with_drift": sum(r.drift for r in results),
         "drifts": sum(len(r.findings) for r in results),
         "groups": [{"object_type_id": r.view.object_type_id, "group_id": r.view.group_id,
-                    "status": "drift" if r.drift else "ok", "members": len(r.view.members),
+                    "status": "incomplete" if r.incomplete else "drift" if r.drift else "ok",
+                    "members": len(r.view.members),
                     "unchecked_anonymous_members": r.view.anonymous,
                     "findings": [_finding(f) for f in r.findings]} for r in results],
     }
@@ -52,14 +53,19 @@ def _what(f: Finding) -> str:
     return " · ".join(part for part in (f.attribute or "", person) if part)
 
 
+def _headline(doc: dict[str, Any]) -> str:
+    incomplete = sum(group["status"] == "incomplete" for group in doc["groups"])
+    cut = f" ({incomplete} read incomplete: not compared, not repaired)" if incomplete else ""
+    return f"{doc['groups_checked']} groups checked, {doc['groups_with_drift']} with drift{cut}, {doc['drifts']} drifts"
+
+
 def render(doc: dict[str, Any], results: list[GroupResult], console: Console | None = None) -> None:
     """Print the headline and one row per drift."""
     if console is None:
         console = Console()
         if not console.is_terminal:
             console = Console(width=max(console.width, 120))
-    console.print(f"[bold]verify[/]: {doc['groups_checked']} groups checked, {doc['groups_with_drift']} with drift, "
-                  f"{doc['drifts']} drifts")
+    console.print(f"[bold]verify[/]: {_headline(doc)}")
     if doc["drifts"]:
         table = Table(title="drift between the store and Customer.io", title_justify="left")
         for name in ("object type", "group", "drift", "attribute / person", "expected", "actual"):
@@ -108,7 +114,6 @@ def html(doc: dict[str, Any]) -> str:
     legend = "".join(f"<dt>{escape(kind)}</dt><dd>{escape(text)}</dd>" for kind, text in KINDS.items())
     return (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>groupspec verify</title>"
             f"<style>{CSS}</style></head><body><main><h1>groupspec verify</h1>"
-            f"<p class=meta>{doc['groups_checked']} groups checked, {doc['groups_with_drift']} with drift, "
-            f"{doc['drifts']} drifts</p><table><tr><th>object type</th><th>group</th><th>drift</th>"
+            f"<p class=meta>{escape(_headline(doc))}</p><table><tr><th>object type</th><th>group</th><th>drift</th>"
             f"<th>attribute / person</th><th>expected</th><th>actual</th></tr>{''.join(rows)}</table>"
             f"<dl>{legend}</dl></main></body></html>\n")
