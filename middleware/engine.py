@@ -26,6 +26,7 @@ from . import contract
 from .config import Config, duration_seconds
 from .counts import Counts
 from .enrich import Attach, annotate
+from .fastpath import FlatPath
 from .learn import Learn
 from .message import TIME_KEYS, Message, normalise, split
 from .migrated_ids import MapMigrated
@@ -49,13 +50,16 @@ class Destination(Protocol):
     def object_update(self, update: Update) -> dict[str, Any]:
         """The operation that sets a group's rollup attributes."""
 
-    def problem(self, op: dict[str, Any]) -> tuple[str, str] | None:
-        """(field, reason) when `op` breaks one of the destination's limits."""
+    def problem(self, op: dict[str, Any], line: bytes | None = None) -> tuple[str, str] | None:
+        """(field, reason) when `op` breaks one of the destination's limits; `line` is `op` written out, when
+        the caller has it (its size is then not measured again)."""
 
 
 @dataclass
 class Outcome:
-    """What a payload (or a flush) became. Lines are the serialised forms, made once, inside the guard."""
+    """What a payload (or a flush) became. Lines are the serialised forms, made once, inside the guard;
+    `op_times` holds, for each operation, the event time of the message it came from (None for a rollup update
+    sent when idle). No `Message` is kept: a chunk's messages are garbage as soon as they are collected."""
 
     forwarded: list[dict[str, Any]] = field(default_factory=list)
     forwarded_lines: list[bytes] = field(default_factory=list)
@@ -64,7 +68,7 @@ class Outcome:
     op_lines: list[bytes] = field(default_factory=list)
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     counts: Counts = field(default_factory=Counts)
-    messages: list[Message] = field(default_factory=list)
+    op_times: list[float | None] = field(default_factory=list)
     erasures: list[Erasure] = field(default_factory=list)  # people the store forgot (`[privacy] erase_on`)
 
     def extend(self, other: Outcome) -> None:
@@ -75,7 +79,7 @@ class Outcome:
         self.op_lines += other.op_lines
         self.quarantined += other.quarantined
         self.counts.merge(other.counts)
-        self.messages += other.messages
+        self.op_times += other.op_times
         self.erasures += other.erasures
 
 
@@ -86,11 +90,13 @@ def _misdated(msg: Message) -> bool:
 
 
 def encode(msg: Message) -> Message:
-    """Serialise the forwarded message and its operations once, before the store learns from it: a message
-    that cannot be written out is quarantined and teaches nothing."""
+    """Serialise the forwarded message and its operations once, before the store learns from it (the mapping's
+    lines, written when their size was checked, are kept): a message that cannot be written out is quarantined
+    and teaches nothing."""
     try:
         msg.line = orjson.dumps(msg.body)
-        msg.op_lines = [orjson.dumps(op) for op in msg.ops]
+        done = len(msg.op_lines)
+        msg.op_lines = [*msg.op_lines, *map(orjson.dumps, msg.ops[done:])] if done < len(msg.ops) else msg.op_lines
     except (TypeError, orjson.JSONEncodeError) as exc:
         msg.drop("malformed", "", f"cannot be serialised: {exc}")
     return msg
@@ -138,12 +144,17 @@ class Engine:
         self.hasher = keyed_hash(config, store)
         mapping: list[Step] = [] if destination is None else [self._map, self._roll_up]
         suppress: list[Step] = [Suppress(store, self.hasher)] if config.privacy.suppress_forgotten else []
-        self.steps: list[Step] = [*suppress, contract.check_time, Resolve(store, self.hasher), MapMigrated(store),
-                                  *contract.checks(store), Attach(store), annotate, *steps, *mapping, encode,
-                                  learn or Learn(store, config.privacy, self.hasher)]
+        resolve, attach = Resolve(store, self.hasher), Attach(store)
+        front: list[Step] = [*suppress, contract.check_time, resolve, MapMigrated(store), *contract.checks(store),
+                             attach]
+        self.tail: list[Step] = [annotate, *steps, *mapping, encode, learn or Learn(store, config.privacy, self.hasher)]
+        self.steps: list[Step] = [*front, *self.tail]
+        # the front, flat, for a message that breaks no rule (not under `suppress_forgotten`: its step is first)
+        self.flat = None if suppress else FlatPath(resolve, attach)
         self._timed: list[tuple[float, int, Callable[[], list[dict[str, Any]]]]] = []  # (when, order, task)
         self._timed_ops: list[dict[str, Any]] = []  # what due tasks sent, before the next message's operations
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
+        self._tails: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> the chains' tails (after the front)
         self._failures: set[tuple[str, type]] = set()
         self.retention = config.retention_seconds
         self.compact_every = duration_seconds(config.store.compact_every) if config.store else 0
@@ -282,12 +293,13 @@ class Engine:
             out.forwarded.append(msg.body)
             out.forwarded_lines.append(msg.line)
             out.forwarded_sources.append(msg.source)
-            out.ops += msg.ops
-            out.op_lines += msg.op_lines
+            if msg.ops:
+                out.ops += msg.ops
+                out.op_lines += msg.op_lines
+                out.op_times += [msg.ts] * len(msg.ops)
             if msg.erasure is not None:
                 out.erasures.append(msg.erasure)
         out.counts.count(msg)
-        out.messages.append(msg)
 
     def _add_op(self, op: dict[str, Any], out: Outcome) -> None:
         try:
@@ -297,47 +309,85 @@ class Engine:
             return
         out.ops.append(op)
         out.op_lines.append(line)
+        out.op_times.append(None)
 
     def through(self, msg: Message, received: bool = False) -> None:
         """Take one `Message` (not yet normalised) through the chain. `run` does this for every message of a
-        payload after the input limits; a door with limits of its own (the SDK hook) calls it directly."""
-        step = normalise
+        payload after the input limits; a door with limits of its own (the SDK hook) calls it directly.
+
+        The flat path (`fastpath.py`) takes the front of the chain first; when it declines, `msg` is as it came
+        and the whole chain takes it. Either way the chain's tail (`self.tail`) finishes it."""
+        saved = msg.__dict__.copy()
+        try:
+            if not self._timed and self.flat is not None and self.flat.take(msg):  # a pending task (a migration) first: the chain
+                tails = self._tails.get(id(msg.contract))
+                if tails is None:
+                    tails = self._tails[id(msg.contract)] = chains(self.tail, msg.contract)
+                self._steps(msg, tails[msg.type])
+                return
+        except StoreError as exc:  # where the chain's own read would have failed: the same outcome
+            msg.drop("store_unavailable", "", str(exc))
+            return
+        except Exception:  # the chain finds what is wrong, and says so
+            pass
+        msg.__dict__.clear()
+        msg.__dict__.update(saved)
         try:
             normalise(msg, received)
-            if msg.quarantined:
-                return
-            if self._timed:
-                self._run_timed(max(self.stream_time, msg.ts))
-            by_type = self._chains.get(id(msg.contract))
-            if by_type is None:
-                by_type = self._chains[id(msg.contract)] = chains(self.steps, msg.contract)
-            for step in by_type[msg.type]:
+        except Exception as exc:
+            self._failed(msg, normalise, exc)
+            return
+        if msg.quarantined:
+            return
+        if self._timed:  # what a task raises stops the door (`TimedTaskFailed`)
+            self._run_timed(max(self.stream_time, msg.ts))
+        by_type = self._chains.get(id(msg.contract))
+        if by_type is None:
+            by_type = self._chains[id(msg.contract)] = chains(self.steps, msg.contract)
+        self._steps(msg, by_type[msg.type])
+
+    def _steps(self, msg: Message, steps: list[Step]) -> None:
+        """Run `steps` on `msg` until one quarantines it; what a step raises quarantines the message alone."""
+        step = None
+        try:
+            for step in steps:
                 step(msg)
                 if msg.quarantined:
                     return
-        except TimedTaskFailed:
-            raise
-        except StoreError as exc:
+        except Exception as exc:
+            self._failed(msg, step, exc)
+
+    def _failed(self, msg: Message, step: Step, exc: Exception) -> None:
+        if isinstance(exc, StoreError):
             msg.drop("store_unavailable", "", str(exc))
-        except Exception as exc:  # a bug must not lose the message: quarantine it with the reason
-            name = getattr(step, "__name__", type(step).__name__)
-            if (name, type(exc)) not in self._failures:  # the traceback once per kind; every record has the reason
-                self._failures.add((name, type(exc)))
-                log.exception("groupspec step %s failed; messages it fails on are quarantined", name)
-            msg.drop("internal_error", name, f"{type(exc).__name__}: {exc}")
+            return
+        # a bug must not lose the message: quarantine it with the reason
+        name = getattr(step, "__name__", type(step).__name__)
+        if (name, type(exc)) not in self._failures:  # the traceback once per kind; every record has the reason
+            self._failures.add((name, type(exc)))
+            log.error("groupspec step %s failed; messages it fails on are quarantined", name, exc_info=exc)
+        msg.drop("internal_error", name, f"{type(exc).__name__}: {exc}")
 
     def _map(self, msg: Message) -> Message:
-        """The destination's operations; a message whose operation breaks a limit is quarantined."""
-        msg.ops = self.destination.operations(msg)
-        for op in msg.ops:
+        """The destination's operations, each written out once (`encode` keeps the lines); a message whose
+        operation breaks a limit is quarantined."""
+        ops = msg.ops = self.destination.operations(msg)
+        lines = []
+        for op in ops:
             try:
-                problem = self.destination.problem(op)
+                line = orjson.dumps(op)
+            except TypeError:  # orjson.JSONEncodeError: the limits are checked first, as they were without it
+                line = None
+            try:
+                problem = self.destination.problem(op, line)
             except TypeError as exc:  # measuring the operation writes it out: it may not be writable
                 if _writable(op):
                     raise
                 return msg.drop("malformed", "", f"cannot be serialised: {exc}")
             if problem is not None:
                 return msg.drop("customerio_limit", problem[0], problem[1])
+            lines.append(line)
+        msg.op_lines = lines
         return msg
 
     @only(when=lambda c: bool(c.rollups))

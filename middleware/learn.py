@@ -11,6 +11,8 @@ from .message import Message
 from .privacy import KeyedHash, forget_message
 from .stores import Store
 
+_ACTIVITY = frozenset({"track", "page", "screen"})  # what these teach: a link (both ids) or their event's effect
+
 
 class Learn:
     """Apply what a forwarded message teaches the store. Without `privacy` (and its `hasher`) no event erases."""
@@ -21,6 +23,9 @@ class Learn:
         self.erase_on = frozenset(privacy.erase_on) if privacy is not None and hasher is not None else frozenset()
 
     def __call__(self, msg: Message) -> Message:
+        if msg.type in _ACTIVITY and (msg.user_id is None or msg.anonymous_id is None) and msg.effect is None \
+                and person_effect(msg) is None:  # most events: nothing to learn, no round trip
+            return msg
         with self.store.batch():  # one round trip where the store talks to a server
             return self._learn(msg)
 

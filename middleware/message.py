@@ -126,6 +126,11 @@ class Message:
         if path in self._copied:
             return self._at(path)
         if not self._copied:
+            if len(path) == 1:  # the first write, one level deep (`annotate`'s context): the short way
+                value = self.body.get(path[0])
+                value = self.body[path[0]] = dict(value) if isinstance(value, dict) else {}
+                self._copied = {path}
+                return value
             self._copied = set()
         holder = self.body
         for depth in range(1, len(path) + 1):

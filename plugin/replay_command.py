@@ -12,6 +12,7 @@ from groupspec.middleware.errors import ConfigError
 from groupspec.middleware.jsonl import read_lines
 from groupspec.middleware.quarantine import payloads as quarantined_payloads
 
+from .collector import streaming
 from .migrate.rows import read_map
 from .replay import Replay, compare
 
@@ -25,7 +26,8 @@ def replay(args: argparse.Namespace) -> int:
             raise ConfigError(f"{path}: no such input file")
     payloads = ((line, None) for path in args.inputs for line in read_lines(path))
     migrations = read_map(args.migrations) if args.migrations else []
-    summary = Replay(config, args.out, args.source, store_url=args.store, migrations=migrations).run(payloads)
+    with streaming():
+        summary = Replay(config, args.out, args.source, store_url=args.store, migrations=migrations).run(payloads)
     print(orjson.dumps(summary).decode())
     return _expect(args)
 
@@ -36,7 +38,8 @@ def quarantine_replay(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.file}: no such quarantine file")
     store_url = config.store_url("live" if args.deliver else "offline", args.store)  # --deliver: [store]
     replay = Replay(config, args.out, args.source, store_url=store_url, keep_sources=args.deliver)
-    summary = replay.run(quarantined_payloads(args.file))
+    with streaming():
+        summary = replay.run(quarantined_payloads(args.file))
     print(orjson.dumps(summary).decode())
     if args.deliver:
         from .quarantine_commands import deliver_and_print

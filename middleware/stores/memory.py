@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import forks
 from ..migrations import Migration
-from .base import Activity, Membership, Store, TraitEntry
+from .base import Activity, Lookup, Membership, Store, TraitEntry
 from .history import Deletion, Event, fold_memberships, latest_at, linked, retained, stale_after
 
 _NONE: tuple = ()
@@ -72,6 +72,16 @@ class MemoryStore(Store):
     def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[None, float | None]:
         return None, self._first.setdefault(message_id, ts) if timeless else None
 
+    def lookup(self, message_id: str, persons: list[str], ts: float, names: list[str] = (),
+               group: tuple[str, Any] | None = None, event_ts: float | None = None,
+               stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
+               timeless: bool = False) -> Lookup:
+        """The base class's lookup; for one person with no links, no stale check and a time of its own (most
+        messages), only the person's memberships (`arrive` would answer (None, None))."""
+        if not timeless and stale_group is None and len(persons) == 1 and persons[0] not in self._links:
+            return Lookup(None, [persons[0]], self.memberships_at(persons, ts), {})
+        return super().lookup(message_id, persons, ts, names, group, event_ts, stale_group, stale_names, timeless)
+
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
         key = (person, object_type_id, group_id, ts, joined)
@@ -95,6 +105,9 @@ class MemoryStore(Store):
             rows = [row for person in persons for row in events.get(person, _NONE)]
         if not rows:
             return []
+        if len(rows) == 1 and not self._deletions and before is None:  # one join, nothing deleted: no fold
+            type_id, group_id, at, _, joined, _ = rows[0]
+            return [Membership(type_id, group_id, at)] if joined and at <= ts else []
         return fold_memberships(rows, self._deletions, ts, before)
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,

@@ -11,6 +11,7 @@ import orjson
 from groupspec.middleware.config import ConfigError, load_config
 from groupspec.middleware.message import parse_time
 
+from ..collector import streaming
 from ..customerio.delivery import Delivery
 from ..sender import SendFailed, Unauthorized
 from .checkpoint import Checkpoint, Position
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     total = lambda: sum(count(path) for path in args.inputs)  # noqa: E731
     try:
         # SIGTERM stops a backfill like Ctrl-C; either waits for the batch in flight to be recorded (interrupts.py)
-        with progress_bar(total, enabled=not args.quiet) as advance, Interrupts() as interrupts:
+        with progress_bar(total, enabled=not args.quiet) as advance, Interrupts() as interrupts, streaming():
             store_url = config.store_url("offline" if args.dry_run else "live", args.store)  # a dry run changes nothing
             backfill = Backfill(config, args.inputs, sink, at=at, source=args.source, store_url=store_url,
                                 checkpoint=checkpoint, every=args.checkpoint_every, progress=advance,

@@ -111,8 +111,9 @@ def _attributes(attrs: Any, where: str) -> tuple[str, str] | None:
 _ACTIVITIES = frozenset({"event", "page", "screen"})
 
 
-def problem(op: dict[str, Any]) -> tuple[str, str] | None:
-    """(field, reason) for the first limit `op` breaks, or None when Customer.io will accept its shape."""
+def problem(op: dict[str, Any], line: bytes | None = None) -> tuple[str, str] | None:
+    """(field, reason) for the first limit `op` breaks, or None when Customer.io will accept its shape; `line`
+    is `op` written out, when the caller has it (the 32 KB limit is then checked on it)."""
     kind, action = op["type"], op["action"]
     if kind == "person" and action in _ACTIVITIES:  # the common case: one person identifier + the size
         ((key, value),) = op["identifiers"].items()
@@ -120,7 +121,7 @@ def problem(op: dict[str, Any]) -> tuple[str, str] | None:
             return f"identifiers.{key}", f"identifier must be a non-empty string of at most {MAX_ID_BYTES} bytes"
         if not op["name"]:
             return "name", f"a {action} needs a name ({'the page URL' if action == 'page' else 'the screen name'})"
-        return _too_big(op)
+        return _too_big(op, line)
     if action == "merge":
         found = _identifiers(op["primary"], "primary", "person") or _identifiers(op["secondary"], "secondary", "person")
     else:
@@ -136,11 +137,11 @@ def problem(op: dict[str, Any]) -> tuple[str, str] | None:
         found = found or _attributes(link.get("relationship_attributes", {}), f"cio_relationships[{i}].relationship_attributes")
         if found:
             return found
-    return _too_big(op)
+    return _too_big(op, line)
 
 
-def _too_big(op: dict[str, Any]) -> tuple[str, str] | None:
-    size = len(orjson.dumps(op))
+def _too_big(op: dict[str, Any], line: bytes | None) -> tuple[str, str] | None:
+    size = len(orjson.dumps(op) if line is None else line)
     if size > MAX_OPERATION_BYTES:
         return "", f"operation of {size} bytes is over Customer.io's 32 KB limit"
     return None

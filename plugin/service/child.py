@@ -18,6 +18,7 @@ import time
 from groupspec.middleware import Config, Engine, open_store
 from groupspec.middleware.jsonl import JsonlFile
 
+from ..collector import streaming
 from ..customerio.delivery import Delivery
 from ..erasure import erase_people
 from ..customerio.mapping import CUSTOMERIO
@@ -87,7 +88,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: (stopping.set(), worker.wake.set()))
     threading.Thread(target=listen, args=(sys.stdin.fileno(), worker.wake, stopping), daemon=True).start()
     try:
-        worker.run()
+        with streaming():
+            worker.run()
     finally:
         for part in (delivery, upstream, store, spool):
             if part is not None:

@@ -17,5 +17,4 @@ def changes_group(op: dict[str, Any]) -> bool:
 def group_op_times(outcome: Outcome) -> dict[int, float]:
     """`id(op)` -> the event time of the message it came from, for the group-changing operations of `outcome`'s
     forwarded messages (rollup updates a message made due included; those sent when idle have no message)."""
-    return {id(op): msg.ts for msg in outcome.messages if not msg.quarantined
-            for op in msg.ops if changes_group(op)}
+    return {id(op): ts for op, ts in zip(outcome.ops, outcome.op_times) if ts is not None and changes_group(op)}
