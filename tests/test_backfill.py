@@ -533,3 +533,20 @@ def test_a_dry_run_changes_no_store(tmp_path, config, capsys):
     Path(config).write_text(Path(config).read_text() + f'[store]\nurl = "sqlite:///{service_db}"\n')
     assert dry_run([write(tmp_path, "accounts.csv", CSV)], config, tmp_path / "out") == 0
     assert not service_db.exists()
+
+
+def test_a_user_deleted_in_a_live_backfill_erases_the_persons_quarantine_records(tmp_path, cio, capsys):
+    """Issue 23: `User Deleted` (the default `[privacy] erase_on`) met by a backfill rewrites the configured files
+    as the service does: none of the person's records stays in the quarantine, another person's do."""
+    config = live_config(tmp_path, cio)
+    def track(user: str, n: int, event: str, **extra) -> dict:
+        return {"type": "track", "userId": user, "anonymousId": f"anon-{user}", "event": event,
+                "messageId": f"{user}-{n}", "timestamp": f"2026-11-0{n}T10:00:00Z", **extra}
+    stream = [track("zelda", 1, "Order Placed", context={"groupId": "NOT AN ID"}),  # quarantined: invalid_group_id
+              track("yorick", 2, "Order Placed", context={"groupId": "NOT AN ID"}),
+              track("zelda", 3, "User Deleted", properties={})]
+    path = write(tmp_path, "deleted.jsonl", "".join(json.dumps(m) + "\n" for m in stream))
+    assert live([path], config, tmp_path) == 0
+    kept = (tmp_path / "quarantine.jsonl").read_text()
+    assert "zelda" not in kept and "yorick" in kept
+    assert [op["action"] for op in cio.accepted if op.get("identifiers") == {"id": "zelda"}] == ["delete"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import orjson
@@ -13,6 +14,7 @@ from groupspec.middleware.message import parse_time
 
 from ..collector import streaming
 from ..customerio.delivery import Delivery
+from ..erasure import erase_people
 from ..sender import SendFailed, Unauthorized
 from .checkpoint import Checkpoint, Position
 from .inputs import InputError, check, count
@@ -68,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     if checkpoint and checkpoint.complete(start):
         print(f"backfill already complete according to {checkpoint.path}", file=sys.stderr)
         return 0
-    sink = Files(args.out) if args.dry_run else Live(Delivery.from_config(config), config.quarantine.path)
+    sink = Files(args.out) if args.dry_run else Live(Delivery.from_config(config), config.quarantine.path,
+                                                     erase=partial(erase_people, config))
     total = lambda: sum(count(path) for path in args.inputs)  # noqa: E731
     try:
         # SIGTERM stops a backfill like Ctrl-C; either waits for the batch in flight to be recorded (interrupts.py)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from groupspec.middleware import Config, Engine, Outcome, open_store
 from groupspec.middleware.counts import Counts as MessageCounts
+from groupspec.middleware.privacy import Erasure
 
 from ..customerio.mapping import CUSTOMERIO
 from ..sender import SendFailed
@@ -36,6 +37,8 @@ class Sink(Protocol):
     def send(self, ops: list[dict[str, Any]]) -> None: ...  # all handled, or SendFailed with `remaining`
 
     def quarantine(self, records: list[dict[str, Any]]) -> None: ...
+
+    def erase(self, done: list[Erasure]) -> None: ...  # the files' part of the run's erasures, all records written
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Backfill:
         self._marks: deque[_Mark] = deque()
         self._queued = self._handled = 0  # operations queued and handled since the start of this run
         self._unsaved = 0
+        self._erasures: list[Erasure] = []  # `[privacy] erase_on` events of this run: files rewritten at its end
 
     def run(self, start: Position = Position()) -> Counts:
         self.position = start
@@ -94,12 +98,15 @@ class Backfill:
                     continue
                 self.counts.messages.merge(outcome.counts)
                 ops = outcome.ops[delivered_before:]
+                self._erasures += outcome.erasures
                 self.counts.operations += len(ops)
                 self._queue(here, ops, outcome.quarantined, delivered_before)
                 delivered_before = 0
                 if len(self._pending) >= self.batch_size or self._unsaved >= self.every:
                     self._send(everything=self._unsaved >= self.every)
             self._send(everything=True)
+            if self._erasures:  # every record of the run is written: none of the erased people's stays
+                self.sink.erase(self._erasures)
         finally:
             with self.interrupts.recording():
                 self._save()

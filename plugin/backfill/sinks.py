@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 from groupspec.middleware.jsonl import JsonlFile
+from groupspec.middleware.privacy import Erasure
 
 from ..customerio.delivery import Delivery
 from ..sender import SendFailed, SendReport
@@ -27,6 +29,9 @@ class Files:
     def quarantine(self, records: list[dict[str, Any]]) -> None:
         self._quarantine.write(b"".join(orjson.dumps(rec) + b"\n" for rec in records))
 
+    def erase(self, done: list[Erasure]) -> None:
+        """A dry run's files are the user's (`--out`): an erasure leaves them as they are."""
+
     def close(self) -> None:
         self._ops.close()
         self._quarantine.close()
@@ -36,11 +41,14 @@ class Files:
 
 
 class Live:
-    """Operations to Customer.io; quarantine records appended to the configured quarantine file."""
+    """Operations to Customer.io; quarantine records appended to the configured quarantine file; `erase` rewrites
+    the configured files without the people an `[privacy] erase_on` event erased (`plugin/erasure.py`)."""
 
-    def __init__(self, delivery: Delivery, quarantine: str | Path) -> None:
+    def __init__(self, delivery: Delivery, quarantine: str | Path,
+                 erase: Callable[[list[Erasure]], None] = lambda done: None) -> None:
         self.delivery = delivery
         self._quarantine = JsonlFile(quarantine)
+        self.erase = erase
         self.delivered = self.dead_lettered = 0
 
     def send(self, ops: list[dict[str, Any]]) -> None:
