@@ -261,6 +261,22 @@ class SQLiteStore(Store):
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.where}: {exc}") from None
 
+    @contextmanager
+    def _immediate(self, failure: str = "") -> Iterator[sqlite3.Connection]:
+        """Several statements as one write (inside a chunk's transaction: part of it), under the store's lock; an
+        SQLite error rolls a write of its own back and is a `StoreError` naming the file (after `failure`)."""
+        with self._lock:
+            try:
+                if not self._grouped:
+                    self._db.execute("BEGIN IMMEDIATE")
+                yield self._db
+                if not self._grouped:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if not self._grouped and self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise StoreError(f"{self.where}: {failure}{exc}") from None
+
     def _write(self, sql: str, rows: list[tuple]) -> None:
         with self._lock:
             if self._grouped:  # a failed statement leaves the grouped transaction intact
@@ -473,18 +489,8 @@ class SQLiteStore(Store):
                           (object_type_id, group_id))[0][0]
 
     def compact(self, horizon: float) -> dict[str, int]:
-        with self._lock:
-            try:
-                if not self._grouped:
-                    self._db.execute("BEGIN IMMEDIATE")
-                removed = {kind: self._db.execute(sql, (horizon,)).rowcount for kind, sql in _COMPACT.items()}
-                if not self._grouped:
-                    self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if not self._grouped and self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"{self.where}: {exc}") from None
-        return removed
+        with self._immediate() as db:
+            return {kind: db.execute(sql, (horizon,)).rowcount for kind, sql in _COMPACT.items()}
 
     def size(self) -> dict[str, int]:
         out = {kind: self._rows(f"SELECT count(*) FROM {table}")[0][0] for kind, table in _SIZE.items()}
@@ -500,19 +506,11 @@ class SQLiteStore(Store):
     def rekey_message_keys(self, hash_key) -> int:
         if self._rows("SELECT 1 FROM privacy WHERE name = 'message_keys'"):
             return 0
+        with self._immediate("cannot re-key message ids: ") as db:  # two processes opening an old file: once
+            count = 0 if db.execute("SELECT 1 FROM privacy WHERE name = 'message_keys'").fetchone() \
+                else rekey(db, hash_key)
+            db.execute("INSERT OR IGNORE INTO privacy VALUES ('message_keys', 'keyed')")
         with self._lock:
-            try:
-                if not self._grouped:  # two processes opening an old file re-key it once
-                    self._db.execute("BEGIN IMMEDIATE")
-                count = 0 if self._db.execute("SELECT 1 FROM privacy WHERE name = 'message_keys'").fetchone() \
-                    else rekey(self._db, hash_key)
-                self._db.execute("INSERT OR IGNORE INTO privacy VALUES ('message_keys', 'keyed')")
-                if not self._grouped:
-                    self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if not self._grouped and self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"{self.where}: cannot re-key message ids: {exc}") from None
             self._rebuild = self._rebuild or count > 0  # the plain keys named people: `scrub` rebuilds the file
         if not self._grouped:
             self.scrub()
@@ -526,21 +524,12 @@ class SQLiteStore(Store):
             f"SELECT count(*) FROM memberships WHERE person IN ({marks})", keys)[0][0]}
         if dry_run or not any(removed.values()):
             return removed
+        with self._immediate() as db, secure_delete(db):  # what they free is zeroed
+            db.execute(f"DELETE FROM links WHERE a IN ({marks}) OR b IN ({marks})", [*keys, *keys])
+            db.execute(f"DELETE FROM memberships WHERE person IN ({marks})", keys)
+            db.execute(f"DELETE FROM relationships WHERE person IN ({marks})", keys)
         with self._lock:
-            try:
-                if not self._grouped:
-                    self._db.execute("BEGIN IMMEDIATE")
-                with secure_delete(self._db):  # what they free is zeroed
-                    self._db.execute(f"DELETE FROM links WHERE a IN ({marks}) OR b IN ({marks})", [*keys, *keys])
-                    self._db.execute(f"DELETE FROM memberships WHERE person IN ({marks})", keys)
-                    self._db.execute(f"DELETE FROM relationships WHERE person IN ({marks})", keys)
-                if not self._grouped:
-                    self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                if not self._grouped and self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
-                raise StoreError(f"{self.where}: {exc}") from None
-            self._erased += keys
+            self._erased += keys  # for `scrub`, after the commit
         return removed
 
     def suppress(self, hashes: list[str]) -> None:
