@@ -13,6 +13,7 @@ import pytest
 from erasure_support import answers, dump, found, history, person_names, steps, user
 from hypothesis import HealthCheck, given, settings
 from redis_support import RedisSandbox, needs_redis, needs_redis_server
+from store_support import sandbox_of
 
 from groupspec.middleware import Engine
 from groupspec.middleware.config import parse_config
@@ -46,8 +47,7 @@ def opener(request, tmp_path) -> Callable:
             store = SQLiteStore(str(path))
             store.path = path
         else:
-            sandbox = RedisSandbox(request.getfixturevalue("redis_cluster")) if request.param == "redis-cluster" \
-                else RedisSandbox()
+            sandbox = sandbox_of(request.param, request)
             sandboxes.append(sandbox)
             store = sandbox.open()
         opened.append(store)
