@@ -259,3 +259,14 @@ def test_the_worker_sends_each_operation_as_the_engine_wrote_it_and_rewrites_onl
     assert accepted == expected and len(expected) == 4
     assert written == expected[2:]  # the first batch went as the engine wrote it; the retried rest written again
     assert lines[:2] == [orjson.dumps(op) for op in expected[:2]]
+
+
+def test_admit_names_the_write_key_that_selects_another_source():
+    sources = {"wk_web": "web", "wk_app": "app"}
+    members = [{"type": "track", "event": "E", "userId": "u"} for _ in range(3)]
+    members[2]["writeKey"] = "wk_app"
+    with pytest.raises(Rejected, match=r"^batch\[2\]\.writeKey is not the key") as refused:
+        admit(None, orjson.dumps({"batch": members}), sources, "wk_web", 0.0)
+    assert refused.value.status == 401
+    with pytest.raises(Rejected, match=r"^writeKey is not the key"):
+        admit(None, orjson.dumps({"batch": members[:2], "writeKey": "wk_app"}), sources, "wk_web", 0.0)
