@@ -276,10 +276,9 @@ def _run(args: argparse.Namespace, replicas: int, store: str | None, code: Path 
         templates = _templates(args.batch)
 
         async def marks() -> dict:
-            async with httpx.AsyncClient() as client:
-                depth = sum([await _depth(client, url) for url in urls])
+            depth = sum(await _depths(urls))
             intake = [s.pid for s in services]
-            children = [c for pid in intake for c in _children(pid)]
+            children = [c for pid in intake for c in _children(pid)]  # the delivery processes
             return {"at": time.perf_counter(), "delivered": delivered.value, "depth": depth,
                     "sched": [sum(x) for x in zip(*map(_sched, children))] if children else [0.0, 0.0],
                     "intake": sum(map(_cpu, intake)),
