@@ -1,7 +1,7 @@
 """Benchmark: `groupspec serve` under load on loopback, delivering to a counting stand-in for Customer.io.
 
     python bench/serve_load.py [--seconds 15] [--warmup 3] [--connections 8] [--rate 100] [--batch 100]
-                               [--rate-limit 1000] [--before REV ...] [--replicas 3] [--redis URL]
+                               [--rate-limit 1000] [--before REV ...] [--repeat N] [--replicas 3] [--redis URL]
 
 Starts a minimal Customer.io stand-in (a child process that answers 200 and counts operations and requests per
 second) and `groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts
@@ -14,7 +14,8 @@ process used (intake, delivery, stand-in, load generator) per message. Then it w
 (`--drain` seconds at most).
 
 `--before REV` (repeatable) first measures the code of git revision REV the same way, in the same run: this
-script's load generator and stand-in, that revision's `groupspec serve` (`bench/revision.py` exports it).
+script's load generator and stand-in, that revision's `groupspec serve` (`bench/revision.py` exports it);
+`--repeat N` measures every revision N times, in turn.
 With `--replicas N` (N > 1) it runs twice, on a Redis store (`--redis`, under a throw-away key prefix deleted
 afterwards): one instance, then N replicas sharing the store and its Customer.io rate limit, the connections
 spread across them. Everything stops by itself.
@@ -372,18 +373,19 @@ def main() -> int:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the Redis for --replicas")
     parser.add_argument("--before", metavar="REV", action="append", default=[],
                         help="also measure this git revision's code, first (repeatable)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure every revision this many times, in turn")
     args = parser.parse_args()
 
     if args.replicas <= 1:
-        results = []
-        for rev in args.before:
-            from revision import exported
+        from revision import exported
 
-            with exported(rev) as tree:
-                results.append((rev, _run(args, 1, None, tree / "path")))
-            _print(*results[-1], args)
-        results.append(("this tree", _run(args, 1, None)))
-        _print(*results[-1], args)
+        results = []
+        with ExitStack() as trees:
+            codes = [(rev, trees.enter_context(exported(rev)) / "path") for rev in args.before] + [("this tree", None)]
+            for _ in range(args.repeat):  # in turn, so that a change in the machine's load falls on all of them
+                for name, code in codes:
+                    results.append((name, _run(args, 1, None, code)))
+                    _print(*results[-1], args)
         if len(results) > 1:
             _table(results)
         return 0
