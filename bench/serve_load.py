@@ -281,6 +281,7 @@ def _run(args: argparse.Namespace, replicas: int, store: str | None, code: Path 
             intake = [s.pid for s in services]
             children = [c for pid in intake for c in _children(pid)]  # the delivery processes
             return {"at": time.perf_counter(), "delivered": delivered.value, "depth": depth,
+                    "load average": os.getloadavg()[0],
                     "sched": [sum(x) for x in zip(*map(_sched, children))] if children else [0.0, 0.0],
                     "intake": sum(map(_cpu, intake)),
                     "delivery": sum(map(_cpu, children)),
@@ -308,8 +309,9 @@ def _run(args: argparse.Namespace, replicas: int, store: str | None, code: Path 
                     for part, count in (("intake", accepted), ("delivery", delivered_ops), ("stand-in", delivered_ops),
                                         ("load", accepted))},
             "worker": [(b - a) / seconds / replicas for a, b in zip(first["sched"], last["sched"])],
-            "cores": {part: (last[part] - first[part]) / seconds for part in ("intake", "delivery", "stand-in", "load")},
-            "drain": drain, "depth_after": depth_after,
+            "cores": {part: (last[part] - first[part]) / seconds
+                      for part in ("intake", "delivery", "stand-in", "load")},
+            "drain": drain, "depth_after": depth_after, "load average": (first["load average"], last["load average"]),
             "cio_mean": sum(full) / len(full) if full else 0.0, "cio_peak": max(full, default=0)}
 
 
@@ -331,7 +333,8 @@ def _print(name: str, r: dict, args: argparse.Namespace) -> None:
     start, end = r["depth"]
     print(f"== {name}: {r['replicas']} instance(s), {args.connections} connections, {pacing} as /v1/batch of "
           f"{args.batch}, {args.seconds:g} s measured after {args.warmup:g} s, rate_limit = {args.rate_limit:g}, "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores (load average {r['load average'][0]:.1f} at the window's start, "
+          f"{r['load average'][1]:.1f} at its end)")
     print(f"offered {r['offered']:,.0f} msg/s; accepted {r['accepted']:,.0f} msg/s ({r['failures']} failed); "
           f"delivered {r['delivered']:,.0f} ops/s; spool {start:,} -> {end:,} messages; "
           f"intake p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms (max {r['max']:.0f})")
