@@ -1,6 +1,7 @@
 """Benchmark: what `install()` costs the caller of `track`, and how fast the consumer takes messages through it.
 
     python bench/sdk_overhead.py [--calls 5000] [--people 1000] [--rounds 3] [--interval-us 300] [--sdk segment]
+                                 [--burst 20000] [--only latency|through|consumer ...] [--before REV]
 
 Caller-visible cost: the same paced `track` calls (one every `--interval-us`, as a web app's requests make
 them) on a bare client and on an installed one (consumer mode, the default), each with its consumer thread
@@ -14,6 +15,9 @@ Through-upload: the app enqueues `--burst` tracks as fast as it can (one thread,
 messages that reached it per second (first call to the queue drained), bare vs hooked in alternating rounds, and
 the SDK's refusals (`track` returning False: its queue was full). Target: hooked ≥ 0.9 of bare on the default store.
 
+`--before REV` first runs this same script against git revision REV's code (`bench/revision.py`): before and
+after in one run.
+
 Consumer throughput: SDK messages (as the SDK queues them) through the hook's batch path (`Consumer.request`,
 batches of 100, one transaction each, the upload itself stubbed out) in this one thread: messages/s per core
 (target ≥ 20,000 on `memory://`). Not a timed test: it reports what it measures.
@@ -26,6 +30,9 @@ import gzip
 import importlib
 import logging
 import multiprocessing
+import os
+import subprocess
+import sys
 import statistics
 import tempfile
 import threading
@@ -222,8 +229,19 @@ def main() -> None:
     parser.add_argument("--only", choices=["latency", "through", "consumer"], action="append",
                         help="run only these measures (repeatable; default: all)")
     parser.add_argument("--sdk", default="segment", choices=["segment", "rudderstack", "customerio"])
+    parser.add_argument("--before", metavar="REV", help="first run this script against this git revision's code")
     args = parser.parse_args()
+    if args.before:
+        from revision import exported
+
+        passed = [a for i, a in enumerate(sys.argv[1:]) if a != "--before" and sys.argv[i] != "--before"]
+        with exported(args.before) as tree:
+            print(f"--- before ({args.before})", flush=True)
+            subprocess.run([sys.executable, __file__, *passed], check=True,
+                           env=dict(os.environ, PYTHONPATH=str(tree / "path")))
+        print("--- after (this tree)", flush=True)
     only = set(args.only or ["latency", "through", "consumer"])
+    print(f"groupspec from {Path(install.__code__.co_filename).parent}", flush=True)
     module = importlib.import_module(f"{args.sdk}.analytics")
     logging.getLogger(module.Client.log.name).setLevel(logging.ERROR)  # not a "queue is full" line per refusal
     with tempfile.TemporaryDirectory() as tmp:
