@@ -241,7 +241,8 @@ def main() -> None:
     if args.before:
         from revision import exported
 
-        passed = [a for i, a in enumerate(sys.argv[1:]) if a != "--before" and sys.argv[i] != "--before"]
+        passed = [a for i, a in enumerate(sys.argv[1:])
+                  if a != "--before" and sys.argv[i] != "--before" and not a.startswith("--before=")]
         with exported(args.before) as tree:
             print(f"--- before ({args.before})", flush=True)
             subprocess.run([sys.executable, __file__, *passed], check=True,
