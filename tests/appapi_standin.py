@@ -83,6 +83,7 @@ class AppApiStandin:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small answers go out at once, not after the client's delayed ACK
 
             def do_GET(self) -> None:
                 standin._handle(self)

@@ -102,10 +102,14 @@ def children(pid: int) -> list[int]:
 
 
 class ThreadService:
-    """The service's intake in this process (uvicorn on a port from the OS, in a thread); its delivery process."""
+    """The service's intake in this process (uvicorn on a port from the OS, in a thread); its delivery process,
+    started with the first request spooled (the spool's first commit wakes it), so a test that spools nothing
+    (refusals, CORS, operator pages) never pays for a Python process. A spool that already holds requests, or
+    `eager=True` (a test of the process itself), starts it with the service, as `groupspec serve` does."""
 
-    def __init__(self, config_path: Path) -> None:
+    def __init__(self, config_path: Path, *, eager: bool = False) -> None:
         self.service = Service(load_config(config_path))
+        self.eager = eager
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
@@ -113,10 +117,23 @@ class ThreadService:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> ThreadService:
-        self.service.start()
+        if self.eager or self.service.spool.depth:
+            self.service.start()
+        else:
+            self.service.commit.on_commit = self._start_delivery(self.service.commit.on_commit)
         self.thread.start()
         wait_for(lambda: self.server.started, 10)
         return self
+
+    def _start_delivery(self, wake: Callable[[], None]) -> Callable[[], None]:
+        lock = threading.Lock()
+
+        def start_then_wake() -> None:
+            with lock:
+                if self.service.delivery.pid is None:
+                    self.service.start()
+            wake()
+        return start_then_wake
 
     def __exit__(self, *exc_info: object) -> None:
         self.server.should_exit = True

@@ -25,6 +25,7 @@ from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.sender import SendFailed, SendReport
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 CONTRACT = """
 [contract]
@@ -355,7 +356,7 @@ class FlakySink:
         self.quarantined.extend(records)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(budget=st.integers(0, 12), batch_size=st.integers(1, 4), every=st.integers(1, 5))
 def test_any_interruption_then_resume_sends_every_operation_once_in_order(budget, batch_size, every):
     config = parse_config({**tomllib.loads(CONTRACT), "customerio": {"batch_size": batch_size}})
@@ -486,6 +487,7 @@ def test_a_backfilled_stream_sends_what_replay_writes_rollups_included(tmp_path)
     assert (tmp_path / "customerio.jsonl").read_text() == (fixture / "expected" / "customerio.jsonl").read_text()
 
 
+@pytest.mark.long  # issue 20: 16 backfill processes, over ~10 s alone (the in-process interruptions above stay)
 def test_ctrl_c_while_batches_are_in_flight_never_sends_an_operation_twice(tmp_path, cio):
     """Issue 9 item 13: SIGINT at many moments of a live backfill, each run resumed to completion; every
     operation reaches Customer.io exactly once (each row's object op is distinct: its own group and person)."""

@@ -43,7 +43,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 def page_server() -> Iterator[str]:
     """tests/browser/ over HTTP on a loopback port of its own: an origin that is not the service's."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(BROWSER)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

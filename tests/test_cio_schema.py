@@ -12,6 +12,7 @@ import pytest
 from core_support import Chain, at
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 from schema_support import DOCUMENT, SCHEMAS, allowed, problems
 
 from groupspec.plugin.customerio import limits
@@ -126,7 +127,7 @@ def messages(draw) -> dict:
 
 
 @pytest.mark.parametrize("profile", list(PROFILES))
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stream=st.lists(messages(), min_size=1, max_size=12))
 def test_every_operation_of_a_generated_stream_validates(profile, stream):
     chain = Chain(PROFILES[profile])

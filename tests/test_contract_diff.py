@@ -10,6 +10,7 @@ from groupspec.plugin.cli import main
 from groupspec.plugin.contract_diff import RULES, diff
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 BASE = """
 [contract]
@@ -241,7 +242,7 @@ def test_a_pattern_change_is_compatible_only_when_shown_to_widen(old, new, widen
     assert pattern_change(old, new) == expected
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(WIDENED).flatmap(lambda pair: st.tuples(st.just(pair), st.from_regex(pair[0], fullmatch=True))))
 def test_every_id_the_old_pattern_accepts_a_widened_one_accepts(case):
     (old, new), group_id = case

@@ -169,7 +169,7 @@ def test_segment_sdk_retry_after_a_timeout_reaches_customerio_with_one_id(tmp_pa
 
     with ThreadService(write_config(tmp_path, cio)) as service:
         relay = _SlowFirstAnswer(service.url, hold=1.5, lag=0.3)
-        threading.Thread(target=relay.serve_forever, daemon=True).start()
+        threading.Thread(target=relay.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         try:
             client = Client(WRITE_KEYS["web"], host=f"http://127.0.0.1:{relay.server_port}", timeout=1,
                             max_retries=3, upload_interval=0.05)

@@ -12,6 +12,7 @@ from pathlib import Path
 from groupspec.plugin.cli import main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 from hostile_support import JSON, MEMBER, dumps, nested
 
 CONFIG = """
@@ -184,7 +185,7 @@ LINE = st.one_of(
 )
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(LINE, min_size=1, max_size=8))
 def test_fuzz_replay_never_crashes_and_counts_every_message(lines):
     with tempfile.TemporaryDirectory() as folder:

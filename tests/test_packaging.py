@@ -8,6 +8,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+from hypothesis import settings
+from hypothesis_support import LONG_PROFILE, examples
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,4 +104,16 @@ def test_the_default_test_run_leaves_the_long_tests_out_and_ci_runs_them():
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "-m 'not long'" in options["addopts"] and any(m.startswith("long:") for m in options["markers"])
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python -m pytest -m long" in ci
+    assert 'HYPOTHESIS_PROFILE=long python -m pytest -m "long or hypothesis"' in ci
+
+
+def test_the_long_profile_gives_the_heavy_properties_their_full_number_of_examples():
+    """The default run tries a quarter of a heavy property's examples; CI's second pass (the `long` profile) all."""
+    current = settings.get_current_profile_name()
+    try:
+        settings.load_profile("default")
+        assert (examples(200), examples(20), examples(5)) == (50, 10, 5)
+        settings.load_profile(LONG_PROFILE)
+        assert (examples(200), examples(20), examples(5)) == (200, 20, 5)
+    finally:
+        settings.load_profile(current)

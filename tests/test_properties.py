@@ -18,6 +18,7 @@ from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from groupspec.plugin.replay import Replay
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 BASE = """
 [contract]
@@ -52,7 +53,7 @@ CONFIGS = {
     **{action: config(BASE + "[contract.actions]\n" + "".join(f'{c} = "{action}"\n' for c in codes))
        for action, codes in _ACTIONS.items()},
 }
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- strategies ------------------------------------------------------------------------------------------------------
 
@@ -268,7 +269,7 @@ def test_replay_is_deterministic(batch):
             assert (out1 / name).read_bytes() == (out2 / name).read_bytes()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(lines, max_size=10))
 def test_the_replay_command_balances_any_file(batch):
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,7 +286,7 @@ def test_the_replay_command_balances_any_file(batch):
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
-@settings(SETTINGS, max_examples=100)
+@settings(SETTINGS, max_examples=examples(100))
 @given(batch=st.lists(payloads, min_size=1, max_size=8), source=st.sampled_from([None, "web", "billing"]))
 def test_the_callers_dicts_are_never_mutated(name, batch, source):
     pipeline = Engine(CONFIGS[name], open_store("memory://"), destination=CUSTOMERIO, clock=lambda: 1767225600.0)
@@ -326,7 +327,7 @@ def message_ids(line: bytes) -> list:
     return [m.get("messageId") or orjson.dumps(m) if isinstance(m, dict) else None for m in members]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch=st.lists(lines, max_size=12))
 @example(batch=[  # a track and a group call sharing messageId m1 (issue 9, item 4)
     b'{"type":"track","userId":"u1","event":"Order Placed","messageId":"m1","timestamp":"2026-01-01T00:00:00Z"}',

@@ -248,6 +248,7 @@ class _Upstream(ThreadingHTTPServer):
 
 class _UpstreamHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
     server: _Upstream
 
     def do_POST(self) -> None:

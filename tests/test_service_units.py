@@ -28,6 +28,7 @@ from groupspec.plugin.service.spool import Spool, SpoolError, SpoolQueue
 from groupspec.plugin.service.supervisor import QUIT, WAKE
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 
 SOURCES = {"wk_web": "web"}
 
@@ -81,7 +82,7 @@ def test_decompress_gzip_and_deflate_within_the_limit():
 
 @given(st.lists(st.tuples(st.sampled_from(["web", None]), st.integers(0, 5), st.binary(max_size=50)), max_size=30),
        st.integers(1, 12))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 def test_spool_returns_entries_in_order_and_done_removes_them(tmp_path_factory, rows, chunk):
     spool = Spool(tmp_path_factory.mktemp("spool") / "spool.db", "normal")
     queue = SpoolQueue(spool.path, "normal")  # the delivery process's side

@@ -18,6 +18,7 @@ from groupspec.middleware.stores.redis import Keys, RedisStore, membership_field
 from groupspec.middleware.stores.sqlite import SQLiteStore
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 from redis.crc import key_slot
 from redis_support import RedisSandbox, needs_redis
 
@@ -444,7 +445,7 @@ def forwarded(store, order: list[int]) -> list[bytes]:
 
 
 @pytest.mark.parametrize("kind", ["sqlite", *REDIS_KINDS])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(order=st.permutations(range(len(STREAM))))
 def test_replaying_any_order_of_late_facts_twice_gives_the_same_outputs(kind, order, request):
@@ -496,7 +497,7 @@ def model_memberships(history: list[tuple], persons: list[str], ts: float) -> li
 
 
 @pytest.mark.parametrize("kind", REDIS_KINDS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(history=events)
 def test_every_store_matches_the_model_for_any_event_sequence(kind, history, request):
@@ -543,7 +544,7 @@ def model_stale(recorded: list[tuple], arrivals: list[str], group, names, ts: fl
 
 
 @pytest.mark.parametrize("kind", REDIS_KINDS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(calls=GROUP_CALLS)
 def test_every_store_gives_the_stale_traits_of_the_model_in_its_lookup(kind, calls, request):
@@ -635,7 +636,7 @@ def model_in_force(recorded: list[tuple[int, dict]], day: int) -> dict:
 
 @pytest.mark.parametrize("action", ["strip", "flag", "drop"])
 @pytest.mark.parametrize("kind", ["memory", "sqlite", *REDIS_KINDS])
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
 @given(stream=LATE_UPDATES)
 def test_whatever_order_updates_arrive_in_a_snapshot_is_the_value_in_force_at_its_time(kind, action, stream, request):
@@ -840,7 +841,7 @@ def record(store, history) -> None:
 
 
 @pytest.mark.parametrize("kind", ["memory", "sqlite", pytest.param("redis", marks=needs_redis)])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=facts)
 def test_compaction_keeps_every_answer_at_or_after_the_horizon(kind, history):
     sandbox = RedisSandbox()

@@ -15,6 +15,7 @@ from cio_standin import CioStandin
 from fake_clock import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_support import examples
 from groupspec.middleware.config import CustomerIO, parse_config
 from groupspec.middleware.engine import Engine
 from groupspec.middleware.errors import Unauthorized
@@ -397,7 +398,7 @@ def related_now(app: AppApiStandin) -> list[dict]:
     return [{key: person[key] for key in PERSON_KEYS} for person in record["people"]]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(STEPS, min_size=2, max_size=10), st.lists(st.sampled_from([False, False, True]), min_size=10,
                                                          max_size=10))
 def test_repair_deletes_only_people_who_left_and_converges(steps, lost):
