@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from groupspec.middleware import Engine
+from groupspec.middleware import Engine, Outcome
 from groupspec.middleware.config import parse_config
 from redis_support import RedisSandbox, RoundTrips, needs_redis, needs_redis_server
 
@@ -79,3 +79,24 @@ def test_a_group_call_with_traits_costs_four_rounds_on_a_cluster(engine):
     # the arrival number, links, events and the group's trait histories (the stale-trait check); the deletions of
     # the person's groups; the new membership's seq; the writes
     assert trips == 4
+
+
+def test_a_prefetched_chunk_of_track_messages_costs_a_few_round_trips_in_all(engine):
+    """A door's chunk (`Engine.prefetch`, then each message in one transaction): the arrival numbers, links,
+    events, deletions and traits of the chunk are read at once (one script; on a cluster pipelined rounds), the
+    arrival records written at the end."""
+    engine.store.admit("warm-up")
+    people = [{**JOIN, "userId": f"p{i}", "groupId": f"hh_{i % 7}", "messageId": f"jp{i}"} for i in range(40)]
+    for message in people:
+        engine.run(message)
+    tracks = [track(f"c{i}", userId=f"p{i % 40}") for i in range(100)]
+    with RoundTrips() as trips:
+        with engine.transaction():
+            engine.prefetch([(message, None) for message in tracks])
+            outcome = Outcome()
+            for message in tracks:
+                engine.process(message, into=outcome)
+    assert [body["context"]["groupId"] for body in outcome.forwarded] == [f"hh_{i % 40 % 7}" for i in range(100)]
+    assert all(body["context"]["groupspec"]["group_traits"] == {"status": "active"} for body in outcome.forwarded)
+    # the migration counter (`transaction`), the prefetch (a cluster: arrivals, persons; their groups), the records
+    assert trips.count == (3 if engine.kind == "redis" else 4)

@@ -518,6 +518,7 @@ class _Chunk:
         self.events: dict[str, list[tuple]] = {}
         self.deletions: dict[tuple[str, Any], list[tuple[float, int | None]]] = {}
         self.traits: dict[tuple[tuple[str, Any], str], list[tuple]] = {}
+        self.names: list[str] = []  # the trait names read for every group
 
     def end(self) -> None:
         """No more answers from what was read: the server numbers every later message, after the reservation's
@@ -525,7 +526,7 @@ class _Chunk:
         if self.next <= self.last:
             self.release = (self.last, self.next - 1)
         self.next, self.last = 1, 0
-        for held in (self.records, self.taken, self.links, self.events, self.deletions, self.traits):
+        for held in (self.records, self.taken, self.links, self.events, self.deletions, self.traits, self.names):
             held.clear()
 
     def drop(self, kind: str, *entries: Any) -> None:
@@ -624,10 +625,10 @@ class RedisStore(Store):
         return ("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
     def _read(self, commands: list[tuple]) -> list[Any]:
-        """Send `commands` (after the writes this thread has queued, so a read sees them)."""
+        """Send `commands` after the writes this thread has queued (so a read sees them), in the same pipeline."""
         with self._guard():
-            self._flush()
-            return self._send(commands)
+            pending = self._pending()
+            return self._send(pending + commands)[len(pending):]
 
     def _write(self, *commands: tuple) -> None:
         """Queue writes while a `batch` is open; send them now otherwise."""
@@ -639,7 +640,12 @@ class RedisStore(Store):
                 self._send(list(commands))
 
     def _flush(self) -> None:
-        """Send the arrival records of the messages numbered from a `prefetch`, then the queued writes."""
+        if commands := self._pending():
+            self._send(commands)
+
+    def _pending(self) -> list[tuple]:
+        """What this thread has to send before anything else (taken off its queues): the arrival records of the
+        messages numbered from a `prefetch` and a reservation's unused rest, then the queued writes."""
         chunk, queue = getattr(self._local, "chunk", None), getattr(self._local, "queue", None)
         commands = []
         if chunk is not None and chunk.admits:
@@ -651,8 +657,7 @@ class RedisStore(Store):
         if queue:
             commands += queue
             queue.clear()
-        if commands:
-            self._send(commands)
+        return commands
 
     def _chunk(self) -> _Chunk | None:
         return getattr(self._local, "chunk", None)
@@ -733,9 +738,10 @@ class RedisStore(Store):
             return
         chunk.end()  # a reservation is used in order: the previous one's rest is given up
         ids, names = list(dict.fromkeys(message_ids)), list(dict.fromkeys(names))
+        chunk.names = names
         starts, groups = list(dict.fromkeys(persons)), list(dict.fromkeys(groups))
         if self.cluster:
-            self._prefetch_in_rounds(chunk, ids, starts, groups, names)
+            self._prefetch_in_rounds(chunk, ids, starts, groups)
             return
         tags = [group_tag(*group) for group in groups]
         args = [self.keys.prefix, len(ids), *ids, len(starts), *starts, len(tags), *tags, len(names), *names]
@@ -753,47 +759,57 @@ class RedisStore(Store):
                 chunk.traits[group, name] = _trait_entries(_pairs(history))
 
     def _prefetch_in_rounds(self, chunk: _Chunk, ids: list[str], starts: list[str],
-                            groups: list[tuple[str, Any]], names: list[str]) -> None:
+                            groups: list[tuple[str, Any]]) -> None:
         """`prefetch` on a cluster: pipelined rounds (the arrival records and the persons asked, then the groups
         of their events and the keys linked to them, ...)."""
         counter, records, times = self._arrival_keys()
         head = [("INCRBY", counter, len(ids)), ("HMGET", records, *ids), ("ZMSCORE", times, ids)]
-        new_keys, new_groups = starts[:_LINK_LIMIT], groups
-        while head or new_keys or new_groups:
-            commands = head[:]
-            for key in new_keys:
-                commands += [("SMEMBERS", self.keys.person(key, "l")), ("HGETALL", self.keys.person(key, "la")),
-                             ("HGETALL", self.keys.person(key, "e"))]
-            for group in new_groups:
-                commands += [("SMEMBERS", self.keys.group(*group, "d")),
-                             *(("HGETALL", self.keys.group(*group, "t:" + name)) for name in names)]
-            answers = iter(self._read(commands))
-            if head:
-                reserved, numbers, first = next(answers), next(answers), next(answers)
-                chunk.next, chunk.last = int(reserved) - len(ids) + 1, int(reserved)
-                chunk.records.update((message_id, None if number is None else (int(number), _first_time(at)))
-                                     for message_id, number, at in zip(ids, numbers, first))
-                head = []
-            for key in new_keys:
-                others, arrivals, events = next(answers), next(answers), next(answers)
-                chunk.links[key], chunk.events[key] = _adjacent(others, arrivals), list(_events(events, float("inf")))
-            for group in new_groups:
-                chunk.deletions[group] = _deletions(next(answers))
-                for name in names:
-                    chunk.traits[group, name] = _trait_entries(next(answers))
+        reserved, numbers, first = self._read_into(chunk, starts[:_LINK_LIMIT], groups, head)
+        chunk.next, chunk.last = int(reserved) - len(ids) + 1, int(reserved)
+        chunk.records.update((message_id, None if number is None else (int(number), _first_time(at)))
+                             for message_id, number, at in zip(ids, numbers, first))
+        new_keys = starts[:_LINK_LIMIT]
+        while new_keys:
             found = dict.fromkeys(event[:2] for key in new_keys for event in chunk.events[key])
-            new_groups = [group for group in found if group not in chunk.deletions]
             linked_keys = dict.fromkeys(other for key in new_keys for other, _ in chunk.links[key])
             new_keys = [key for key in linked_keys if key not in chunk.links][:max(0, _LINK_LIMIT - len(chunk.links))]
+            new_groups = [group for group in found if group not in chunk.deletions]
+            if new_keys or new_groups:
+                self._read_into(chunk, new_keys, new_groups)
+
+    def _read_into(self, chunk: _Chunk, keys: list[str], groups: list[tuple[str, Any]], head: list[tuple] = ()) -> list:
+        """Read the links and membership events of person `keys` and the deletions and trait histories (every
+        name the chunk asks) of `groups` into `chunk`, in one pipeline after `head` (whose answers it returns)."""
+        names = chunk.names
+        commands = list(head)
+        for key in keys:
+            commands += [("SMEMBERS", self.keys.person(key, "l")), ("HGETALL", self.keys.person(key, "la")),
+                         ("HGETALL", self.keys.person(key, "e"))]
+        for group in groups:
+            commands += [("SMEMBERS", self.keys.group(*group, "d")),
+                         *(("HGETALL", self.keys.group(*group, "t:" + name)) for name in names)]
+        answers = self._read(commands)
+        at = len(head)
+        for key in keys:
+            others, arrivals, events = answers[at:at + 3]
+            chunk.links[key], chunk.events[key] = _adjacent(others, arrivals), list(_events(events, float("inf")))
+            at += 3
+        for group in groups:
+            chunk.deletions[group] = _deletions(answers[at])
+            for name, history in zip(names, answers[at + 1:at + 1 + len(names)]):
+                chunk.traits[group, name] = _trait_entries(history)
+            at += 1 + len(names)
+        return answers[:len(head)]
 
     def _prefetched(self, chunk: _Chunk, message_id: str, event_ts: float, persons: list[str], ts: float,
                     names: list[str], group: tuple[str, Any] | None, stale_group: tuple[str, Any] | None,
                     stale_names: list[str]) -> tuple | None:
-        """What `lookup` reads (as `_read_in_one_script`), from what `prefetch` read; None when that lacks a part
-        (the server is asked then: the message's arrival record, written first, gives it the same number)."""
+        """What `lookup` reads (as `_read_in_one_script`), from what `prefetch` read; what that lacks (not
+        foreseen, or dropped by a write) is read into it first, one round trip per link hop. None for a message
+        not foreseen: the server numbers it, after the chunk's reservation, which ends."""
         numbered = chunk.taken.get(message_id)
         if numbered is None:
-            if message_id not in chunk.records:  # unforeseen: the server numbers it, after the reservation
+            if message_id not in chunk.records:
                 chunk.end()
                 return None
             numbered = chunk.records[message_id]
@@ -803,20 +819,39 @@ class RedisStore(Store):
                 chunk.next += 1
             chunk.taken[message_id] = numbered
         arrival, first = numbered
-        try:
+        asked = [name for name in dict.fromkeys([*names, *stale_names]) if name not in chunk.names]
+        chunk.names += asked  # names no prefetch asked for: every group read from now on has them too
+        for _ in range(_LINK_LIMIT):
+            absent: list[str] = []
+
+            def neighbours(key: str) -> list[tuple[str, int | None]]:
+                if key in chunk.links:
+                    return chunk.links[key]
+                absent.append(key)
+                return []
+
             walked: list[str] = []
             for start in persons:
-                walked += [key for key in linked(start, chunk.links.__getitem__, arrival) if key not in walked]
-            adjacency = {key: chunk.links[key] for key in walked}
-            events = {key: chunk.events[key] for key in walked}
+                walked += [key for key in linked(start, neighbours, arrival) if key not in walked]
+            absent += [key for key in walked if key not in chunk.events]
             found = [group] if group is not None else []
-            found += [event[:2] for key in walked for event in events[key] if event[2] <= ts]
-            groups = {one: (chunk.deletions[one], [chunk.traits[one, name] for name in names])
-                      for one in dict.fromkeys(found)}
-            stale = [chunk.traits[stale_group, name] for name in stale_names] if stale_group is not None else []
-        except KeyError:
+            found += [event[:2] for key in walked if key in chunk.events for event in chunk.events[key] if event[2] <= ts]
+            if stale_group is not None:
+                found.append(stale_group)
+            missing = [one for one in dict.fromkeys(found) if one not in chunk.deletions
+                       or any((one, name) not in chunk.traits for name in chunk.names)]
+            if not absent and not missing:
+                break
+            self._read_into(chunk, list(dict.fromkeys(absent)), missing)
+        else:
             return None
-        return arrival, adjacency, events, groups, stale, first
+        events = {key: chunk.events[key] for key in walked}
+        tagged = [group] if group is not None else []
+        tagged += [event[:2] for key in walked for event in events[key] if event[2] <= ts]
+        groups = {one: (chunk.deletions[one], [chunk.traits[one, name] for name in names])
+                  for one in dict.fromkeys(tagged)}
+        stale = [chunk.traits[stale_group, name] for name in stale_names] if stale_group is not None else []
+        return arrival, {key: chunk.links[key] for key in walked}, events, groups, stale, first
 
     def _read_in_one_script(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                             tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
