@@ -188,7 +188,9 @@ class Engine:
     def prefetch(self, payloads: Iterable[tuple[Any, str | None]], *, authenticated: bool = False) -> None:
         """Before a chunk's `process` calls, inside its `transaction()`: tell the store what the chunk's messages
         (``(payload, source)`` pairs) will look up (`prefetch.py`), so a store that talks to a server reads it at
-        once. A hint: no outcome depends on it."""
+        once (a store that does not prefetch costs nothing here). A hint: no outcome depends on it."""
+        if not getattr(self.store, "prefetches", False):
+            return
         try:
             self.store.prefetch(*plan(self.config, self.hasher, payloads, authenticated))
         except StoreError:

@@ -100,3 +100,19 @@ def test_a_prefetched_chunk_of_track_messages_costs_a_few_round_trips_in_all(eng
     assert all(body["context"]["groupspec"]["group_traits"] == {"status": "active"} for body in outcome.forwarded)
     # the migration counter (`transaction`), the prefetch (a cluster: arrivals, persons; their groups), the records
     assert trips.count == (3 if engine.kind == "redis" else 4)
+
+
+def test_a_replay_on_redis_prefetches_each_chunk(engine, tmp_path):
+    """`groupspec replay --store redis://...`: a chunk of track messages costs a few round trips, not one each;
+    the same outputs as a replay on the memory store."""
+    from groupspec.plugin.replay import Replay
+
+    url = f"{engine.store._url}?prefix={engine.store.keys.prefix}"
+    stream = [({**JOIN, "userId": "ru", "messageId": "rj"}, None),
+              *((track(f"r{i}", userId="ru"), None) for i in range(150))]
+    with RoundTrips() as trips:
+        Replay(CONFIG, tmp_path / "redis", store_url=url).run(stream)
+    Replay(CONFIG, tmp_path / "memory", store_url="memory://").run(stream)
+    for name in ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.json"):
+        assert (tmp_path / "redis" / name).read_bytes() == (tmp_path / "memory" / name).read_bytes()
+    assert trips.count < 40  # 151 messages, two chunks (one at a time: over 150); opening the store included

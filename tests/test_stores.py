@@ -1081,3 +1081,16 @@ def test_a_prefetched_chunk_forwards_what_one_message_at_a_time_forwards(kind, o
         for store, sandbox in zip((one, chunked), sandboxes):
             store.close()
             sandbox.clean()
+
+
+def test_a_store_that_does_not_prefetch_costs_a_door_nothing_to_prefetch_for(tmp_path):
+    """The engine reads a chunk's payloads for `prefetch` only for a store that prefetches (Redis)."""
+    def unread():
+        raise AssertionError("a chunk's payloads were read for a store that does not prefetch")
+        yield
+
+    for store in (MemoryStore(), SQLiteStore(str(tmp_path / "s.db"))):
+        engine = Engine(TRAITS, store)
+        with engine.transaction():
+            engine.prefetch(unread())
+        store.close()

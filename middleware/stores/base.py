@@ -114,6 +114,9 @@ class Store(Protocol):
             *stale_group, list(stale_names), event_ts, message_id, before=arrival)
         return Lookup(arrival, linked, memberships, {}, stale, first_ts)
 
+    #: whether `prefetch` does anything (a door's engine reads a chunk's payloads for it only then)
+    prefetches = False
+
     def prefetch(self, message_ids: list[str], persons: list[str], groups: list[tuple[str, Any]],
                  names: list[str]) -> None:
         """A hint, inside `transaction()`, of what the chunk's messages will `lookup`: their (keyed) message ids,

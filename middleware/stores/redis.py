@@ -39,6 +39,10 @@ unlinked person, one more per link hop). The writes of a message (`batch`) go ou
 membership write first takes its group's seq (one more round). So a track message resolved by membership costs one
 round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
+A door's chunk costs fewer: `prefetch` (inside `transaction()`) reads what its messages will look up at once and
+reserves their arrival numbers (`_Chunk`; ARCHITECTURE.md, "The Redis store"), so a chunk of track messages costs
+about three round trips in all, and queued writes ride with the next read.
+
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
 "unresolved" on an error. The format version is checked (and an older keyspace migrated) when the store is
 opened, or at its first command when Redis did not answer then. A forked child makes its own client.
@@ -233,7 +237,7 @@ while i <= #order and i <= %(limit)d do
     local head = string.match(stored[j], '^(.*),[^,]*,[^,]*$')
     if head and not tagged[head .. ']'] then tagged[head .. ']'] = true; tags[#tags + 1] = head .. ']' end
   end
-  persons[i] = {key, others, redis.call('HGETALL', prefix .. '{p:' .. key .. '}:la'), stored}
+  persons[i] = {key, others, #others > 0 and redis.call('HGETALL', prefix .. '{p:' .. key .. '}:la') or {}, stored}
   i = i + 1
 end
 local groups = {}
@@ -245,6 +249,15 @@ for j, tag in ipairs(tags) do
 end
 return {last, records, persons, groups}
 """ % {"limit": _LINK_LIMIT}
+# KEYS: keys of one slot; ARGV: one letter per key, "s" (a set: SMEMBERS) or "h" (a hash: HGETALL). Their
+# contents, in one command (a cluster pipeline pays per command).
+_READ_KEYS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call(string.sub(ARGV[1], i, i) == 's' and 'SMEMBERS' or 'HGETALL', key)
+end
+return out
+"""
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
 local seen = redis.call('HGET', KEYS[3], ARGV[1])
@@ -301,7 +314,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], redis.call('INCR', KEYS[2]) .. ' ' .. ARGV[2])
 return 1
 """
-_SCRIPTS = {"admit": _ADMIT, "admit_reserved": _ADMIT_RESERVED, "release": _RELEASE, "prefetch": _PREFETCH, "relate": _RELATE, "migrate": _MIGRATE, "link": _LINK, "apply_traits": _APPLY_TRAITS,
+_SCRIPTS = {"admit": _ADMIT, "admit_reserved": _ADMIT_RESERVED, "read_keys": _READ_KEYS, "release": _RELEASE, "prefetch": _PREFETCH, "relate": _RELATE, "migrate": _MIGRATE, "link": _LINK, "apply_traits": _APPLY_TRAITS,
             "record_membership": _RECORD_MEMBERSHIP,
             "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
             "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY}
@@ -538,6 +551,8 @@ class _Chunk:
 class RedisStore(Store):
     """Point-in-time membership, identity links, group trait history and activity in Redis (one server or a
     cluster)."""
+
+    prefetches = True
 
     def __init__(self, url: str, prefix: str | None = None) -> None:
         """`prefix` (else the URL's `?prefix=`, else ``gs``) is the namespace of every key."""
@@ -780,25 +795,19 @@ class RedisStore(Store):
     def _read_into(self, chunk: _Chunk, keys: list[str], groups: list[tuple[str, Any]], head: list[tuple] = ()) -> list:
         """Read the links and membership events of person `keys` and the deletions and trait histories (every
         name the chunk asks) of `groups` into `chunk`, in one pipeline after `head` (whose answers it returns)."""
-        names = chunk.names
-        commands = list(head)
-        for key in keys:
-            commands += [("SMEMBERS", self.keys.person(key, "l")), ("HGETALL", self.keys.person(key, "la")),
-                         ("HGETALL", self.keys.person(key, "e"))]
-        for group in groups:
-            commands += [("SMEMBERS", self.keys.group(*group, "d")),
-                         *(("HGETALL", self.keys.group(*group, "t:" + name)) for name in names)]
+        names, person, of_group = chunk.names, self.keys.person, self.keys.group
+        commands = [*head, *(self._script("read_keys", [person(key, "l"), person(key, "la"), person(key, "e")],
+                                          ["shh"]) for key in keys)]
+        commands += [self._script("read_keys", [of_group(*group, "d"), *(of_group(*group, "t:" + name) for name in names)],
+                                  ["s" + "h" * len(names)]) for group in groups]
         answers = self._read(commands)
-        at = len(head)
-        for key in keys:
-            others, arrivals, events = answers[at:at + 3]
-            chunk.links[key], chunk.events[key] = _adjacent(others, arrivals), list(_events(events, float("inf")))
-            at += 3
-        for group in groups:
-            chunk.deletions[group] = _deletions(answers[at])
-            for name, history in zip(names, answers[at + 1:at + 1 + len(names)]):
-                chunk.traits[group, name] = _trait_entries(history)
-            at += 1 + len(names)
+        for key, (others, arrivals, events) in zip(keys, answers[len(head):]):
+            chunk.links[key] = _adjacent(others, _pairs(arrivals))
+            chunk.events[key] = list(_events(_pairs(events), float("inf")))
+        for group, (deleted, *histories) in zip(groups, answers[len(head) + len(keys):]):
+            chunk.deletions[group] = _deletions(deleted)
+            for name, history in zip(names, histories):
+                chunk.traits[group, name] = _trait_entries(_pairs(history))
         return answers[:len(head)]
 
     def _prefetched(self, chunk: _Chunk, message_id: str, event_ts: float, persons: list[str], ts: float,
