@@ -14,7 +14,8 @@ process against that revision's code: N group calls (a join with a trait, two pe
 track messages of random people resolved by membership with the trait attached (`attach_group_traits`), fed as a
 door feeds it: `--chunk` messages per transaction, each chunk prefetched (`Engine.prefetch`) by a revision that
 has it (`--chunk 1`: one at a time, no prefetch). Round
-trips are counted in redis-py (`RoundTrips`: batches sent to several masters before a reply is read count once).
+trips are counted in redis-py (`RoundTrips`: batches sent to several masters before a reply is read count once);
+the CPU time of the engine's process per track message is the steadier figure on a busy machine.
 REV's store cannot open a cluster URL; its cluster figures are its store on a hand-wired cluster client.
 `--replicas N` then runs this tree's track phase in N processes at once on one store (the same key prefix, so
 they share its arrival counter and memberships, as replicas of the service do): combined messages/s and round
@@ -184,7 +185,7 @@ def engine_child(url: str, people: int, messages: int, prefix: str | None = None
             if phase not in phases.split(","):
                 continue
             with RoundTrips() as trips:
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 for at in range(0, len(batch), chunk):  # as a door feeds the engine
                     with engine.transaction():
                         if prefetch:
@@ -192,7 +193,8 @@ def engine_child(url: str, people: int, messages: int, prefix: str | None = None
                         for message in batch[at:at + chunk]:
                             outcome = engine.process(message)
                             assert not outcome.quarantined, outcome.quarantined
-                elapsed = time.perf_counter() - started
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            out[phase + "_cpu"] = cpu / len(batch) * 1e6
             out[phase + "_rt"] = trips.count / len(batch)
             out[phase + "_rate"] = len(batch) / elapsed
         if "tracks" in phases:
@@ -256,10 +258,11 @@ def engine_compare(args) -> None:
     fed = "one at a time" if args.chunk == 1 else f"chunks of {args.chunk} (prefetched where the revision can)"
     print(f"engine over Redis: {args.people:,} group calls (joins with a trait), then {args.messages:,} track "
           f"messages resolved by membership with the trait attached; {fed}")
-    print(f"{'revision':<12}{'store':<15}{'joins RT/msg':>13}{'joins msg/s':>13}{'tracks RT/msg':>15}{'tracks msg/s':>14}")
+    print(f"{'revision':<12}{'store':<15}{'joins RT/msg':>13}{'joins msg/s':>13}{'tracks RT/msg':>15}{'tracks msg/s':>14}"
+          f"{'tracks CPU us/msg':>19}")
     for revision, name, got in runs:
         print(f"{revision:<12}{name:<15}{got['joins_rt']:>13.2f}{got['joins_rate']:>13,.0f}"
-              f"{got['tracks_rt']:>15.2f}{got['tracks_rate']:>14,.0f}")
+              f"{got['tracks_rt']:>15.2f}{got['tracks_rate']:>14,.0f}{got['tracks_cpu']:>19,.0f}")
     if shared:
         print(f"\nthis tree, track messages in {args.replicas} processes at once on one store (one key prefix)")
         print(f"{'store':<15}{'1 process msg/s':>17}{f'{args.replicas} processes msg/s':>20}{'each msg/s':>12}{'RT/msg':>8}")

@@ -840,8 +840,9 @@ class RedisStore(Store):
                 return []
 
             walked: list[str] = []
-            for start in persons:
-                walked += [key for key in linked(start, neighbours, arrival) if key not in walked]
+            for start in persons:  # most persons have no links: no walk
+                walk = [start] if chunk.links.get(start) == [] else linked(start, neighbours, arrival)
+                walked += [key for key in walk if key not in walked]
             absent += [key for key in walked if key not in chunk.events]
             found = [group] if group is not None else []
             found += [event[:2] for key in walked if key in chunk.events for event in chunk.events[key] if event[2] <= ts]
@@ -930,8 +931,9 @@ class RedisStore(Store):
         """The `Lookup` from what the server sent (or `prefetch` read): linked keys, their membership events
         (`_events`), and per group its deletions (`_deletions`) and trait histories (`_trait_entries`)."""
         persons: list[str] = []
-        for start in starts:
-            persons += [k for k in linked(start, lambda k: adjacency.get(k, ()), arrival) if k not in persons]
+        for start in starts:  # most persons have no links: no walk
+            walk = linked(start, lambda k: adjacency.get(k, ()), arrival) if adjacency.get(start) else [start]
+            persons += [k for k in walk if k not in persons]
         events = [event for person in persons for event in stored.get(person, ()) if event[2] <= ts]
         deletions, traits = {}, {}
         for group, (deleted, histories) in groups.items():
