@@ -43,8 +43,10 @@ def plan(config: Config, hasher: Callable[[str], str], payloads: Iterable[tuple[
             contract = config.contract_for(source)
             person = "u:" + user if user is not None else "a:" + anonymous if anonymous is not None else None
             ids.append(hasher(message_key(source, person, kind, message_id)))
-            persons += [key for key in (person, user is not None and anonymous is not None and "a:" + anonymous)
-                        if key]
+            if person is not None:
+                persons.append(person)
+            if user is not None and anonymous is not None:  # both ids: `Resolve` looks both up
+                persons.append("a:" + anonymous)
             if kind == "group":
                 named, traits = body.get("groupId"), body.get("traits")
                 if isinstance(traits, dict):
