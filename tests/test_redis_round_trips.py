@@ -116,3 +116,22 @@ def test_a_replay_on_redis_prefetches_each_chunk(engine, tmp_path):
     for name in ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.json"):
         assert (tmp_path / "redis" / name).read_bytes() == (tmp_path / "memory" / name).read_bytes()
     assert trips.count < 40  # 151 messages, two chunks (one at a time: over 150); opening the store included
+
+
+def test_every_common_message_of_a_chunk_is_foreseen_by_its_prefetch(engine):
+    """Tracks naming their group, tracks of anonymous people, identifies and pages: every lookup of the chunk is
+    answered from its prefetch (none asks the server again)."""
+    engine.store.admit("warm-up")
+    chunk = [track("n1", userId="u1", context={"groupId": "hh_a"}), track("n2", anonymousId="anon-1"),
+             {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "n3",
+              "timestamp": "2026-11-02T10:00:00Z"},
+             {"type": "page", "userId": "u1", "name": "Home", "messageId": "n4", "timestamp": "2026-11-02T10:00:00Z"},
+             track("n5", userId="U1 "), track("n6", userId="u1", properties={"group_id": "hh_b"})]
+    with RoundTrips() as trips:
+        with engine.transaction():
+            engine.prefetch([(message, None) for message in chunk])
+            outcome = Outcome()
+            for message in chunk:
+                engine.process(message, into=outcome)
+    assert not outcome.quarantined and len(outcome.forwarded) == len(chunk)
+    assert trips.count == 3  # the migration counter, the prefetch (every group named), the arrival records

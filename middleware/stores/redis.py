@@ -687,8 +687,9 @@ class RedisStore(Store):
         self._local.queue = []
         try:
             yield
-            with self._guard():
-                self._flush()
+            if self._local.queue:  # a prefetched chunk's arrival records ride along, never alone
+                with self._guard():
+                    self._flush()
         finally:
             self._local.queue = None
 
