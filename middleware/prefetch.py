@@ -64,5 +64,8 @@ def plan(config: Config, hasher: Callable[[str], str], payloads: Iterable[tuple[
 
 
 def _id(value: Any) -> str | None:
-    """A string id as `normalise` keeps it; None for anything else (a number is converted there: not foreseen)."""
-    return value if value.__class__ is str and value else None
+    """An id as `normalise` makes it (a string as it is, an integer as its digits); None for anything else (not
+    foreseen: such a message is looked up as usual)."""
+    if value.__class__ is str:
+        return value or None
+    return str(value) if value.__class__ is int else None

@@ -126,7 +126,8 @@ def test_every_common_message_of_a_chunk_is_foreseen_by_its_prefetch(engine):
              {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "n3",
               "timestamp": "2026-11-02T10:00:00Z"},
              {"type": "page", "userId": "u1", "name": "Home", "messageId": "n4", "timestamp": "2026-11-02T10:00:00Z"},
-             track("n5", userId="U1 "), track("n6", userId="u1", properties={"group_id": "hh_b"})]
+             track("n5", userId="U1 "), track("n6", userId="u1", properties={"group_id": "hh_b"}),
+             track("n7", userId=12345)]
     with RoundTrips() as trips:
         with engine.transaction():
             engine.prefetch([(message, None) for message in chunk])
