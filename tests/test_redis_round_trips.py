@@ -119,15 +119,15 @@ def test_a_replay_on_redis_prefetches_each_chunk(engine, tmp_path):
 
 
 def test_every_common_message_of_a_chunk_is_foreseen_by_its_prefetch(engine):
-    """Tracks naming their group, tracks of anonymous people, identifies and pages: every lookup of the chunk is
-    answered from its prefetch (none asks the server again)."""
+    """Tracks naming their group, of anonymous people or with an integer user id, identifies and pages: every
+    lookup of the chunk is answered from its prefetch (none asks the server again)."""
     engine.store.admit("warm-up")
-    chunk = [track("n1", userId="u1", context={"groupId": "hh_a"}), track("n2", anonymousId="anon-1"),
+    chunk = [track("n7", userId=12345), track("n1", userId="u1", context={"groupId": "hh_a"}),
+             track("n2", anonymousId="anon-1"),
              {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "n3",
               "timestamp": "2026-11-02T10:00:00Z"},
              {"type": "page", "userId": "u1", "name": "Home", "messageId": "n4", "timestamp": "2026-11-02T10:00:00Z"},
-             track("n5", userId="U1 "), track("n6", userId="u1", properties={"group_id": "hh_b"}),
-             track("n7", userId=12345)]
+             track("n5", userId="U1 "), track("n6", userId="u1", properties={"group_id": "hh_b"})]
     with RoundTrips() as trips:
         with engine.transaction():
             engine.prefetch([(message, None) for message in chunk])
