@@ -136,3 +136,20 @@ def test_every_common_message_of_a_chunk_is_foreseen_by_its_prefetch(engine):
                 engine.process(message, into=outcome)
     assert not outcome.quarantined and len(outcome.forwarded) == len(chunk)
     assert trips.count == 3  # the migration counter, the prefetch (every group named), the arrival records
+
+
+def test_a_message_the_prefetch_did_not_foresee_costs_its_own_round_trips_only(engine):
+    """A message without a `messageId` (its id is made from its content: not foreseen) first in a chunk: its
+    arrival record and its person are read then; the chunk's other lookups are still answered from the prefetch."""
+    engine.store.admit("warm-up")
+    unforeseen = {key: value for key, value in track("x", userId="stranger").items() if key != "messageId"}
+    chunk = [unforeseen, *(track(f"f{i}", userId="u1") for i in range(20))]
+    with RoundTrips() as trips:
+        with engine.transaction():
+            engine.prefetch([(message, None) for message in chunk])
+            outcome = Outcome()
+            for message in chunk:
+                engine.process(message, into=outcome)
+    assert not outcome.quarantined and len(outcome.forwarded) == len(chunk)
+    # a chunk's (a cluster: one more round, for the groups of the persons' events), its arrival record, its person
+    assert trips.count == (5 if engine.kind == "redis" else 6)  # 23 when it ended the chunk's answers

@@ -75,6 +75,7 @@ from .history import Deletion, Event, fold_memberships, latest_at, linked, stale
 
 CLUSTER_SCHEME = "redis+cluster://"
 _LINK_LIMIT = 1000  # the most person keys one identity walk visits (as `history.linked`)
+_SPARE = 16  # arrival numbers a prefetch reserves beyond its messages', for messages it did not foresee
 
 # KEYS: counter, one trait-history hash per name; ARGV: message id, one "[ts, value]" per name.
 _APPLY_TRAITS = """
@@ -193,16 +194,16 @@ end
 return {arrival, links, events, tags, deletions, traits, stale, first}
 """ % {"limit": _LINK_LIMIT}
 # What `prefetch` reads for a chunk, in one call on a single Redis. KEYS: arrival counter, message id hash, time
-# zset; ARGV: prefix, the count of message ids and the ids, the count of start keys and the keys, the count of
-# group tags and the tags, the count of trait names and the names. Reserves one arrival number per message id.
+# zset; ARGV: prefix, how many arrival numbers to reserve, the count of message ids and the ids, the count of
+# start keys and the keys, the count of group tags and the tags, the count of trait names and the names.
 # Returns {the last number reserved, per id its arrival record (number, time; false: none), per person key
 # visited (every link followed, at most the limit) {key, linked keys, their arrivals hash, events hash}, per
 # group tag (asked for and of every event) {tag, deletions, trait hash per name}}.
 _PREFETCH = """
 local prefix = ARGV[1]
-local at = 2
+local last = redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]))
+local at = 3
 local count = tonumber(ARGV[at])
-local last = redis.call('INCRBY', KEYS[1], count)
 local records = {}
 for i = 1, count do
   local id = ARGV[at + i]
@@ -525,6 +526,7 @@ class _Chunk:
         self.records: dict[str, tuple[int, float | None] | None] = {}
         self.taken: dict[str, tuple[int, float | None]] = {}
         self.next, self.last = 1, 0
+        self.unnumbered = 0  # foreseen new messages not yet numbered
         self.release: tuple[int, int] | None = None  # (last reserved, last used) to give back with the next writes
         self.admits: list[Any] = []  # id, event time, number: of each message numbered, not yet written
         self.links: dict[str, list[tuple[str, int | None]]] = {}
@@ -533,12 +535,24 @@ class _Chunk:
         self.traits: dict[tuple[tuple[str, Any], str], list[tuple]] = {}
         self.names: list[str] = []  # the trait names read for every group
 
+    def reserved(self, last: int, count: int, ids: list[str], records: list[tuple[Any, Any]]) -> None:
+        """The reservation (`count` numbers up to `last`) and the arrival records (number, time: as read) of
+        `ids`."""
+        self.next, self.last = last - count + 1, last
+        for message_id, (number, at) in zip(ids, records):
+            self.records[message_id] = (int(number), _first_time(at)) if number else None
+        self.unnumbered = sum(record is None and key not in self.taken for key, record in self.records.items())
+
+    def spare(self) -> bool:
+        """Whether a number is left for a message not foreseen, after every foreseen new one has its own."""
+        return self.last - self.next + 1 > self.unnumbered
+
     def end(self) -> None:
         """No more answers from what was read: the server numbers every later message, after the reservation's
         unused rest is given back (`_RELEASE`)."""
         if self.next <= self.last:
             self.release = (self.last, self.next - 1)
-        self.next, self.last = 1, 0
+        self.next, self.last, self.unnumbered = 1, 0, 0
         for held in (self.records, self.taken, self.links, self.events, self.deletions, self.traits, self.names):
             held.clear()
 
@@ -760,11 +774,10 @@ class RedisStore(Store):
             self._prefetch_in_rounds(chunk, ids, starts, groups)
             return
         tags = [group_tag(*group) for group in groups]
-        args = [self.keys.prefix, len(ids), *ids, len(starts), *starts, len(tags), *tags, len(names), *names]
+        args = [self.keys.prefix, len(ids) + _SPARE, len(ids), *ids, len(starts), *starts, len(tags), *tags,
+                len(names), *names]
         (last, records, found, read), = self._read([self._script("prefetch", self._arrival_keys(), args)])
-        chunk.next, chunk.last = int(last) - len(ids) + 1, int(last)
-        chunk.records.update((message_id, (int(number), _first_time(at)) if number else None)
-                             for message_id, (number, at) in zip(ids, records))
+        chunk.reserved(int(last), len(ids) + _SPARE, ids, [(number, at) for number, at in records])
         for key, others, arrivals, events in found:
             chunk.links[key] = _adjacent(others, _pairs(arrivals))
             chunk.events[key] = list(_events(_pairs(events), float("inf")))
@@ -779,11 +792,9 @@ class RedisStore(Store):
         """`prefetch` on a cluster: pipelined rounds (the arrival records and the persons asked, then the groups
         of their events and the keys linked to them, ...)."""
         counter, records, times = self._arrival_keys()
-        head = [("INCRBY", counter, len(ids)), ("HMGET", records, *ids), ("ZMSCORE", times, ids)]
+        head = [("INCRBY", counter, len(ids) + _SPARE), ("HMGET", records, *ids), ("ZMSCORE", times, ids)]
         reserved, numbers, first = self._read_into(chunk, starts[:_LINK_LIMIT], groups, head)
-        chunk.next, chunk.last = int(reserved) - len(ids) + 1, int(reserved)
-        chunk.records.update((message_id, None if number is None else (int(number), _first_time(at)))
-                             for message_id, number, at in zip(ids, numbers, first))
+        chunk.reserved(int(reserved), len(ids) + _SPARE, ids, list(zip(numbers, first)))
         new_keys = starts[:_LINK_LIMIT]
         while new_keys:
             found = dict.fromkeys(event[:2] for key in new_keys for event in chunk.events[key])
@@ -816,17 +827,23 @@ class RedisStore(Store):
                     stale_names: list[str]) -> tuple | None:
         """What `lookup` reads (as `_read_in_one_script`), from what `prefetch` read; what that lacks (not
         foreseen, or dropped by a write) is read into it first, one round trip per link hop. None for a message
-        not foreseen: the server numbers it, after the chunk's reservation, which ends."""
+        not foreseen once the reservation has no spare number: the server numbers it, after the reservation, which
+        ends (a message not foreseen before that has its arrival record read first, one round trip)."""
         numbered = chunk.taken.get(message_id)
         if numbered is None:
             if message_id not in chunk.records:
-                chunk.end()
-                return None
+                if not chunk.spare():
+                    chunk.end()
+                    return None
+                _, records, times = self._arrival_keys()
+                chunk.reserved(chunk.last, chunk.last - chunk.next + 1, [message_id],
+                               [self._read([("HGET", records, message_id), ("ZSCORE", times, message_id)])])
             numbered = chunk.records[message_id]
             if numbered is None:  # new: the next reserved number, its record written with the next writes
                 numbered = (chunk.next, _first_time(repr(event_ts)))
                 chunk.admits += (message_id, repr(event_ts), chunk.next)
                 chunk.next += 1
+                chunk.unnumbered -= 1
             chunk.taken[message_id] = numbered
         arrival, first = numbered
         asked = [name for name in dict.fromkeys([*names, *stale_names]) if name not in chunk.names]
