@@ -669,8 +669,10 @@ class RedisStore(Store):
                 self._send(list(commands))
 
     def _flush(self) -> None:
+        """Send what this thread has pending, if anything (nothing to send: nothing asked of Redis)."""
         if commands := self._pending():
-            self._send(commands)
+            with self._guard():
+                self._send(commands)
 
     def _pending(self) -> list[tuple]:
         """What this thread has to send before anything else (taken off its queues): the arrival records of the
@@ -702,8 +704,7 @@ class RedisStore(Store):
         try:
             yield
             if self._local.queue:  # a prefetched chunk's arrival records ride along, never alone
-                with self._guard():
-                    self._flush()
+                self._flush()
         finally:
             self._local.queue = None
 
@@ -1113,15 +1114,13 @@ class RedisStore(Store):
         except BaseException:
             chunk.end()
             try:
-                with self._guard():
-                    self._flush()
+                self._flush()
             except StoreError:
                 pass  # the chunk's own error is the one to see
             raise
         else:
             chunk.end()
-            with self._guard():
-                self._flush()
+            self._flush()
         finally:
             self._local.chunk = None
 
