@@ -1,33 +1,43 @@
 """Benchmark: `groupspec serve` under load on loopback, delivering to a counting stand-in for Customer.io.
 
-    python bench/serve_load.py [--seconds 30] [--connections 4] [--batch 100] [--rate REQUESTS_PER_S]
-                               [--replicas 3] [--redis redis://127.0.0.1:6379/0] [--rate-limit 1000]
+    python bench/serve_load.py [--seconds 15] [--warmup 3] [--connections 8] [--rate 100] [--batch 100]
+                               [--rate-limit 1000] [--before REV ...] [--repeat N] [--replicas 3] [--redis URL]
 
 Starts a minimal Customer.io stand-in (a child process that answers 200 and counts operations and requests per
 second) and `groupspec serve` (a child process, SQLite store and spool in a temporary folder), then posts
-`/v1/batch` requests of `--batch` messages from `--connections` concurrent connections for `--seconds`. Prints
-accepted messages/s, p50/p99 request latency, delivered messages/s (during the load, and until the spool
-drained, waiting at most `--drain` seconds) and Customer.io requests/s against `--rate-limit`. With
-`--replicas N` (N > 1) it runs twice in one run, on a Redis store (`--redis`, under a throw-away key prefix
-deleted afterwards): one instance, then N replicas sharing the store and its Customer.io rate limit, the
-connections spread across them. Everything stops by itself. `--before REV` first runs this benchmark as it
-was at git revision REV against that revision's code (`bench/revision.py`): before and after in one run.
+`/v1/batch` requests of `--batch` messages from `--connections` connections, `--rate` requests per second on a
+fixed schedule (`--rate 0`: each connection posts again as soon as answered). After `--warmup` seconds it
+measures a window of `--seconds`: messages offered (scheduled) and accepted per second, Customer.io operations
+delivered per second (counted by the stand-in), the spool depth at the window's start and end (not growing:
+delivery keeps up), intake latency p50/p99 (from the scheduled time: no coordinated omission) and the CPU each
+process used (intake, delivery, stand-in, load generator) per message. Then it waits for the spool to drain
+(`--drain` seconds at most).
+
+`--before REV` (repeatable) first measures the code of git revision REV the same way, in the same run: this
+script's load generator and stand-in, that revision's `groupspec serve` (`bench/revision.py` exports it);
+`--repeat N` measures every revision N times, in turn.
+With `--replicas N` (N > 1) it runs twice, on a Redis store (`--redis`, under a throw-away key prefix deleted
+afterwards): one instance, then N replicas sharing the store and its Customer.io rate limit, the connections
+spread across them. Everything stops by itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import multiprocessing
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -120,132 +130,243 @@ def _templates(batch: int, count: int = 50, people: int = 20_000, seed: int = 7)
     return out
 
 
-async def _load(urls: list[str], templates: list[bytes], seconds: float, connections: int, rate: float):
-    """Closed loop (each connection posts again as soon as answered) or, with `rate`, requests sent on a fixed
-    schedule of `rate` per second, their latency counted from the scheduled time (no coordinated omission).
-    Connection i posts to `urls[i % len(urls)]`."""
-    latencies: list[float] = []
-    failures = 0
+class _Connection:
+    """One kept-alive HTTP/1.1 connection posting ready-made requests: the load generator shares the cores with
+    the service, so it costs as little CPU as it can (a tenth of an httpx client's)."""
+
+    def __init__(self, url: str) -> None:
+        self.host, _, port = url.removeprefix("http://").partition(":")
+        self.port = int(port)
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def post(self, request: bytes) -> int:
+        """The status of the answer to `request`; the connection is dropped on an error or `connection: close`."""
+        try:
+            if self.streams is None:
+                self.streams = await asyncio.open_connection(self.host, self.port)
+            reader, writer = self.streams
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            if re.search(rb"(?i)\r\nconnection: *close", head):
+                self.close()
+            return int(head[9:12])
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
+            self.close()
+            return 0
+
+    def close(self) -> None:
+        if self.streams is not None:
+            self.streams[1].close()
+            self.streams = None
+
+
+def _request(body: bytes) -> bytes:
+    auth = base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
+    return (f"POST /v1/batch HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _load(urls: list[str], templates: list[bytes], args: argparse.Namespace, marks) -> dict:
+    """Post for `--warmup` + `--seconds`; `marks()` is awaited at the window's start and end (it samples the
+    counters). Closed loop (each connection posts again as soon as answered) or, with `--rate`, requests sent on
+    a fixed schedule, their latency counted from the scheduled time (no coordinated omission). Connection i
+    posts to `urls[i % len(urls)]`. Requests scheduled in the window are the measured ones."""
     counter = iter(range(10**12))
     start = time.perf_counter()
-    deadline = start + seconds
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(auth=(WRITE_KEY, ""), limits=limits, timeout=30) as client:
+    window = (start + args.warmup, start + args.warmup + args.seconds)
+    measured = {"latencies": [], "failures": 0, "sent": 0}
 
-        async def one_connection(url: str) -> None:
-            nonlocal failures
-            headers = {"Content-Type": "application/json"}
-            while time.perf_counter() < deadline:
-                n = next(counter)
-                body = templates[n % len(templates)].replace(b"@@", str(n).encode())
-                began = time.perf_counter()
-                if rate:
-                    began = start + n / rate
-                    if began >= deadline:
-                        return
-                    await asyncio.sleep(max(0.0, began - time.perf_counter()))
-                response = await client.post(url + "/v1/batch", content=body, headers=headers)
-                if response.status_code == 200:
-                    latencies.append(time.perf_counter() - began)
-                else:
-                    failures += 1
+    async def one_connection(url: str) -> None:
+        connection = _Connection(url)
+        while True:
+            n = next(counter)
+            began = start + n / args.rate if args.rate else time.perf_counter()
+            if began >= window[1]:
+                return connection.close()
+            request = _request(templates[n % len(templates)].replace(b"@@", str(n).encode()))
+            await asyncio.sleep(max(0.0, began - time.perf_counter()))
+            status = await connection.post(request)
+            if began < window[0]:
+                continue
+            measured["sent"] += 1
+            if status == 200:
+                measured["latencies"].append(time.perf_counter() - began)
+            else:
+                measured["failures"] += 1
 
-        await asyncio.gather(*(one_connection(urls[i % len(urls)]) for i in range(connections)))
-        elapsed = time.perf_counter() - start
-    return latencies, failures, elapsed
+    async def sample() -> list:
+        await asyncio.sleep(max(0.0, window[0] - time.perf_counter()))
+        first = await marks()
+        await asyncio.sleep(max(0.0, window[1] - time.perf_counter()))
+        return [first, await marks()]
+
+    *_, samples = await asyncio.gather(*(one_connection(urls[i % len(urls)]) for i in range(args.connections)),
+                                       sample())
+    return {**measured, "samples": samples}
 
 
-def _depth(url: str) -> int:
-    text = httpx.get(url + "/metrics", timeout=10).text
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sched(pid: int) -> tuple[float, float]:
+    """Seconds a process's main thread has spent on a CPU and waiting for one (`/proc/PID/schedstat`)."""
+    try:
+        on, waiting, _ = Path(f"/proc/{pid}/task/{pid}/schedstat").read_text().split()
+    except OSError:
+        return 0.0, 0.0
+    return int(on) / 1e9, int(waiting) / 1e9
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _depth(client: httpx.AsyncClient, url: str) -> int:
+    text = (await client.get(url + "/metrics", timeout=10)).text
     return int(float(re.search(r"^groupspec_spool_depth (\S+)$", text, re.M).group(1)))
 
 
-def _run(args: argparse.Namespace, replicas: int, store: str | None) -> dict[str, float]:
-    """One measurement: `replicas` services (each with its own spool) on `store` (None: SQLite of its own)."""
-    with tempfile.TemporaryDirectory() as tmp:
+def _run(args: argparse.Namespace, replicas: int, store: str | None, code: Path | None = None) -> dict:
+    """One measurement: `replicas` services (each with its own spool) on `store` (None: SQLite of its own);
+    `code`: the folder whose `groupspec` they run (None: this tree's)."""
+    env = dict(os.environ, PYTHONPATH=str(code)) if code is not None else None
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         work = Path(tmp)
         delivered = multiprocessing.Value("q", 0)
         per_second = multiprocessing.Array("q", 3600)
         cio_port = _free_port()
         cio = multiprocessing.Process(target=_standin, args=(cio_port, delivered, per_second), daemon=True)
         cio.start()
-        services, urls, logs = [], [], []
-        try:
-            for i in range(replicas):
-                folder = work / f"replica{i}"
-                folder.mkdir()
-                config = _config(folder, cio_port, args.rate_limit, store or f"sqlite:///{folder / 'store.db'}")
-                port = _free_port()
-                logs.append((folder / "service.log").open("wb"))
-                services.append(subprocess.Popen(
-                    [sys.executable, "-m", "groupspec.plugin.cli", "serve", "--config", str(config), "--port",
-                     str(port)], stdout=logs[-1], stderr=subprocess.STDOUT))
-                urls.append(f"http://127.0.0.1:{port}")
-            for url in urls:
-                for _ in range(200):
-                    try:
-                        if httpx.get(url + "/health", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        time.sleep(0.1)
-            templates = _templates(args.batch)
-            latencies, failures, elapsed = asyncio.run(
-                _load(urls, templates, args.seconds, args.connections, args.rate))
-            delivered_in_load = delivered.value
-            depth_at_end = sum(map(_depth, urls))
-            drain_began = time.perf_counter()
-            while sum(map(_depth, urls)) > 0 and time.perf_counter() - drain_began < args.drain:
-                time.sleep(0.25)
-            drain = time.perf_counter() - drain_began
-            depth_after = sum(map(_depth, urls))
-            delivered_total = delivered.value
-            counts = [n for n in per_second[:] if n]
-        finally:
-            for service in services:
-                service.send_signal(signal.SIGTERM)
-            for service in services:
+        stack.callback(cio.terminate)
+        services, urls = [], []
+        for i in range(replicas):
+            folder = work / f"replica{i}"
+            folder.mkdir()
+            config = _config(folder, cio_port, args.rate_limit, store or f"sqlite:///{folder / 'store.db'}")
+            port = _free_port()
+            log = stack.enter_context((folder / "service.log").open("wb"))
+            service = subprocess.Popen(
+                [sys.executable, "-m", "groupspec.plugin.cli", "serve", "--config", str(config), "--port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, env=env)
+            stack.callback(_stop, service)
+            services.append(service)
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            for _ in range(200):
                 try:
-                    service.wait(30)
-                except subprocess.TimeoutExpired:
-                    service.kill()
-            cio.terminate()
-            for log in logs:
-                log.close()
-    latencies.sort()
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+        templates = _templates(args.batch)
+
+        async def marks() -> dict:
+            depth = sum(await _depths(urls))
+            intake = [s.pid for s in services]
+            children = [c for pid in intake for c in _children(pid)]  # the delivery processes
+            return {"at": time.perf_counter(), "delivered": delivered.value, "depth": depth,
+                    "load average": os.getloadavg()[0],
+                    "sched": [sum(x) for x in zip(*map(_sched, children))] if children else [0.0, 0.0],
+                    "intake": sum(map(_cpu, intake)),
+                    "delivery": sum(map(_cpu, children)),
+                    "stand-in": _cpu(cio.pid), "load": _self_cpu()}
+
+        load = asyncio.run(_load(urls, templates, args, marks))
+        drain_began = time.perf_counter()
+        depth = lambda: sum(asyncio.run(_depths(urls)))
+        while depth() > 0 and time.perf_counter() - drain_began < args.drain:
+            time.sleep(0.25)
+        drain, depth_after = time.perf_counter() - drain_began, depth()
+        counts = [n for n in per_second[:] if n]
+    first, last = load["samples"]
+    seconds = last["at"] - first["at"]
+    latencies = sorted(load["latencies"])
     pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else float("nan")
     full = counts[1:-1] or counts  # whole seconds only: the first and last are partial
-    return {"replicas": replicas, "elapsed": elapsed, "accepted": len(latencies) * args.batch,
-            "requests": len(latencies), "failures": failures, "p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0),
-            "delivered_in_load": delivered_in_load, "depth_at_end": depth_at_end, "drain": drain,
-            "depth_after": depth_after, "delivered_total": delivered_total,
-            "cio_requests": sum(counts), "cio_mean": sum(full) / len(full) if full else 0.0,
-            "cio_peak": max(full, default=0)}
+    accepted = len(latencies) * args.batch
+    delivered_ops = last["delivered"] - first["delivered"]
+    return {"replicas": replicas, "seconds": seconds, "offered": load["sent"] * args.batch / args.seconds,
+            "accepted": accepted / args.seconds, "failures": load["failures"],
+            "delivered": delivered_ops / seconds,
+            "depth": (first["depth"], last["depth"]), "p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0),
+            "cpu": {part: (last[part] - first[part]) / max(count, 1) * 1e6
+                    for part, count in (("intake", accepted), ("delivery", delivered_ops), ("stand-in", delivered_ops),
+                                        ("load", accepted))},
+            "worker": [(b - a) / seconds / replicas for a, b in zip(first["sched"], last["sched"])],
+            "cores": {part: (last[part] - first[part]) / seconds
+                      for part in ("intake", "delivery", "stand-in", "load")},
+            "drain": drain, "depth_after": depth_after, "load average": (first["load average"], last["load average"]),
+            "cio_mean": sum(full) / len(full) if full else 0.0, "cio_peak": max(full, default=0)}
 
 
-def _print(r: dict[str, float], args: argparse.Namespace, store: str) -> None:
-    elapsed, accepted = r["elapsed"], r["accepted"]
-    pacing = f"{args.rate:g} requests/s scheduled" if args.rate else "closed loop"
-    print(f"== {r['replicas']} instance(s), {store} store: {args.connections} connections, {pacing}, /v1/batch of "
-          f"{args.batch} messages, {elapsed:.1f} s, {os.cpu_count()} cores")
-    print(f"accepted: {accepted:,} messages = {accepted / elapsed:,.0f} messages/s "
-          f"({r['requests'] / elapsed:,.0f} requests/s, {r['failures']} failed)")
-    print(f"request latency: p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, max {r['max']:.1f} ms")
-    print(f"delivered during the load: {r['delivered_in_load']:,} operations = {r['delivered_in_load'] / elapsed:,.0f}"
-          f" /s; spool depth at the end of the load: {r['depth_at_end']:,} messages")
-    depth_after = r["depth_after"]
-    print(f"delivered in all: {r['delivered_total']:,} operations, {elapsed + r['drain']:.1f} s until the spool "
-          f"{'drained' if depth_after == 0 else f'still held {depth_after:,} (gave up waiting)'} = "
-          f"{r['delivered_total'] / (elapsed + r['drain']):,.0f} /s")
-    print(f"Customer.io requests: {r['cio_requests']:,}, {r['cio_mean']:.1f}/s on average and at most "
-          f"{r['cio_peak']} in one second, all instances together (rate_limit = {args.rate_limit:g})")
+async def _depths(urls: list[str]) -> list[int]:
+    async with httpx.AsyncClient() as client:
+        return [await _depth(client, url) for url in urls]
+
+
+def _stop(service: subprocess.Popen) -> None:
+    service.send_signal(signal.SIGTERM)
+    try:
+        service.wait(30)
+    except subprocess.TimeoutExpired:
+        service.kill()
+
+
+def _print(name: str, r: dict, args: argparse.Namespace) -> None:
+    pacing = f"{args.rate * args.batch:,.0f} msg/s scheduled" if args.rate else "closed loop"
+    start, end = r["depth"]
+    print(f"== {name}: {r['replicas']} instance(s), {args.connections} connections, {pacing} as /v1/batch of "
+          f"{args.batch}, {args.seconds:g} s measured after {args.warmup:g} s, rate_limit = {args.rate_limit:g}, "
+          f"{os.cpu_count()} cores (load average {r['load average'][0]:.1f} at the window's start, "
+          f"{r['load average'][1]:.1f} at its end)")
+    print(f"offered {r['offered']:,.0f} msg/s; accepted {r['accepted']:,.0f} msg/s ({r['failures']} failed); "
+          f"delivered {r['delivered']:,.0f} ops/s; spool {start:,} -> {end:,} messages; "
+          f"intake p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms (max {r['max']:.0f})")
+    print("CPU per message accepted (intake, load) or operation delivered (delivery, stand-in): " + ", ".join(
+        f"{part} {us:.0f} µs ({r['cores'][part]:.2f} cores)" for part, us in r["cpu"].items()))
+    print(f"delivery capacity on one whole core: {1e6 / max(r['cpu']['delivery'], 1e-9):,.0f} ops/s "
+          f"(the delivery process's CPU per operation delivered)")
+    on, waiting = r["worker"]
+    print(f"delivery process's main thread: on a CPU {on:.0%} of the time, waiting for one {waiting:.0%}, "
+          f"blocked (network, disk, idle) {max(0.0, 1 - on - waiting):.0%}")
+    after = r["depth_after"]
+    print(f"spool {'drained' if after == 0 else f'still held {after:,} messages'} {r['drain']:.1f} s after the "
+          f"load; Customer.io requests {r['cio_mean']:.1f}/s on average, at most {r['cio_peak']} in one second")
+
+
+def _table(results: list[tuple[str, dict]]) -> None:
+    print("\n| code | offered msg/s | accepted msg/s | delivered ops/s | spool start → end | intake p50 | "
+          "intake p99 | CPU µs/msg intake + delivery |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results:
+        start, end = r["depth"]
+        print(f"| {name} | {r['offered']:,.0f} | {r['accepted']:,.0f} | {r['delivered']:,.0f} | {start:,} → {end:,} | "
+              f"{r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['cpu']['intake']:.0f} + {r['cpu']['delivery']:.0f} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--connections", type=int, default=4)
-    parser.add_argument("--rate", type=float, default=0,
-                        help="requests/s on a fixed schedule (default 0: each connection as fast as answered)")
+    parser.add_argument("--seconds", type=float, default=15, help="the measured window")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of load before the window")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rate", type=float, default=100,
+                        help="requests/s on a fixed schedule (0: each connection as fast as answered)")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--drain", type=float, default=60, help="most seconds to wait for the spool to drain")
     parser.add_argument("--rate-limit", type=float, default=1000,
@@ -253,20 +374,23 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=1,
                         help="also run N replicas on one Redis store, after one instance on the same store")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="the Redis for --replicas")
-    parser.add_argument("--before", metavar="REV", help="also run the benchmark of this git revision, first")
+    parser.add_argument("--before", metavar="REV", action="append", default=[],
+                        help="also measure this git revision's code, first (repeatable)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure every revision this many times, in turn")
     args = parser.parse_args()
-    if args.before:
-        from revision import exported, run
-
-        passed = ["--seconds", str(args.seconds), "--connections", str(args.connections), "--rate", str(args.rate),
-                  "--batch", str(args.batch), "--drain", str(args.drain), "--rate-limit", str(args.rate_limit)]
-        with exported(args.before) as tree:
-            print(f"--- before ({args.before})")
-            print(run(tree, "bench/serve_load.py", *passed), end="")
-        print("--- after (this tree)")
 
     if args.replicas <= 1:
-        _print(_run(args, 1, None), args, "SQLite")
+        from revision import exported
+
+        results = []
+        with ExitStack() as trees:
+            codes = [(rev, trees.enter_context(exported(rev)) / "path") for rev in args.before] + [("this tree", None)]
+            for _ in range(args.repeat):  # in turn, so that a change in the machine's load falls on all of them
+                for name, code in codes:
+                    results.append((name, _run(args, 1, None, code)))
+                    _print(*results[-1], args)
+        if len(results) > 1:
+            _table(results)
         return 0
     import redis
 
@@ -274,21 +398,18 @@ def main() -> int:
     client = redis.Redis.from_url(args.redis)
     try:
         single = _run(args, 1, f"{args.redis}?prefix={prefix}1:")
-        _print(single, args, "Redis")
+        _print("Redis store", single, args)
         several = _run(args, args.replicas, f"{args.redis}?prefix={prefix}{args.replicas}:")
-        _print(several, args, "Redis")
+        _print("Redis store", several, args)
     finally:
         keys = list(client.scan_iter(match=prefix + "*", count=1000))
         for start in range(0, len(keys), 1000):
             client.delete(*keys[start:start + 1000])
         client.close()
-    rate = lambda r, key, seconds: r[key] / seconds(r)
-    load = lambda r: r["elapsed"]
-    whole = lambda r: r["elapsed"] + r["drain"]
     print(f"== {args.replicas} replicas / 1 instance, measured in this run: accepted messages/s "
-          f"x{rate(several, 'accepted', load) / rate(single, 'accepted', load):.2f}, p50 x{several['p50'] / single['p50']:.2f}, "
+          f"x{several['accepted'] / single['accepted']:.2f}, p50 x{several['p50'] / single['p50']:.2f}, "
           f"p99 x{several['p99'] / single['p99']:.2f}, delivered operations/s "
-          f"x{rate(several, 'delivered_total', whole) / rate(single, 'delivered_total', whole):.2f}, "
+          f"x{several['delivered'] / single['delivered']:.2f}, "
           f"Customer.io requests/s x{several['cio_mean'] / max(single['cio_mean'], 1e-9):.2f}")
     return 0
 

@@ -68,6 +68,22 @@ YIELD_EVERY = 20  # messages a consumer decides on between two offers of the GIL
 _local = threading.local()  # .call: the Hook of the `_enqueue` running on this thread; .result; .deferred
 
 
+def _offer_gil() -> None:
+    """Let a waiting app thread have the GIL now rather than after the switch interval (a `track` call's
+    latency)."""
+    time.sleep(0)
+
+
+def _behind(queue: Any, batch: int) -> bool:
+    """True when the SDK's queue holds at least another `batch` messages: the app is producing faster than the
+    consumer takes them, and a GIL offered to it is not back for a whole switch interval (5 ms), in which the app
+    queues hundreds more: offering it then fills the queue, and the SDK refuses what the bare SDK would send."""
+    try:
+        return queue is not None and queue.qsize() >= batch
+    except Exception:  # not a queue.Queue: offer as before
+        return False
+
+
 class Failed(Exception):
     """groupspec could not decide on a message; `kind` is (where, what), for logging once per kind."""
 
@@ -171,8 +187,9 @@ def _hook_client(client: Any, hook: Hook) -> None:
     for consumer in _consumers(client):
         request = getattr(consumer.request, "original", consumer.request)
         if hook.mode == "consumer":
-            def hooked_request(batch: list[dict[str, Any]], _request: Callable = request) -> Any:
-                return hook.request(_request, batch)
+            def hooked_request(batch: list[dict[str, Any]], _request: Callable = request,
+                               _queue: Any = getattr(consumer, "queue", None)) -> Any:
+                return hook.request(_request, batch, _queue)
 
             hooked_request.original = request
             consumer.request = hooked_request
@@ -314,10 +331,11 @@ class Hook:
         self._learn_now(deferred)
         return response
 
-    def request(self, request: Callable, batch: list[dict[str, Any]]) -> Any:
+    def request(self, request: Callable, batch: list[dict[str, Any]], queue: Any = None) -> Any:
         """Consumer mode, `Consumer.request(batch)` in the consumer thread: one decision (and one store
-        transaction) for the batch, then the SDK's own upload of what is kept."""
-        kept = [m for m in self._decide(batch, defer=False) if m is not None]
+        transaction) for the batch, then the SDK's own upload of what is kept. `queue` is the SDK's queue the
+        batch came from (`_behind`)."""
+        kept = [m for m in self._decide(batch, defer=False, queue=queue) if m is not None]
         try:
             return request(kept) if kept else None
         finally:
@@ -325,17 +343,19 @@ class Hook:
 
     # deciding
 
-    def _decide(self, batch: list[dict[str, Any]], *, defer: bool,
-                deferred: list[Message] | None = None) -> list[dict[str, Any] | None]:
+    def _decide(self, batch: list[dict[str, Any]], *, defer: bool, deferred: list[Message] | None = None,
+                queue: Any = None) -> list[dict[str, Any] | None]:
         """The message to send for each of `batch` (None: dropped). One store transaction for the batch; with
-        `defer`, what the messages teach the store is kept in `deferred` for after the hand-over."""
+        `defer`, what the messages teach the store is kept in `deferred` for after the hand-over. In the
+        consumer thread (not `defer`), every `YIELD_EVERY` messages the GIL is offered to the app's threads
+        unless the SDK's `queue` shows the app is a batch ahead (`_behind`)."""
         _local.deferred = deferred if defer else None
         decided: list[tuple[dict[str, Any], Any]] = []  # (msg, Message | Failed | dict to send)
         try:
             with self.engine.transaction():
                 for i, msg in enumerate(batch):
-                    if not defer and i % YIELD_EVERY == YIELD_EVERY - 1:  # the consumer thread: let a waiting
-                        time.sleep(0)  # caller thread have the GIL rather than wait out the switch interval
+                    if not defer and i % YIELD_EVERY == YIELD_EVERY - 1 and not _behind(queue, len(batch)):
+                        _offer_gil()
                     try:
                         decided.append((msg, self._one(msg)))
                     except Failed as failure:

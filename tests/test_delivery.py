@@ -15,8 +15,9 @@ import orjson
 import pytest
 from fake_clock import FakeClock
 from groupspec.middleware.config import ConfigError, parse_config
+from groupspec.plugin.customerio.batching import plan
 from groupspec.plugin.customerio.delivery import Delivery
-from groupspec.plugin.sender import DeadLetterFile, SendFailed, TokenBucket, Unauthorized
+from groupspec.plugin.sender import DeadLetterFile, SendFailed, TokenBucket, Unauthorized, Unsendable
 from groupspec.plugin.sender.retry import backoff, retry_after
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -331,3 +332,14 @@ def test_retry_after_parsing():
 @given(retry=st.integers(0, 200), base=st.floats(0.001, 10), cap=st.floats(0.001, 100), seed=st.integers())
 def test_backoff_is_full_jitter_within_the_cap(retry, base, cap, seed):
     assert 0 <= backoff(retry, base, cap, random.Random(seed)) <= min(cap, base * 2**min(retry, 64))
+
+
+def test_operations_already_written_out_are_sent_as_written():
+    ops = [event(i) for i in range(3)]
+    lines = [orjson.dumps(dict(reversed(op.items()))) for op in ops]  # the same JSON, other bytes than dumps(op)
+    batches = list(plan(ops, 2, lines))
+    assert [b.body for b in batches] == [b'{"batch":[' + lines[0] + b"," + lines[1] + b"]}",
+                                         b'{"batch":[' + lines[2] + b"]}"]
+    assert [b.items for b in batches] == [ops[:2], ops[2:]]
+    big = event(9, pad=33_000)
+    assert isinstance(next(plan([big], 2, [orjson.dumps(big)])), Unsendable)  # the 32 KB limit still holds

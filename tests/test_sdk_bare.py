@@ -19,6 +19,7 @@ import segment.analytics
 from batch_server import BatchServer
 from groupspec.middleware import install
 from groupspec.middleware.config import parse_config
+from groupspec.middleware import sdk
 from groupspec.middleware.sdk import hook_of
 from groupspec.middleware.stores.memory import MemoryStore
 from sdk_bare_support import FailingServer, ThreadRecordingStore, shape
@@ -221,6 +222,23 @@ def test_the_caller_pays_only_the_sdks_enqueue(name, ok_server, tmp_path):
     assert store.transactions == 1  # one transaction for the batch
     sent = ok_server.messages[-2:]
     assert [m["type"] for m in sent] == ["group", "track"] and sent[1]["context"]["groupId"] == "hh_1"
+
+
+def test_the_consumer_offers_the_gil_to_the_app_unless_the_app_is_a_batch_ahead(name, ok_server, tmp_path,
+                                                                               monkeypatch):
+    offers = []
+    monkeypatch.setattr(sdk, "_offer_gil", lambda: offers.append(1))
+    hooked = install(client_of(name, ok_server.url), config(tmp_path), store=MemoryStore())
+    hooked.join()  # consumer stopped: this thread takes the batches as it would
+    for i in range(2 * sdk.YIELD_EVERY):
+        hooked.track(f"u{i}", "Viewed")
+    [consumer] = hooked.consumers
+    first = [hooked.queue.get() for _ in range(sdk.YIELD_EVERY)]
+    consumer.request(first)  # as many again wait in the queue: the app is ahead, the GIL is not offered
+    assert offers == []
+    consumer.request([hooked.queue.get() for _ in range(sdk.YIELD_EVERY)])  # the queue is empty now
+    assert offers == [1]
+    assert len(ok_server.messages) == 2 * sdk.YIELD_EVERY
 
 
 def test_consumer_runs_groupspec_in_its_own_thread(name, ok_server, tmp_path):

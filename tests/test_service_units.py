@@ -8,9 +8,13 @@ import gzip
 import logging
 import os
 import threading
+from types import SimpleNamespace
 
+import httpx
 import orjson
 import pytest
+from freshness_support import worker_over
+from groupspec.plugin.customerio import batching
 from groupspec.middleware.config import parse_config
 from groupspec.middleware.message import Message
 from groupspec.plugin.service.child import listen
@@ -236,3 +240,33 @@ def test_the_delivery_process_turns_notices_into_wake_ups_and_a_clean_stop():
     assert stopping.is_set() and not listener.is_alive()  # (end of file without QUIT exits the process instead)
     os.close(read)
     os.close(write)
+
+
+def test_the_worker_sends_each_operation_as_the_engine_wrote_it_and_rewrites_only_a_retried_rest(tmp_path,
+                                                                                                   monkeypatch):
+    worker, accepted = worker_over(tmp_path, batch_size=2)
+    answers = iter([200, 500, 200])  # the second batch fails once: the worker retries what is left
+    answer = worker.delivery.sender.client._transport.handler
+    worker.delivery.sender.client._transport = httpx.MockTransport(
+        lambda request: answer(request) if (status := next(answers)) == 200 else httpx.Response(status, json={}))
+    outcome = worker.process(worker.spool.take(0, 10))
+    expected, lines = list(outcome.ops), list(outcome.op_lines)
+    written = []
+    monkeypatch.setattr(batching, "orjson", SimpleNamespace(dumps=lambda op: written.append(op) or orjson.dumps(op),
+                                                            JSONEncodeError=orjson.JSONEncodeError))
+    worker.stopping.wait = lambda seconds: False  # no pause between attempts
+    assert worker.deliver(outcome)
+    assert accepted == expected and len(expected) == 4
+    assert written == expected[2:]  # the first batch went as the engine wrote it; the retried rest written again
+    assert lines[:2] == [orjson.dumps(op) for op in expected[:2]]
+
+
+def test_admit_names_the_write_key_that_selects_another_source():
+    sources = {"wk_web": "web", "wk_app": "app"}
+    members = [{"type": "track", "event": "E", "userId": "u"} for _ in range(3)]
+    members[2]["writeKey"] = "wk_app"
+    with pytest.raises(Rejected, match=r"^batch\[2\]\.writeKey is not the key") as refused:
+        admit(None, orjson.dumps({"batch": members}), sources, "wk_web", 0.0)
+    assert refused.value.status == 401
+    with pytest.raises(Rejected, match=r"^writeKey is not the key"):
+        admit(None, orjson.dumps({"batch": members[:2], "writeKey": "wk_app"}), sources, "wk_web", 0.0)

@@ -270,6 +270,36 @@ def test_a_lookup_gives_what_the_separate_calls_give(store):
     assert nobody == (store.admit("nobody"), [], [], {}, None, None if nobody.arrival is None else 200.0)
 
 
+def test_a_lookup_for_one_person_gives_what_the_separate_calls_give(store):
+    first = store.admit("first", 50.0)
+    store.record_membership("u:1", "1", "hh_a", 100.0, True, arrived=first)
+    store.record_membership("u:1", "1", "hh_b", 90.0, True)
+    store.record_object_deleted("1", "hh_b", 110.0)
+    store.record_membership("u:1", "2", "loc_x", 300.0, True)  # after the message's time
+    store.record_membership("u:2", "1", "hh_c", 80.0, True)
+    second = store.admit("second", 60.0)
+    store.link("u:2", "a:anon", arrived=second)  # known to messages after "second" only
+    store.record_membership("a:anon", "1", "hh_d", 70.0, True)
+    for message_id, person in [("first", "u:1"), ("new", "u:1"), ("second", "u:2"), ("later", "u:2"),
+                               ("stranger", "u:3")]:
+        found = store.lookup(message_id, [person], 200.0)
+        arrival = store.admit(message_id)
+        persons = store.identities(person, before=arrival)
+        assert found.arrival == arrival and found.persons == persons
+        assert found.memberships == store.memberships_at(persons, 200.0, before=arrival)
+    assert groups(store.lookup("later", ["u:2"], 200.0).memberships) == ["hh_c", "hh_d"]
+    assert groups(store.lookup("new", ["u:1"], 200.0).memberships) == ["hh_a"]
+
+
+def test_an_sqlite_lookup_for_one_unlinked_person_is_two_statements(tmp_path):
+    store = SQLiteStore(str(tmp_path / "s.db"))
+    store.record_membership("u:1", "1", "hh_a", 100.0, True)
+    statements = []
+    store._db.set_trace_callback(statements.append)
+    assert groups(store.lookup("m1", ["u:1"], 200.0).memberships) == ["hh_a"]
+    assert len(statements) == 2  # arrive, then the person's links and memberships at once
+
+
 def test_a_lookup_gives_the_stale_traits_of_the_group_asked_as_stale_traits_would(store):
     first = store.admit("m1", 100.0)
     store.apply_traits("1", "hh_a", {"status": "active"}, 100.0, "m1", arrived=first)

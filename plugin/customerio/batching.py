@@ -14,15 +14,18 @@ BATCH_BYTES = 500_000  # "under 500 KB" whether Customer.io counts a KB as 1000 
 _OPEN, _CLOSE = b'{"batch":[', b"]}"
 
 
-def plan(ops: list[dict[str, Any]], batch_size: int) -> Iterator[Batch | Unsendable]:
+def plan(ops: list[dict[str, Any]], batch_size: int,
+         lines: list[bytes] | None = None) -> Iterator[Batch | Unsendable]:
     """Batches of at most `batch_size` operations and under 500 KB, in input order, with every unsendable
-    operation yielded where it stood. Lazy: nothing past the batch being yielded has been looked at."""
+    operation yielded where it stood. Lazy: nothing past the batch being yielded has been looked at. `lines`,
+    when given, are the operations already written out (`orjson.dumps(op)`, the engine's `Outcome.op_lines`):
+    each operation is encoded once."""
     chunk: list[dict[str, Any]] = []
     parts: list[bytes] = []
     size = len(_OPEN) + len(_CLOSE)
     for index, op in enumerate(ops):
         try:
-            encoded = orjson.dumps(op)
+            encoded = orjson.dumps(op) if lines is None else lines[index]
         except (orjson.JSONEncodeError, TypeError) as exc:
             yield Unsendable(op, "not_serializable", f"operation is not JSON-serializable ({exc})")
             continue

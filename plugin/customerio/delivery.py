@@ -83,10 +83,12 @@ class Delivery:
         raise SendFailed(f"{self.settings.base_url}/auth: unexpected HTTP {response.status_code}", [],
                          SendReport())
 
-    def send(self, ops: list[dict[str, Any]], accepted: Accepted | None = None) -> SendReport:
+    def send(self, ops: list[dict[str, Any]], accepted: Accepted | None = None,
+             lines: list[bytes] | None = None) -> SendReport:
         """Deliver `ops` in order; raises `Unauthorized` or `SendFailed` with the undelivered rest. `accepted` is
-        called with the operations of each batch Customer.io accepted."""
-        return self.sender.send(ops, plan(ops, self.settings.batch_size), accepted)
+        called with the operations of each batch Customer.io accepted; `lines` are the operations already
+        written out (the engine's `Outcome.op_lines`), else they are written here."""
+        return self.sender.send(ops, plan(ops, self.settings.batch_size, lines), accepted)
 
 
 def refusal(response: httpx.Response) -> dict[str, Any]:

@@ -150,9 +150,10 @@ def _check_body_keys(obj: dict[str, Any], kind: str | None, source: str, sources
     """`Rejected` (401) when the body's `writeKey` or a batch member's selects another source than `source`,
     the one the request's credential (Basic auth, a webhook path, else the body's own `writeKey`) selected."""
     members = obj["batch"] if kind is None and "type" not in obj else ()
-    for where, holder in (("writeKey", obj), *((f"batch[{i}].writeKey", m) for i, m in enumerate(members))):
+    for index, holder in enumerate((obj, *members)):
         key = holder.get("writeKey")
         if key is not None and (not isinstance(key, str) or sources.get(key) != source):
+            where = f"batch[{index - 1}].writeKey" if index else "writeKey"  # named only when refused
             raise Rejected(401, f"{where} is not the key of the source this request is authenticated as")
 
 

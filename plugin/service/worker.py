@@ -146,6 +146,7 @@ class Worker:
     def deliver(self, outcome: Outcome) -> bool:
         """Deliver until nothing is left (True) or the worker is stopping (False); failures pause and retry."""
         ops = outcome.ops if self.delivery is not None else []
+        lines: list[bytes] | None = outcome.op_lines  # the engine wrote each operation out once: sent as written
         bodies = list(zip(outcome.forwarded_sources, outcome.forwarded)) if self.upstream is not None else []
         times = group_op_times(outcome) if ops else {}
         failures = 0
@@ -154,14 +155,15 @@ class Worker:
                 return False
             try:
                 if ops:
-                    ops = self._send(partial(self.delivery.send, accepted=lambda sent: self._lag(sent, times)),
-                                     ops, self._count)
+                    ops = self._send(partial(self.delivery.send, accepted=lambda sent: self._lag(sent, times),
+                                             lines=lines), ops, self._count)
                 if bodies:
                     bodies = self._send(self.upstream.send, bodies, self._count_upstream)
                 self.problem = None
             except SendFailed as exc:
                 if self.stopping.is_set():  # abandoned for the stop (`hold`): what is left stays spooled
                     return False
+                lines = None  # `ops` is now the unsent rest: written out again when retried
                 failures += 1
                 self.problem = str(exc) if isinstance(exc, (Unauthorized, SendHeld)) else None
                 pause = min(MAX_PAUSE, 2.0 ** min(failures, 6))
