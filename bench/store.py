@@ -2,7 +2,7 @@
 trips per message and messages/s through the engine on a single Redis and on a three-master Redis Cluster.
 
     python bench/store.py [--people 1000000] [--lookups 20000] [--stores sqlite,redis] [--redis redis://127.0.0.1:6379/0]
-    python bench/store.py --engine [--before main] [--people 2000] [--messages 5000] [--replicas 3]
+    python bench/store.py --engine [--before main] [--people 2000] [--messages 5000] [--replicas 3] [--chunk 100]
 
 Bulk: loads N people (two per household, one join each; every tenth also has an anonymous id linked), then
 times lookups as the resolver does them — `identities(person)` then `memberships_at(those, ts)` — for random
@@ -11,8 +11,11 @@ people, one at a time. Memory per person: the SQLite file size / N; Redis `INFO 
 Engine: starts a local three-master cluster (tests/redis_support.py `LocalCluster`), then for each store (the
 single Redis of `--redis`, the cluster) and each revision (`--before REV` first, then this tree) runs, in a child
 process against that revision's code: N group calls (a join with a trait, two people per household), then M
-track messages of random people resolved by membership with the trait attached (`attach_group_traits`). Round
-trips are counted in redis-py (`RoundTrips`: batches sent to several masters before a reply is read count once).
+track messages of random people resolved by membership with the trait attached (`attach_group_traits`), fed as a
+door feeds it: `--chunk` messages per transaction, each chunk prefetched (`Engine.prefetch`) by a revision that
+has it (`--chunk 1`: one at a time, no prefetch). Round
+trips are counted in redis-py (`RoundTrips`: batches sent to several masters before a reply is read count once);
+the CPU time of the engine's process per track message is the steadier figure on a busy machine.
 REV's store cannot open a cluster URL; its cluster figures are its store on a hand-wired cluster client.
 `--replicas N` then runs this tree's track phase in N processes at once on one store (the same key prefix, so
 they share its arrival counter and memberships, as replicas of the service do): combined messages/s and round
@@ -156,9 +159,10 @@ def open_bench_store(url: str, prefix: str):
 
 
 def engine_child(url: str, people: int, messages: int, prefix: str | None = None, phases: str = "joins,tracks",
-                 seed: int = 7) -> dict[str, float]:
-    """Joins then track messages through the engine on `url` (the code on `sys.path`): round trips per message
-    and messages/s of each phase of `phases`. Under a fresh prefix, deleted afterwards, unless `prefix` names the
+                 seed: int = 7, chunk: int = 100) -> dict[str, float]:
+    """Joins then track messages through the engine on `url` (the code on `sys.path`), `chunk` messages per
+    transaction, each chunk prefetched (`Engine.prefetch`) where the code has it: round trips per message and
+    messages/s of each phase of `phases`. Under a fresh prefix, deleted afterwards, unless `prefix` names the
     one a run shares (the caller deletes it)."""
     sys.path.insert(0, str(ROOT / "tests"))
     from groupspec.middleware import Engine
@@ -168,6 +172,7 @@ def engine_child(url: str, people: int, messages: int, prefix: str | None = None
     sandbox = RedisSandbox(url)
     store = open_bench_store(url, prefix or sandbox.prefix)
     engine = Engine(parse_config(TRAITS), store)
+    prefetch = chunk > 1 and hasattr(engine, "prefetch")
     rng = random.Random(seed)
     joins = [{"type": "group", "userId": f"u{i}", "groupId": f"hh_{i // 2}", "traits": {"status": f"s{i % 5}"},
               "messageId": f"j{i}", "timestamp": iso(START + i)} for i in range(people)]
@@ -180,15 +185,20 @@ def engine_child(url: str, people: int, messages: int, prefix: str | None = None
             if phase not in phases.split(","):
                 continue
             with RoundTrips() as trips:
-                started = time.perf_counter()
-                for message in batch:
-                    msg, = engine.run(message)
-                    assert not msg.quarantined, msg.violations
-                elapsed = time.perf_counter() - started
+                started, cpu = time.perf_counter(), time.process_time()
+                for at in range(0, len(batch), chunk):  # as a door feeds the engine
+                    with engine.transaction():
+                        if prefetch:
+                            engine.prefetch([(message, None) for message in batch[at:at + chunk]])
+                        for message in batch[at:at + chunk]:
+                            outcome = engine.process(message)
+                            assert not outcome.quarantined, outcome.quarantined
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            out[phase + "_cpu"] = cpu / len(batch) * 1e6
             out[phase + "_rt"] = trips.count / len(batch)
             out[phase + "_rate"] = len(batch) / elapsed
         if "tracks" in phases:
-            assert msg.body["context"]["groupspec"]["group_traits"], msg.body
+            assert outcome.forwarded[-1]["context"]["groupspec"]["group_traits"], outcome.forwarded[-1]
     finally:
         store.close()
         if prefix is None:
@@ -198,7 +208,7 @@ def engine_child(url: str, people: int, messages: int, prefix: str | None = None
 
 def child_command(url: str, args, *extra: str) -> list[str]:
     return [sys.executable, __file__, "--engine-child", url, "--people", str(args.people),
-            "--messages", str(args.messages), *extra]
+            "--messages", str(args.messages), "--chunk", str(args.chunk), *extra]
 
 
 def replicas_figures(url: str, args) -> dict[str, float]:
@@ -245,12 +255,14 @@ def engine_compare(args) -> None:
                 runs += [(args.before, name, figures(url, str(tree / "path"))) for name, url in stores]
         runs += [("this tree", name, figures(url, None)) for name, url in stores]
         shared = [(name, replicas_figures(url, args)) for name, url in stores] if args.replicas > 1 else []
+    fed = "one at a time" if args.chunk == 1 else f"chunks of {args.chunk} (prefetched where the revision can)"
     print(f"engine over Redis: {args.people:,} group calls (joins with a trait), then {args.messages:,} track "
-          f"messages resolved by membership with the trait attached; one at a time")
-    print(f"{'revision':<12}{'store':<15}{'joins RT/msg':>13}{'joins msg/s':>13}{'tracks RT/msg':>15}{'tracks msg/s':>14}")
+          f"messages resolved by membership with the trait attached; {fed}")
+    print(f"{'revision':<12}{'store':<15}{'joins RT/msg':>13}{'joins msg/s':>13}{'tracks RT/msg':>15}{'tracks msg/s':>14}"
+          f"{'tracks CPU us/msg':>19}")
     for revision, name, got in runs:
         print(f"{revision:<12}{name:<15}{got['joins_rt']:>13.2f}{got['joins_rate']:>13,.0f}"
-              f"{got['tracks_rt']:>15.2f}{got['tracks_rate']:>14,.0f}")
+              f"{got['tracks_rt']:>15.2f}{got['tracks_rate']:>14,.0f}{got['tracks_cpu']:>19,.0f}")
     if shared:
         print(f"\nthis tree, track messages in {args.replicas} processes at once on one store (one key prefix)")
         print(f"{'store':<15}{'1 process msg/s':>17}{f'{args.replicas} processes msg/s':>20}{'each msg/s':>12}{'RT/msg':>8}")
@@ -269,6 +281,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5_000, help="track messages (--engine)")
     parser.add_argument("--before", metavar="REV", help="--engine: also measure this git revision, first")
     parser.add_argument("--replicas", type=int, default=3, help="--engine: this tree's tracks in N processes at once")
+    parser.add_argument("--chunk", type=int, default=100, help="--engine: messages per transaction (1: one at a time)")
     parser.add_argument("--engine-child", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--phases", default="joins,tracks", help=argparse.SUPPRESS)
@@ -276,7 +289,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.engine_child:
         print(json.dumps(engine_child(args.engine_child, args.people or 2_000, args.messages, args.prefix,
-                                      args.phases, args.seed)))
+                                      args.phases, args.seed, args.chunk)))
         return
     if args.engine:
         args.people = args.people or 2_000

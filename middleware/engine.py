@@ -30,6 +30,7 @@ from .fastpath import FlatPath
 from .learn import Learn
 from .message import TIME_KEYS, Message, normalise, split
 from .migrated_ids import MapMigrated
+from .prefetch import plan
 from .privacy import Erasure, Suppress, keyed_hash
 from .quarantine import record
 from .resolve import Resolve
@@ -183,6 +184,17 @@ class Engine:
         except StoreError:
             pass
         return self.store.transaction()
+
+    def prefetch(self, payloads: Iterable[tuple[Any, str | None]], *, authenticated: bool = False) -> None:
+        """Before a chunk's `process` calls, inside its `transaction()`: tell the store what the chunk's messages
+        (``(payload, source)`` pairs) will look up (`prefetch.py`), so a store that talks to a server reads it at
+        once (a store that does not prefetch costs nothing here). A hint: no outcome depends on it."""
+        if not getattr(self.store, "prefetches", False):
+            return
+        try:
+            self.store.prefetch(*plan(self.config, self.hasher, payloads, authenticated))
+        except StoreError:
+            pass  # each message meets the store's error itself
 
     def at(self, when: float, task: Callable[[], list[dict[str, Any]]]) -> None:
         """Run `task` once, when the stream reaches time `when` (before the first message dated at or after it, else

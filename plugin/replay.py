@@ -64,6 +64,7 @@ class Replay:
         try:
             while chunk := list(islice(payloads, CHUNK)):
                 with self.engine.transaction():
+                    self.engine.prefetch((item[0], item[1] or self.source) for item in chunk)
                     outcome = Outcome(counts=self.counts)
                     for item in chunk:
                         payload, source, kind, received_at, receipt = Refused(*item)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from groupspec.middleware import Engine
+from groupspec.middleware import Engine, Outcome
 from groupspec.middleware.config import parse_config
 from redis_support import RedisSandbox, RoundTrips, needs_redis, needs_redis_server
 
@@ -79,3 +79,77 @@ def test_a_group_call_with_traits_costs_four_rounds_on_a_cluster(engine):
     # the arrival number, links, events and the group's trait histories (the stale-trait check); the deletions of
     # the person's groups; the new membership's seq; the writes
     assert trips == 4
+
+
+def test_a_prefetched_chunk_of_track_messages_costs_a_few_round_trips_in_all(engine):
+    """A door's chunk (`Engine.prefetch`, then each message in one transaction): the arrival numbers, links,
+    events, deletions and traits of the chunk are read at once (one script; on a cluster pipelined rounds), the
+    arrival records written at the end."""
+    engine.store.admit("warm-up")
+    people = [{**JOIN, "userId": f"p{i}", "groupId": f"hh_{i % 7}", "messageId": f"jp{i}"} for i in range(40)]
+    for message in people:
+        engine.run(message)
+    tracks = [track(f"c{i}", userId=f"p{i % 40}") for i in range(100)]
+    with RoundTrips() as trips:
+        with engine.transaction():
+            engine.prefetch([(message, None) for message in tracks])
+            outcome = Outcome()
+            for message in tracks:
+                engine.process(message, into=outcome)
+    assert [body["context"]["groupId"] for body in outcome.forwarded] == [f"hh_{i % 40 % 7}" for i in range(100)]
+    assert all(body["context"]["groupspec"]["group_traits"] == {"status": "active"} for body in outcome.forwarded)
+    # the migration counter (`transaction`), the prefetch (a cluster: arrivals, persons; their groups), the records
+    assert trips.count == (3 if engine.kind == "redis" else 4)
+
+
+def test_a_replay_on_redis_prefetches_each_chunk(engine, tmp_path):
+    """`groupspec replay --store redis://...`: a chunk of track messages costs a few round trips, not one each;
+    the same outputs as a replay on the memory store."""
+    from groupspec.plugin.replay import Replay
+
+    url = f"{engine.store._url}?prefix={engine.store.keys.prefix}"
+    stream = [({**JOIN, "userId": "ru", "messageId": "rj"}, None),
+              *((track(f"r{i}", userId="ru"), None) for i in range(150))]
+    with RoundTrips() as trips:
+        Replay(CONFIG, tmp_path / "redis", store_url=url).run(stream)
+    Replay(CONFIG, tmp_path / "memory", store_url="memory://").run(stream)
+    for name in ("forwarded.jsonl", "customerio.jsonl", "quarantine.jsonl", "summary.json"):
+        assert (tmp_path / "redis" / name).read_bytes() == (tmp_path / "memory" / name).read_bytes()
+    assert trips.count < 40  # 151 messages, two chunks (one at a time: over 150); opening the store included
+
+
+def test_every_common_message_of_a_chunk_is_foreseen_by_its_prefetch(engine):
+    """Tracks naming their group, of anonymous people or with an integer user id, identifies and pages: every
+    lookup of the chunk is answered from its prefetch (none asks the server again)."""
+    engine.store.admit("warm-up")
+    chunk = [track("n7", userId=12345), track("n1", userId="u1", context={"groupId": "hh_a"}),
+             track("n2", anonymousId="anon-1"),
+             {"type": "identify", "userId": "u1", "traits": {"plan": "pro"}, "messageId": "n3",
+              "timestamp": "2026-11-02T10:00:00Z"},
+             {"type": "page", "userId": "u1", "name": "Home", "messageId": "n4", "timestamp": "2026-11-02T10:00:00Z"},
+             track("n5", userId="U1 "), track("n6", userId="u1", properties={"group_id": "hh_b"})]
+    with RoundTrips() as trips:
+        with engine.transaction():
+            engine.prefetch([(message, None) for message in chunk])
+            outcome = Outcome()
+            for message in chunk:
+                engine.process(message, into=outcome)
+    assert not outcome.quarantined and len(outcome.forwarded) == len(chunk)
+    assert trips.count == 3  # the migration counter, the prefetch (every group named), the arrival records
+
+
+def test_a_message_the_prefetch_did_not_foresee_costs_its_own_round_trips_only(engine):
+    """A message without a `messageId` (its id is made from its content: not foreseen) first in a chunk: its
+    arrival record and its person are read then; the chunk's other lookups are still answered from the prefetch."""
+    engine.store.admit("warm-up")
+    unforeseen = {key: value for key, value in track("x", userId="stranger").items() if key != "messageId"}
+    chunk = [unforeseen, *(track(f"f{i}", userId="u1") for i in range(20))]
+    with RoundTrips() as trips:
+        with engine.transaction():
+            engine.prefetch([(message, None) for message in chunk])
+            outcome = Outcome()
+            for message in chunk:
+                engine.process(message, into=outcome)
+    assert not outcome.quarantined and len(outcome.forwarded) == len(chunk)
+    # a chunk's (a cluster: one more round, for the groups of the persons' events), its arrival record, its person
+    assert trips.count == (5 if engine.kind == "redis" else 6)  # 23 when it ended the chunk's answers

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import tomllib
 import sqlite3
+from unittest import mock
 
 import orjson
 import pytest
@@ -14,6 +15,7 @@ from groupspec.middleware.config import parse_config
 from groupspec.middleware.message import Message
 from groupspec.middleware.stores import Membership, StoreError, open_store
 from groupspec.middleware.stores.memory import MemoryStore
+from groupspec.middleware.stores import redis as redis_store
 from groupspec.middleware.stores.redis import Keys, RedisStore, membership_field
 from groupspec.middleware.stores.sqlite import SQLiteStore
 from hypothesis import HealthCheck, given, settings
@@ -967,3 +969,163 @@ def test_deleted_at_is_the_latest_deletion(store):
     store.record_object_deleted("1", "hh_a", 50.0)
     store.record_object_deleted("1", "hh_a", 20.0)
     assert store.deleted_at("1", "hh_a") == 50.0 and store.deleted_at("1", "hh_b") is None
+
+
+# a chunk's lookups answered from what `prefetch` read for it: the same answers as one at a time, the chunk's own
+# earlier writes seen by its later messages
+
+CHUNK_GROUPS = [("1", "g1"), ("1", "g2"), ("2", "g1")]
+CHUNK_PERSONS = ["u:1", "u:2", "a:1"]
+STEPS = st.lists(st.one_of(
+    st.tuples(st.just("lookup"), st.sampled_from([f"m{i}" for i in range(6)]),
+              st.lists(st.sampled_from(CHUNK_PERSONS), min_size=1, max_size=2, unique=True), st.integers(1, 6),
+              st.sampled_from([None, *CHUNK_GROUPS]), st.booleans(), st.booleans()),
+    st.tuples(st.just("link"), st.sampled_from(CHUNK_PERSONS), st.sampled_from(CHUNK_PERSONS)),
+    st.tuples(st.just("member"), st.sampled_from(CHUNK_PERSONS), st.sampled_from(CHUNK_GROUPS), st.integers(1, 6), st.booleans()),
+    st.tuples(st.just("delete"), st.sampled_from(CHUNK_GROUPS), st.integers(1, 6)),
+    st.tuples(st.just("traits"), st.sampled_from(CHUNK_GROUPS), st.sets(st.sampled_from(TRAIT_NAMES), min_size=1),
+              st.integers(1, 6)),
+    st.tuples(st.just("cut"))), max_size=30)
+
+
+def stepped(store, steps: list[tuple], chunked: bool) -> list[tuple]:
+    """Run `steps` on `store`: lookups (each foreseen by its chunk's `prefetch` or not) and the writes a message
+    makes after its lookup (stamped with its arrival number); chunks end at each "cut" (`chunked`: inside a
+    transaction, after a `prefetch` of the chunk's foreseen lookups). What each lookup answered, then every
+    fact the store holds."""
+    chunks, chunk = [], []
+    for step in steps:
+        if step[0] == "cut":
+            chunks.append(chunk)
+            chunk = []
+        else:
+            chunk.append(step)
+    answers, last = [], (None, None)
+    for chunk in [*chunks, chunk]:
+        with store.transaction():
+            if chunked:
+                foreseen = [step for step in chunk if step[0] == "lookup" and step[6]]
+                store.prefetch([s[1] for s in foreseen], [p for s in foreseen for p in s[2]],
+                               [s[4] for s in foreseen if s[4]], TRAIT_NAMES)
+            for step in chunk:
+                if step[0] == "lookup":
+                    _, message_id, persons, at, group, stale, _ = step
+                    found = store.lookup(message_id, persons, at + 0.5, TRAIT_NAMES if group else [], group,
+                                         event_ts=float(at), stale_group=group if stale else None,
+                                         stale_names=TRAIT_NAMES if stale else [])
+                    answers.append(found)
+                    last = (message_id, found.arrival)
+                elif step[0] == "link":
+                    store.link(step[1], step[2], arrived=last[1])
+                elif step[0] == "member":
+                    store.record_membership(step[1], *step[2], float(step[3]), step[4], arrived=last[1])
+                elif step[0] == "delete":
+                    store.record_object_deleted(*step[1], float(step[2]), arrived=last[1])
+                elif last[0] is not None:
+                    store.apply_traits(*step[1], {name: step[3] for name in sorted(step[2])}, float(step[3]),
+                                       last[0], arrived=last[1], source="s")
+    held = [sorted(store.membership_events(CHUNK_PERSONS)), store.deletions(CHUNK_GROUPS),
+            [store.trait_history(*group, name) for group in CHUNK_GROUPS for name in TRAIT_NAMES],
+            [store.identities(person) for person in CHUNK_PERSONS], [store.arrive(f"m{i}") for i in range(6)]]
+    return answers + held
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", *REDIS_KINDS])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(steps=STEPS, spare=st.sampled_from([0, 1, 16]))
+def test_a_prefetched_chunk_answers_and_writes_as_one_message_at_a_time(kind, steps, spare, request):
+    """Any mix of lookups (replays included, some not foreseen by the prefetch, with or without spare arrival
+    numbers for them) and the writes a later lookup of the same chunk depends on: the same answers (arrival
+    numbers included) and the same facts held."""
+    sandboxes = [sandbox_of(kind, request) for _ in range(2)]
+    opened = [{"memory": MemoryStore, "sqlite": lambda: SQLiteStore(":memory:")}.get(kind, sandbox and sandbox.open)()
+              for sandbox in sandboxes]
+    try:
+        with mock.patch.object(redis_store, "_SPARE", spare):
+            assert stepped(opened[0], steps, chunked=False) == stepped(opened[1], steps, chunked=True)
+    finally:
+        for store, sandbox in zip(opened, sandboxes):
+            store.close()
+            if sandbox is not None:
+                sandbox.clean()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", *REDIS_KINDS])
+def test_a_later_message_of_a_prefetched_chunk_sees_the_earlier_ones_writes(kind, request):
+    """Everything the chunk's lookups need is read before its first message; each write then changes what a
+    later lookup of the chunk answers, as it would one at a time."""
+    sandboxes = [sandbox_of(kind, request) for _ in range(2)]
+    opened = [{"memory": MemoryStore, "sqlite": lambda: SQLiteStore(":memory:")}.get(kind, sandbox and sandbox.open)()
+              for sandbox in sandboxes]
+    g1, g2, g3 = ("1", "g1"), ("1", "g2"), ("1", "g3")
+    before = [("member", "u:1", g1, 1, True), ("member", "a:1", g2, 1, True), ("member", "u:4", g3, 1, True),
+              ("lookup", "m0", ["u:3"], 1, g1, False, True), ("traits", g1, {"status"}, 1), ("cut",)]
+    chunk = [("lookup", "m1", ["u:1"], 2, None, False, True), ("member", "u:1", g1, 2, False),
+             ("lookup", "m2", ["u:1"], 3, None, False, True),  # its person's membership events changed
+             ("lookup", "m3", ["a:1"], 3, None, False, True), ("lookup", "m4", ["u:2"], 3, None, False, True),
+             ("link", "u:2", "a:1"), ("lookup", "m5", ["u:2"], 3, None, False, True),  # its links changed
+             ("lookup", "m6", ["u:3"], 3, g1, True, True), ("traits", g1, {"status"}, 5),
+             ("lookup", "m7", ["u:3"], 4, g1, True, True),  # its group's traits changed
+             ("lookup", "m8", ["u:4"], 3, None, False, True), ("delete", g3, 3),
+             ("lookup", "m9", ["u:4"], 4, None, False, True),  # its group was deleted
+             ("lookup", "m1", ["u:1"], 2, None, False, True), ("lookup", "m10", ["u:1"], 2, None, False, False)]
+    try:
+        one_at_a_time, chunked = (stepped(store, before + chunk, chunked=flag) for store, flag in zip(opened, (False, True)))
+        assert chunked == one_at_a_time
+        groups = [[m.group_id for m in found.memberships] for found in chunked[1:10]]
+        assert groups == [["g1"], [], ["g2"], [], ["g2"], [], [], ["g3"], []]
+        assert chunked[5].persons == ["u:2", "a:1"]
+        assert chunked[6].stale == set() and chunked[7].stale == {"status"}
+        if kind != "memory":  # the memory store keeps no arrival numbers
+            assert chunked[10].arrival == chunked[1].arrival  # a replay in the chunk: its first number
+            assert chunked[11].arrival > chunked[9].arrival  # not foreseen: numbered after, all the same
+    finally:
+        for store, sandbox in zip(opened, sandboxes):
+            store.close()
+            if sandbox is not None:
+                sandbox.clean()
+
+
+def forwarded_in_chunks(store, order: list[int], size: int) -> list[bytes]:
+    """`forwarded`, fed as a door feeds the engine: chunks of `size` in a transaction, each prefetched."""
+    engine = Engine(TRAITS, store)
+    payloads = [{**STREAM[i][1], "messageId": STREAM[i][0]} for i in order]
+    out = []
+    for at in range(0, len(payloads), size):
+        with engine.transaction():
+            engine.prefetch([(payload, None) for payload in payloads[at:at + size]])
+            for payload in payloads[at:at + size]:
+                out += map(orjson.dumps, engine.process(payload).forwarded)
+    return out
+
+
+@pytest.mark.parametrize("kind", REDIS_KINDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                 HealthCheck.function_scoped_fixture])
+@given(order=st.permutations(range(len(STREAM))), size=st.integers(2, len(STREAM)))
+def test_a_prefetched_chunk_forwards_what_one_message_at_a_time_forwards(kind, order, size, request):
+    """Late facts, leaves, deletions and identity links arriving in any order, a later message of a chunk
+    depending on an earlier one's writes; replayed once more as a second run of the same chunks."""
+    sandboxes = [sandbox_of(kind, request) for _ in range(2)]
+    one, chunked = (sandbox.open() for sandbox in sandboxes)
+    try:
+        want = forwarded(one, order) + forwarded(one, order)
+        assert forwarded_in_chunks(chunked, order, size) + forwarded_in_chunks(chunked, order, size) == want
+    finally:
+        for store, sandbox in zip((one, chunked), sandboxes):
+            store.close()
+            sandbox.clean()
+
+
+def test_a_store_that_does_not_prefetch_costs_a_door_nothing_to_prefetch_for(tmp_path):
+    """The engine reads a chunk's payloads for `prefetch` only for a store that prefetches (Redis)."""
+    def unread():
+        raise AssertionError("a chunk's payloads were read for a store that does not prefetch")
+        yield
+
+    for store in (MemoryStore(), SQLiteStore(str(tmp_path / "s.db"))):
+        engine = Engine(TRAITS, store)
+        with engine.transaction():
+            engine.prefetch(unread())
+        store.close()

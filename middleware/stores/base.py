@@ -114,6 +114,16 @@ class Store(Protocol):
             *stale_group, list(stale_names), event_ts, message_id, before=arrival)
         return Lookup(arrival, linked, memberships, {}, stale, first_ts)
 
+    #: whether `prefetch` does anything (a door's engine reads a chunk's payloads for it only then)
+    prefetches = False
+
+    def prefetch(self, message_ids: list[str], persons: list[str], groups: list[tuple[str, Any]],
+                 names: list[str]) -> None:
+        """A hint, inside `transaction()`, of what the chunk's messages will `lookup`: their (keyed) message ids,
+        persons, the groups they name and the trait names asked. A store that talks to a server reads it all in a
+        few round trips and answers those lookups from it, each exactly as alone (its own earlier writes seen);
+        what it did not read, it asks for then. This default does nothing."""
+
     def record_membership(self, person: str, object_type_id: str, group_id: str, ts: float, joined: bool,
                           arrived: int | None = None) -> None:
         """A person joined (group call) or left (Relationship Deleted) a group at `ts`."""

@@ -39,6 +39,10 @@ unlinked person, one more per link hop). The writes of a message (`batch`) go ou
 membership write first takes its group's seq (one more round). So a track message resolved by membership costs one
 round trip on a single Redis, a group call with traits two (the lookup, the writes).
 
+A door's chunk costs fewer: `prefetch` (inside `transaction()`) reads what its messages will look up at once and
+reserves their arrival numbers (`_Chunk`; ARCHITECTURE.md, "The Redis store"), so a chunk of track messages costs
+about three round trips in all, and queued writes ride with the next read.
+
 A Redis error (refused connection, timeout, a cluster master gone, ...) raises `StoreError`; nothing answers
 "unresolved" on an error. The format version is checked (and an older keyspace migrated) when the store is
 opened, or at its first command when Redis did not answer then. A forked child makes its own client.
@@ -71,6 +75,7 @@ from .history import Deletion, Event, fold_memberships, latest_at, linked, stale
 
 CLUSTER_SCHEME = "redis+cluster://"
 _LINK_LIMIT = 1000  # the most person keys one identity walk visits (as `history.linked`)
+_SPARE = 16  # arrival numbers a prefetch reserves beyond its messages', for messages it did not foresee
 
 # KEYS: counter, one trait-history hash per name; ARGV: message id, one "[ts, value]" per name.
 _APPLY_TRAITS = """
@@ -101,6 +106,18 @@ end
 """
 # KEYS: arrival counter, message id hash, time zset; ARGV: message id, event time. Returns {arrival, first time}.
 _ADMIT = _ADMIT_BODY + "return {admit(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2])}"
+# KEYS: message id hash, time zset; ARGV: per message numbered from a `prefetch` reservation its id, event time
+# and number. Writes their arrival records (a record already there stays).
+_ADMIT_RESERVED = """
+for i = 1, #ARGV, 3 do
+  if redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 2]) == 1 then redis.call('ZADD', KEYS[2], ARGV[i + 1], ARGV[i]) end
+end
+"""
+# KEYS: arrival counter; ARGV: the last number of a reservation, the last one used. Gives the unused rest back
+# when no number was given after it (one process alone numbers as one message at a time would).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2]) end
+"""
 # KEYS: the group's seq counter, the person's events hash (two slots: a single Redis only);
 # ARGV: event field, arrived ("": always known).
 _RECORD_MEMBERSHIP = """
@@ -176,6 +193,72 @@ for j, tag in ipairs(tags) do
 end
 return {arrival, links, events, tags, deletions, traits, stale, first}
 """ % {"limit": _LINK_LIMIT}
+# What `prefetch` reads for a chunk, in one call on a single Redis. KEYS: arrival counter, message id hash, time
+# zset; ARGV: prefix, how many arrival numbers to reserve, the count of message ids and the ids, the count of
+# start keys and the keys, the count of group tags and the tags, the count of trait names and the names.
+# Returns {the last number reserved, per id its arrival record (number, time; false: none), per person key
+# visited (every link followed, at most the limit) {key, linked keys, their arrivals hash, events hash}, per
+# group tag (asked for and of every event) {tag, deletions, trait hash per name}}.
+_PREFETCH = """
+local prefix = ARGV[1]
+local last = redis.call('INCRBY', KEYS[1], tonumber(ARGV[2]))
+local at = 3
+local count = tonumber(ARGV[at])
+local records = {}
+for i = 1, count do
+  local id = ARGV[at + i]
+  local seen = redis.call('HGET', KEYS[2], id)
+  records[i] = {seen, seen and redis.call('ZSCORE', KEYS[3], id)}
+end
+at = at + count + 1
+local seen, order = {}, {}
+for i = 1, tonumber(ARGV[at]) do
+  local key = ARGV[at + i]
+  if not seen[key] then seen[key] = true; order[#order + 1] = key end
+end
+at = at + tonumber(ARGV[at]) + 1
+local tagged, tags = {}, {}
+for i = 1, tonumber(ARGV[at]) do
+  local tag = ARGV[at + i]
+  if not tagged[tag] then tagged[tag] = true; tags[#tags + 1] = tag end
+end
+at = at + tonumber(ARGV[at]) + 1
+local names = {}
+for i = 1, tonumber(ARGV[at]) do names[i] = ARGV[at + i] end
+local persons = {}
+local i = 1
+while i <= #order and i <= %(limit)d do
+  local key = order[i]
+  local others = redis.call('SMEMBERS', prefix .. '{p:' .. key .. '}:l')
+  for _, other in ipairs(others) do
+    if not seen[other] then seen[other] = true; order[#order + 1] = other end
+  end
+  local stored = redis.call('HGETALL', prefix .. '{p:' .. key .. '}:e')
+  for j = 1, #stored, 2 do
+    local head = string.match(stored[j], '^(.*),[^,]*,[^,]*$')
+    if head and not tagged[head .. ']'] then tagged[head .. ']'] = true; tags[#tags + 1] = head .. ']' end
+  end
+  persons[i] = {key, others, #others > 0 and redis.call('HGETALL', prefix .. '{p:' .. key .. '}:la') or {}, stored}
+  i = i + 1
+end
+local groups = {}
+for j, tag in ipairs(tags) do
+  local group = prefix .. '{g:' .. tag .. '}:'
+  local histories = {}
+  for k, name in ipairs(names) do histories[k] = redis.call('HGETALL', group .. 't:' .. name) end
+  groups[j] = {tag, redis.call('SMEMBERS', group .. 'd'), histories}
+end
+return {last, records, persons, groups}
+""" % {"limit": _LINK_LIMIT}
+# KEYS: keys of one slot; ARGV: one letter per key, "s" (a set: SMEMBERS) or "h" (a hash: HGETALL). Their
+# contents, in one command (a cluster pipeline pays per command).
+_READ_KEYS = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  out[i] = redis.call(string.sub(ARGV[1], i, i) == 's' and 'SMEMBERS' or 'HGETALL', key)
+end
+return out
+"""
 # KEYS: counter, activity zset, dedupe hash; ARGV: message id, ts, "[message id, values]". Returns the seq.
 _RECORD_ACTIVITY = """
 local seen = redis.call('HGET', KEYS[3], ARGV[1])
@@ -232,7 +315,7 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], redis.call('INCR', KEYS[2]) .. ' ' .. ARGV[2])
 return 1
 """
-_SCRIPTS = {"admit": _ADMIT, "relate": _RELATE, "migrate": _MIGRATE, "link": _LINK, "apply_traits": _APPLY_TRAITS,
+_SCRIPTS = {"admit": _ADMIT, "admit_reserved": _ADMIT_RESERVED, "read_keys": _READ_KEYS, "release": _RELEASE, "prefetch": _PREFETCH, "relate": _RELATE, "migrate": _MIGRATE, "link": _LINK, "apply_traits": _APPLY_TRAITS,
             "record_membership": _RECORD_MEMBERSHIP,
             "lookup": _LOOKUP, "record_activity": _RECORD_ACTIVITY, "mark_pending": _MARK_PENDING,
             "clear_pending": _CLEAR_PENDING, "prune_arrivals": _PRUNE_ARRIVALS, "prune_activity": _PRUNE_ACTIVITY}
@@ -339,12 +422,16 @@ def _trait_entries(stored: dict[str, str]) -> list[tuple[float, int, str, Any, i
     return entries
 
 
-def _stale_names(names: list[str], stored: list[dict[str, str]], ts: float, message_id: str,
+def _stale_names(names: list[str], histories: list[list[tuple]], ts: float, message_id: str,
                  before: int | None) -> set[str]:
-    """`stale_traits` from the trait-history hashes of `names`."""
-    return {name for name, one in zip(names, stored)
-            if stale_after(((at, seq, mid, arrived) for at, seq, mid, _, arrived in _trait_entries(one)),
-                           ts, message_id, before)}
+    """`stale_traits` from the trait histories (`_trait_entries`) of `names`."""
+    return {name for name, entries in zip(names, histories)
+            if stale_after(((at, seq, mid, arrived) for at, seq, mid, _, arrived in entries), ts, message_id, before)}
+
+
+def _deletions(stored) -> list[tuple[float, int | None]]:
+    """``(ts, arrived)`` of a group's deletions set."""
+    return [(float(at), arrived) for at, arrived in map(unstamped, stored)]
 
 
 def _latest(entries, ts: float, before: int | None) -> tuple | None:
@@ -424,9 +511,62 @@ class _LazyCluster:
             self._client.close()
 
 
+class _Chunk:
+    """What `prefetch` read for the messages of one transaction (of one thread), and what they took from it.
+
+    `records`: message id -> its arrival record when read (``(number, first time)``), or None (new). A new one
+    takes the next number of the chunk's reservation (`next`, up to `last`: one INCRBY) at its `lookup`, so the
+    messages are numbered in the order they are looked up, as one at a time; its record goes out with the next
+    writes (`admits`). `links` / `events`: per person key its adjacency and membership events hash; `deletions`
+    per group ``(type, id)``; `traits` per ``((type, id), name)``. Each parsed (`_events`, `_deletions`,
+    `_trait_entries`). A write drops what it changes (read again from the server
+    when a later message needs it)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, tuple[int, float | None] | None] = {}
+        self.taken: dict[str, tuple[int, float | None]] = {}
+        self.next, self.last = 1, 0
+        self.unnumbered = 0  # foreseen new messages not yet numbered
+        self.release: tuple[int, int] | None = None  # (last reserved, last used) to give back with the next writes
+        self.admits: list[Any] = []  # id, event time, number: of each message numbered, not yet written
+        self.links: dict[str, list[tuple[str, int | None]]] = {}
+        self.events: dict[str, list[tuple]] = {}
+        self.deletions: dict[tuple[str, Any], list[tuple[float, int | None]]] = {}
+        self.traits: dict[tuple[tuple[str, Any], str], list[tuple]] = {}
+        self.names: list[str] = []  # the trait names read for every group
+
+    def reserved(self, last: int, count: int, ids: list[str], records: list[tuple[Any, Any]]) -> None:
+        """The reservation (`count` numbers up to `last`) and the arrival records (number, time: as read) of
+        `ids`."""
+        self.next, self.last = last - count + 1, last
+        for message_id, (number, at) in zip(ids, records):
+            self.records[message_id] = (int(number), _first_time(at)) if number else None
+        self.unnumbered = sum(record is None and key not in self.taken for key, record in self.records.items())
+
+    def spare(self) -> bool:
+        """Whether a number is left for a message not foreseen, after every foreseen new one has its own."""
+        return self.last - self.next + 1 > self.unnumbered
+
+    def end(self) -> None:
+        """No more answers from what was read: the server numbers every later message, after the reservation's
+        unused rest is given back (`_RELEASE`)."""
+        if self.next <= self.last:
+            self.release = (self.last, self.next - 1)
+        self.next, self.last, self.unnumbered = 1, 0, 0
+        for held in (self.records, self.taken, self.links, self.events, self.deletions, self.traits, self.names):
+            held.clear()
+
+    def drop(self, kind: str, *entries: Any) -> None:
+        held = getattr(self, kind)
+        for entry in entries:
+            held.pop(entry, None)
+
+
 class RedisStore(Store):
     """Point-in-time membership, identity links, group trait history and activity in Redis (one server or a
     cluster)."""
+
+    prefetches = True
 
     def __init__(self, url: str, prefix: str | None = None) -> None:
         """`prefix` (else the URL's `?prefix=`, else ``gs``) is the namespace of every key."""
@@ -514,10 +654,10 @@ class RedisStore(Store):
         return ("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
     def _read(self, commands: list[tuple]) -> list[Any]:
-        """Send `commands` (after the writes this thread has queued, so a read sees them)."""
+        """Send `commands` after the writes this thread has queued (so a read sees them), in the same pipeline."""
         with self._guard():
-            self._flush()
-            return self._send(commands)
+            pending = self._pending()
+            return self._send(pending + commands)[len(pending):]
 
     def _write(self, *commands: tuple) -> None:
         """Queue writes while a `batch` is open; send them now otherwise."""
@@ -529,11 +669,29 @@ class RedisStore(Store):
                 self._send(list(commands))
 
     def _flush(self) -> None:
-        queue = getattr(self._local, "queue", None)
+        """Send what this thread has pending, if anything (nothing to send: nothing asked of Redis)."""
+        if commands := self._pending():
+            with self._guard():
+                self._send(commands)
+
+    def _pending(self) -> list[tuple]:
+        """What this thread has to send before anything else (taken off its queues): the arrival records of the
+        messages numbered from a `prefetch` and a reservation's unused rest, then the queued writes."""
+        chunk, queue = getattr(self._local, "chunk", None), getattr(self._local, "queue", None)
+        commands = []
+        if chunk is not None and chunk.admits:
+            commands = [self._script("admit_reserved", self._arrival_keys()[1:], chunk.admits)]
+            chunk.admits = []
+        if chunk is not None and chunk.release:
+            commands.append(self._script("release", self._arrival_keys()[:1], list(chunk.release)))
+            chunk.release = None
         if queue:
-            commands = queue[:]
+            commands += queue
             queue.clear()
-            self._send(commands)
+        return commands
+
+    def _chunk(self) -> _Chunk | None:
+        return getattr(self._local, "chunk", None)
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -545,7 +703,7 @@ class RedisStore(Store):
         self._local.queue = []
         try:
             yield
-            with self._guard():
+            if self._local.queue:  # a prefetched chunk's arrival records ride along, never alone
                 self._flush()
         finally:
             self._local.queue = None
@@ -555,6 +713,8 @@ class RedisStore(Store):
         if key == other:
             return
         stamp = "" if arrived is None else arrived
+        if (chunk := self._chunk()) is not None:
+            chunk.drop("links", key, other)
         self._write(*(self._script("link", [self.keys.person(one, kind) for kind in ("l", "la")], [two, stamp])
                       for one, two in ((key, other), (other, key))))
 
@@ -572,6 +732,8 @@ class RedisStore(Store):
         return self.arrive(message_id, ts)[0]
 
     def arrive(self, message_id: str, ts: float = 0.0, timeless: bool = False) -> tuple[int, float | None]:
+        if (chunk := self._chunk()) is not None:
+            chunk.end()  # numbered by the server: after every reserved number
         (arrived, first), = self._read([self._script("admit", self._arrival_keys(), [message_id, repr(float(ts))])])
         return int(arrived), _first_time(first)
 
@@ -580,16 +742,145 @@ class RedisStore(Store):
                stale_group: tuple[str, Any] | None = None, stale_names: list[str] = (),
                timeless: bool = False) -> Lookup:
         names, stale_names = list(names), list(stale_names)
-        tags = [group_tag(*group)] if group is not None and names else []
         event_ts = float(ts if event_ts is None else event_ts)
-        stale_tag = "" if stale_group is None else group_tag(*stale_group)
-        read = self._read_in_rounds if self.cluster else self._read_in_one_script
-        arrival, adjacency, stored, groups, stale, first = read(message_id, event_ts, persons, ts, names, tags,
-                                                                stale_tag, stale_names)
-        found = self._assemble(arrival, persons, adjacency, stored, groups, ts, names)._replace(first_ts=first)
+        chunk = self._chunk()
+        got = None if chunk is None or not chunk.records else self._prefetched(
+            chunk, message_id, event_ts, persons, ts, names, group if names else None, stale_group, stale_names)
+        if got is None:
+            tags = [group_tag(*group)] if group is not None and names else []
+            stale_tag = "" if stale_group is None else group_tag(*stale_group)
+            read = self._read_in_rounds if self.cluster else self._read_in_one_script
+            got = read(message_id, event_ts, persons, ts, names, tags, stale_tag, stale_names)
+        arrival, adjacency, events, groups, stale, first = got
+        found = self._assemble(arrival, persons, adjacency, events, groups, ts, names)._replace(first_ts=first)
         if stale_group is None:
             return found
         return found._replace(stale=_stale_names(stale_names, stale, event_ts, message_id, arrival))
+
+    def prefetch(self, message_ids: list[str], persons: list[str], groups: list[tuple[str, Any]],
+                 names: list[str]) -> None:
+        """Inside `transaction()`: reserve arrival numbers for the new ones of `message_ids` and read their arrival
+        records, the links and membership events of `persons` and of every key linked to them, and the deletions
+        and trait histories (`names`) of `groups` and of every group in those events: pipelined rounds (two for
+        persons without links), one more per link hop. `lookup` then answers these messages from it
+        (`_prefetched`)."""
+        chunk = self._chunk()
+        if chunk is None or not message_ids:
+            return
+        chunk.end()  # a reservation is used in order: the previous one's rest is given up
+        ids, names = list(dict.fromkeys(message_ids)), list(dict.fromkeys(names))
+        chunk.names = names
+        starts, groups = list(dict.fromkeys(persons)), list(dict.fromkeys(groups))
+        if self.cluster:
+            self._prefetch_in_rounds(chunk, ids, starts, groups)
+            return
+        tags = [group_tag(*group) for group in groups]
+        args = [self.keys.prefix, len(ids) + _SPARE, len(ids), *ids, len(starts), *starts, len(tags), *tags,
+                len(names), *names]
+        (last, records, found, read), = self._read([self._script("prefetch", self._arrival_keys(), args)])
+        chunk.reserved(int(last), len(ids) + _SPARE, ids, [(number, at) for number, at in records])
+        for key, others, arrivals, events in found:
+            chunk.links[key] = _adjacent(others, _pairs(arrivals))
+            chunk.events[key] = list(_events(_pairs(events), float("inf")))
+        for tag, deletions, histories in read:
+            group = tuple(orjson.loads(tag))
+            chunk.deletions[group] = _deletions(deletions)
+            for name, history in zip(names, histories):
+                chunk.traits[group, name] = _trait_entries(_pairs(history))
+
+    def _prefetch_in_rounds(self, chunk: _Chunk, ids: list[str], starts: list[str],
+                            groups: list[tuple[str, Any]]) -> None:
+        """`prefetch` on a cluster: pipelined rounds (the arrival records and the persons asked, then the groups
+        of their events and the keys linked to them, ...)."""
+        counter, records, times = self._arrival_keys()
+        head = [("INCRBY", counter, len(ids) + _SPARE), ("HMGET", records, *ids), ("ZMSCORE", times, ids)]
+        reserved, numbers, first = self._read_into(chunk, starts[:_LINK_LIMIT], groups, head)
+        chunk.reserved(int(reserved), len(ids) + _SPARE, ids, list(zip(numbers, first)))
+        new_keys = starts[:_LINK_LIMIT]
+        while new_keys:
+            found = dict.fromkeys(event[:2] for key in new_keys for event in chunk.events[key])
+            linked_keys = dict.fromkeys(other for key in new_keys for other, _ in chunk.links[key])
+            new_keys = [key for key in linked_keys if key not in chunk.links][:max(0, _LINK_LIMIT - len(chunk.links))]
+            new_groups = [group for group in found if group not in chunk.deletions]
+            if new_keys or new_groups:
+                self._read_into(chunk, new_keys, new_groups)
+
+    def _read_into(self, chunk: _Chunk, keys: list[str], groups: list[tuple[str, Any]], head: list[tuple] = ()) -> list:
+        """Read the links and membership events of person `keys` and the deletions and trait histories (every
+        name the chunk asks) of `groups` into `chunk`, in one pipeline after `head` (whose answers it returns)."""
+        names, person, of_group = chunk.names, self.keys.person, self.keys.group
+        commands = [*head, *(self._script("read_keys", [person(key, "l"), person(key, "la"), person(key, "e")],
+                                          ["shh"]) for key in keys)]
+        commands += [self._script("read_keys", [of_group(*group, "d"), *(of_group(*group, "t:" + name) for name in names)],
+                                  ["s" + "h" * len(names)]) for group in groups]
+        answers = self._read(commands)
+        for key, (others, arrivals, events) in zip(keys, answers[len(head):]):
+            chunk.links[key] = _adjacent(others, _pairs(arrivals))
+            chunk.events[key] = list(_events(_pairs(events), float("inf")))
+        for group, (deleted, *histories) in zip(groups, answers[len(head) + len(keys):]):
+            chunk.deletions[group] = _deletions(deleted)
+            for name, history in zip(names, histories):
+                chunk.traits[group, name] = _trait_entries(_pairs(history))
+        return answers[:len(head)]
+
+    def _prefetched(self, chunk: _Chunk, message_id: str, event_ts: float, persons: list[str], ts: float,
+                    names: list[str], group: tuple[str, Any] | None, stale_group: tuple[str, Any] | None,
+                    stale_names: list[str]) -> tuple | None:
+        """What `lookup` reads (as `_read_in_one_script`), from what `prefetch` read; what that lacks (not
+        foreseen, or dropped by a write) is read into it first, one round trip per link hop. None for a message
+        not foreseen once the reservation has no spare number: the server numbers it, after the reservation, which
+        ends (a message not foreseen before that has its arrival record read first, one round trip)."""
+        numbered = chunk.taken.get(message_id)
+        if numbered is None:
+            if message_id not in chunk.records:
+                if not chunk.spare():
+                    chunk.end()
+                    return None
+                _, records, times = self._arrival_keys()
+                chunk.reserved(chunk.last, chunk.last - chunk.next + 1, [message_id],
+                               [self._read([("HGET", records, message_id), ("ZSCORE", times, message_id)])])
+            numbered = chunk.records[message_id]
+            if numbered is None:  # new: the next reserved number, its record written with the next writes
+                numbered = (chunk.next, _first_time(repr(event_ts)))
+                chunk.admits += (message_id, repr(event_ts), chunk.next)
+                chunk.next += 1
+                chunk.unnumbered -= 1
+            chunk.taken[message_id] = numbered
+        arrival, first = numbered
+        asked = [name for name in dict.fromkeys([*names, *stale_names]) if name not in chunk.names]
+        chunk.names += asked  # names no prefetch asked for: every group read from now on has them too
+        for _ in range(_LINK_LIMIT):
+            absent: list[str] = []
+
+            def neighbours(key: str) -> list[tuple[str, int | None]]:
+                if key in chunk.links:
+                    return chunk.links[key]
+                absent.append(key)
+                return []
+
+            walked: list[str] = []
+            for start in persons:  # most persons have no links: no walk
+                walk = [start] if chunk.links.get(start) == [] else linked(start, neighbours, arrival)
+                walked += [key for key in walk if key not in walked]
+            absent += [key for key in walked if key not in chunk.events]
+            found = [group] if group is not None else []
+            found += [event[:2] for key in walked if key in chunk.events for event in chunk.events[key] if event[2] <= ts]
+            if stale_group is not None:
+                found.append(stale_group)
+            missing = [one for one in dict.fromkeys(found) if one not in chunk.deletions
+                       or any((one, name) not in chunk.traits for name in chunk.names)]
+            if not absent and not missing:
+                break
+            self._read_into(chunk, list(dict.fromkeys(absent)), missing)
+        else:
+            return None
+        events = {key: chunk.events[key] for key in walked}
+        tagged = [group] if group is not None else []
+        tagged += [event[:2] for key in walked for event in events[key] if event[2] <= ts]
+        groups = {one: (chunk.deletions[one], [chunk.traits[one, name] for name in names])
+                  for one in dict.fromkeys(tagged)}
+        stale = [chunk.traits[stale_group, name] for name in stale_names] if stale_group is not None else []
+        return arrival, {key: chunk.links[key] for key in walked}, events, groups, stale, first
 
     def _read_in_one_script(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                             tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
@@ -601,10 +892,11 @@ class RedisStore(Store):
         (arrival, links, events, tags, deletions, traits, stale, first), = self._read(
             [self._script("lookup", self._arrival_keys(), args)])
         adjacency = {key: _adjacent(others, _pairs(stamps)) for key, others, stamps in links}
-        stored = {key: _pairs(flat) for (key, *_), flat in zip(links, events)}
-        groups = {tag: (deletion, [_pairs(flat) for flat in histories])
+        stored = {key: list(_events(_pairs(flat), ts)) for (key, *_), flat in zip(links, events)}
+        groups = {tuple(orjson.loads(tag)): (_deletions(deletion), [_trait_entries(_pairs(flat)) for flat in histories])
                   for tag, deletion, histories in zip(tags, deletions, traits)}
-        return int(arrival), adjacency, stored, groups, [_pairs(flat) for flat in stale], _first_time(first)
+        stale = [_trait_entries(_pairs(flat)) for flat in stale]
+        return int(arrival), adjacency, stored, groups, stale, _first_time(first)
 
     def _read_in_rounds(self, message_id: str, event_ts: float, persons: list[str], ts: float, names: list[str],
                         tags: list[str], stale_tag: str, stale_names: list[str]) -> tuple:
@@ -647,24 +939,27 @@ class RedisStore(Store):
             new_tags = list(dict.fromkeys(
                 group_tag(type_id, group_id) for key in stored for type_id, group_id, *_ in _events(stored[key], ts)))
             new_tags = [tag for tag in new_tags if tag not in groups]
-        return arrival, adjacency, stored, groups, stale, first_ts
+        groups = {tuple(orjson.loads(tag)): (_deletions(deleted), [_trait_entries(one) for one in histories])
+                  for tag, (deleted, histories) in groups.items()}
+        events = {key: list(_events(one, ts)) for key, one in stored.items()}
+        return arrival, adjacency, events, groups, [_trait_entries(one) for one in stale], first_ts
 
     def _assemble(self, arrival: int, starts: list[str], adjacency: dict[str, list[tuple[str, int | None]]],
-                  stored: dict[str, dict[str, str]], groups: dict[str, tuple[list[str], list[dict[str, str]]]],
+                  stored: dict[str, list[tuple]], groups: dict[tuple[str, Any], tuple[list, list[list[tuple]]]],
                   ts: float, names: list[str]) -> Lookup:
-        """The `Lookup` from what the server sent: linked keys, events, and per group tag its deletions and
-        trait histories."""
+        """The `Lookup` from what the server sent (or `prefetch` read): linked keys, their membership events
+        (`_events`), and per group its deletions (`_deletions`) and trait histories (`_trait_entries`)."""
         persons: list[str] = []
-        for start in starts:
-            persons += [k for k in linked(start, lambda k: adjacency.get(k, ()), arrival) if k not in persons]
-        events = [event for person in persons for event in _events(stored.get(person, {}), ts)]
+        for start in starts:  # most persons have no links: no walk
+            walk = linked(start, lambda k: adjacency.get(k, ()), arrival) if adjacency.get(start) else [start]
+            persons += [k for k in walk if k not in persons]
+        events = [event for person in persons for event in stored.get(person, ()) if event[2] <= ts]
         deletions, traits = {}, {}
-        for tag, (deleted, histories) in groups.items():
-            group = tuple(orjson.loads(tag))
+        for group, (deleted, histories) in groups.items():
             if deleted:
-                deletions[group] = [(float(at), stamp) for at, stamp in map(unstamped, deleted)]
+                deletions[group] = deleted
             if names:
-                found = {name: _latest(_trait_entries(history), ts, arrival) for name, history in zip(names, histories)}
+                found = {name: _latest(history, ts, arrival) for name, history in zip(names, histories)}
                 traits[group] = {name: best[2] for name, best in found.items() if best is not None}
         memberships = fold_memberships(events, deletions, ts, arrival) if events else []
         return Lookup(arrival, persons, memberships, traits)
@@ -673,6 +968,8 @@ class RedisStore(Store):
                           arrived: int | None = None) -> None:
         counter, events = self.keys.group(object_type_id, group_id, "n"), self.keys.person(person, "e")
         field = membership_field(object_type_id, group_id, ts, joined)
+        if (chunk := self._chunk()) is not None:
+            chunk.drop("events", person)
         if not self.cluster:  # one script reaches both slots
             self._write(self._script("record_membership", [counter, events], [field, "" if arrived is None else arrived]))
             return
@@ -680,6 +977,8 @@ class RedisStore(Store):
         self._write(("HSETNX", events, field, stamped(seq, arrived)))
 
     def record_object_deleted(self, object_type_id: str, group_id: str, ts: float, arrived: int | None = None) -> None:
+        if (chunk := self._chunk()) is not None:
+            chunk.drop("deletions", (object_type_id, group_id))
         self._write(("SADD", self.keys.group(object_type_id, group_id, "d"), stamped(repr(float(ts)), arrived)))
 
     def memberships_at(self, persons: list[str], ts: float, before: int | None = None) -> list[Membership]:
@@ -701,13 +1000,14 @@ class RedisStore(Store):
 
     def stale_traits(self, object_type_id: str, group_id: str, names: list[str], ts: float, message_id: str,
                      before: int | None = None) -> set[str]:
-        stored = self._read([("HGETALL", self.keys.group(object_type_id, group_id, "t:" + name)) for name in names])
-        return _stale_names(names, stored, ts, message_id, before)
+        return _stale_names(names, self._trait_histories(object_type_id, group_id, names), ts, message_id, before)
 
     def apply_traits(self, object_type_id: str, group_id: str, traits: dict[str, Any], ts: float, message_id: str,
                      arrived: int | None = None, source: str | None = None) -> None:
         if not traits:
             return
+        if (chunk := self._chunk()) is not None:
+            chunk.drop("traits", *(((object_type_id, group_id), name) for name in traits))
         keys = [self.keys.group(object_type_id, group_id, "n")]
         keys += [self.keys.group(object_type_id, group_id, "t:" + name) for name in traits]
         args = [message_id, *(orjson.dumps([float(ts), value, arrived, source]) for value in traits.values())]
@@ -801,8 +1101,28 @@ class RedisStore(Store):
         out.sort(key=lambda row: (row[2], row[0], row[1]))
         return out
 
-    def transaction(self) -> nullcontext[None]:
-        return nullcontext()
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Where `prefetch` keeps what it read for the chunk's lookups; at the end, the arrival records of the
+        messages numbered from it (if not sent with earlier writes) and the reservation's unused rest go out."""
+        if getattr(self._local, "chunk", None) is not None:
+            yield
+            return
+        self._local.chunk = chunk = _Chunk()
+        try:
+            yield
+        except BaseException:
+            chunk.end()
+            try:
+                self._flush()
+            except StoreError:
+                pass  # the chunk's own error is the one to see
+            raise
+        else:
+            chunk.end()
+            self._flush()
+        finally:
+            self._local.chunk = None
 
     def close(self) -> None:
         self.redis.close()
@@ -818,6 +1138,8 @@ class RedisStore(Store):
 
     def rekey_message_keys(self, hash_key, every: bool = False) -> int:
         marker = self.keys.privacy("message_keys")
+        if (chunk := self._chunk()) is not None:
+            chunk.end()  # message ids change
         with self._guard():
             if self.redis.exists(marker):
                 return 0
@@ -826,6 +1148,8 @@ class RedisStore(Store):
         return count
 
     def forget(self, keys: list[str], dry_run: bool = False) -> dict[str, int]:
+        if (chunk := self._chunk()) is not None and not dry_run:
+            chunk.end()  # links and events go; the server numbers what follows
         person = self.keys.person
         found = self._read([command for key in keys for command in (("SMEMBERS", person(key, "l")),
                                                                     ("HKEYS", person(key, "e")))])
@@ -921,6 +1245,8 @@ class RedisStore(Store):
 
     def compact(self, horizon: float) -> dict[str, int]:
         removed = dict.fromkeys(("arrivals", "memberships", "deletions", "traits", "activity"), 0)
+        if (chunk := self._chunk()) is not None:
+            chunk.end()  # what was read may be removed now
         h = repr(float(horizon))
         with self._guard():
             ids, times = self.keys.arrivals("ids"), self.keys.arrivals("t")

@@ -121,6 +121,7 @@ class Backfill:
             pending = records(path, contract)
             while chunk := list(islice(pending, CHUNK)):
                 with self.engine.transaction():
+                    self.engine.prefetch((rec.payload, self.source) for rec in chunk if rec.problem is None)
                     done = [(Position(index, rec.number), self._outcome(path, rec)) for rec in chunk]
                 for here, outcome in done:
                     self.progress(1)
