@@ -353,6 +353,7 @@ class Hook:
         decided: list[tuple[dict[str, Any], Any]] = []  # (msg, Message | Failed | dict to send)
         try:
             with self.engine.transaction():
+                self.engine.prefetch(((m, self.source) for m in batch if isinstance(m, dict)), authenticated=True)
                 for i, msg in enumerate(batch):
                     if not defer and i % YIELD_EVERY == YIELD_EVERY - 1 and not _behind(queue, len(batch)):
                         _offer_gil()

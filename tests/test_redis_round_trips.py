@@ -153,3 +153,43 @@ def test_a_message_the_prefetch_did_not_foresee_costs_its_own_round_trips_only(e
     assert not outcome.quarantined and len(outcome.forwarded) == len(chunk)
     # a chunk's (a cluster: one more round, for the groups of the persons' events), its arrival record, its person
     assert trips.count == (5 if engine.kind == "redis" else 6)  # 23 when it ended the chunk's answers
+
+
+def test_the_service_worker_prefetches_its_chunk(engine, tmp_path):
+    """`groupspec serve` on Redis: the delivery process's chunk of spooled requests (batches, as the SDKs post
+    them) is read in a few round trips, not one or more per message."""
+    from groupspec.middleware.jsonl import JsonlFile
+    from groupspec.plugin.service.spool import Entry, Spool, SpoolQueue
+    from groupspec.plugin.service.worker import Worker
+
+    import orjson
+
+    engine.store.admit("warm-up")
+    engine.run({**JOIN, "userId": "w1", "messageId": "wj1"})
+    batches = [orjson.dumps({"batch": [track(f"w{r}-{i}", userId="w1") for i in range(50)]}) for r in range(4)]
+    entries = [Entry(r + 1, None, None, 1793750400.0, 50, body) for r, body in enumerate(batches)]
+    queue = SpoolQueue(Spool(str(tmp_path / "spool.db")).path)
+    worker = Worker(queue, engine, JsonlFile(tmp_path / "quarantine.jsonl"), None, None)
+    with RoundTrips() as trips:
+        outcome = worker.process(entries)
+    assert len(outcome.forwarded) == 200 and not outcome.quarantined
+    assert all(body["context"]["groupId"] == "hh_a" for body in outcome.forwarded)
+    assert trips.count <= (3 if engine.kind == "redis" else 4)  # one at a time: over 200
+
+
+def test_the_sdk_hook_prefetches_its_batch(engine):
+    """The SDK hook on Redis: the consumer's batch of 100 is read in a few round trips before it is decided."""
+    segment = pytest.importorskip("segment.analytics")
+    from groupspec.middleware import install
+    from groupspec.middleware.sdk import hook_of
+
+    url = f"{engine.store._url}?prefix={engine.store.keys.prefix}"
+    client = segment.Client("wk", send=False)
+    hook = hook_of(install(client, CONFIG, store=url))
+    engine.run({**JOIN, "userId": "s1", "messageId": "sj1"})
+    batch = [{**track(f"s{i}", userId="s1"), "context": {"library": {"name": "analytics-python"}}} for i in range(100)]
+    sent: list = []
+    with RoundTrips() as trips:
+        hook.request(sent.extend, batch)
+    assert [m["context"]["groupId"] for m in sent] == ["hh_a"] * 100
+    assert trips.count < 20  # the lookups of 100 messages in one prefetch (one at a time: over 100)

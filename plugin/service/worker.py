@@ -103,6 +103,7 @@ class Worker:
         """Feed the entries to the engine, one store transaction for the chunk."""
         outcome = Outcome()
         with self.engine.transaction():
+            self.engine.prefetch(((entry.payload, entry.source) for entry in entries), authenticated=True)
             for entry in entries:
                 self.engine.process(entry.payload, entry.source, kind=entry.kind, received_at=entry.received_at,
                                     into=outcome, authenticated=True)
