@@ -183,9 +183,9 @@ _TYPES = {"identify": FlatPath._person, "track": FlatPath._person, "page": FlatP
 class FlatTail:
     """The chain's tail in one function for a message the flat front took (see the module docstring): `annotate`,
     the destination's mapping (its `flat` operations for the common message, else `map_`, the engine's `_map`
-    step), `roll_up` when the contract has rollups, the
-    forwarded body written out (`encode`), `learn`. `failed(msg, step, exc)` is the engine's: what a step raises
-    quarantines the message alone, named as the chain names it."""
+    step), `roll_up` when the contract has rollups, the forwarded body written out (`encode`), `learn`.
+    `failed(msg, step, exc)` is the engine's: what a step raises quarantines the message alone, named as the chain
+    names it."""
 
     def __init__(self, map_: Callable[[Message], Message], roll_up: Callable[[Message], Message],
                  encode: Callable[[Message], Message], learn: Callable[[Message], Message],
