@@ -65,22 +65,30 @@ class Counts:
 
     def count(self, msg: Any) -> None:
         """Count one `Message` that has been through the chain."""
+        if msg.quarantined or msg.violations:  # a suppressed message is quarantined too
+            self._count_other(msg)
+            return
+        resolution = msg.resolution
+        if msg.type == "track" and not msg.object_event:  # the common case, short: a known event row
+            event = msg.body.get("event")
+            row = self.events.get(event) if event.__class__ is str else None
+            if row is None:
+                self._count_other(msg)
+                return
+            row["received"] += 1
+            row["forwarded"] += 1
+            row["resolution"][resolution] += 1
+        self.forwarded += 1
+        self.resolution[resolution] += 1
+        ts = msg.ts
+        if self.latest is None or ts > self.latest:
+            self.latest = ts
+
+    def _count_other(self, msg: Any) -> None:
         if msg.suppressed:
             self.suppressed += 1
             return
         event = msg.body.get("event") if msg.type == "track" and not msg.object_event else None
-        if not msg.quarantined and not msg.violations:  # the common case, short
-            row = self.events.get(event) if event.__class__ is str else None
-            if row is not None or event is None:
-                self.forwarded += 1
-                self.resolution[msg.resolution] += 1
-                if self.latest is None or msg.ts > self.latest:
-                    self.latest = msg.ts
-                if row is not None:
-                    row["received"] += 1
-                    row["forwarded"] += 1
-                    row["resolution"][msg.resolution] += 1
-                return
         self.add(quarantined=msg.quarantined, violations=msg.violations, source=msg.source,
                  resolution=msg.resolution, event=event if isinstance(event, str) else None, ts=msg.ts)
 

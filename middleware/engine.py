@@ -26,7 +26,7 @@ from . import contract
 from .config import Config, duration_seconds
 from .counts import Counts
 from .enrich import Attach, annotate
-from .fastpath import FlatPath
+from .fastpath import FlatPath, FlatTail
 from .learn import Learn
 from .message import TIME_KEYS, Message, normalise, split
 from .migrated_ids import MapMigrated
@@ -54,6 +54,9 @@ class Destination(Protocol):
     def problem(self, op: dict[str, Any], line: bytes | None = None) -> tuple[str, str] | None:
         """(field, reason) when `op` breaks one of the destination's limits; `line` is `op` written out, when
         the caller has it (its size is then not measured again)."""
+
+    # optional: `flat(msg) -> (operations, lines) | None`, the operations of a message the flat path took, checked
+    # and written out, when the destination can make them directly (None: `operations` and `problem` decide)
 
 
 @dataclass
@@ -152,6 +155,9 @@ class Engine:
         self.steps: list[Step] = [*front, *self.tail]
         # the front, flat, for a message that breaks no rule (not under `suppress_forgotten`: its step is first)
         self.flat = None if suppress else FlatPath(resolve, attach)
+        # the tail, flat, after the flat front (the chain's tail when the door adds steps of its own)
+        self.flat_tail = None if steps or destination is None else FlatTail(
+            self._map, self._roll_up, encode, self.tail[-1], self._failed, getattr(destination, "flat", None))
         self._timed: list[tuple[float, int, Callable[[], list[dict[str, Any]]]]] = []  # (when, order, task)
         self._timed_ops: list[dict[str, Any]] = []  # what due tasks sent, before the next message's operations
         self._chains: dict[int, dict[str, list[Step]]] = {}  # id(contract) -> chains
@@ -332,6 +338,9 @@ class Engine:
         saved = msg.__dict__.copy()
         try:
             if not self._timed and self.flat is not None and self.flat.take(msg):  # a pending task (a migration) first: the chain
+                if self.flat_tail is not None:
+                    self.flat_tail.finish(msg)
+                    return
                 tails = self._tails.get(id(msg.contract))
                 if tails is None:
                     tails = self._tails[id(msg.contract)] = chains(self.tail, msg.contract)

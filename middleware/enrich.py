@@ -34,10 +34,11 @@ def annotate(msg: Message) -> Message:
     for m in reversed(msg.memberships):  # latest joined wins per type
         groups[m.object_type_id] = m.group_id
     if msg.type != "group" and not msg.object_event:
-        if msg.group_id is not None:
+        group_id = msg.group_id
+        if group_id is not None:
             if msg.resolution != "membership":  # an explicit id: under its group's type when the person is a member
-                groups[msg.group_type()] = msg.group_id
-            context["groupId"] = msg.group_id
+                groups[msg.group_type()] = group_id
+            context["groupId"] = group_id
         if groups:
             context["groups"] = groups
     msg.groups = groups
@@ -46,7 +47,8 @@ def annotate(msg: Message) -> Message:
         info["group_traits"] = msg.snapshot
     if msg.migrated_from is not None:
         info["migrated_from"] = msg.migrated_from
-    if msg.as_of != msg.ts:  # older than `[store] retention`: resolved as at the window's start
-        info["resolved_as_of"] = iso(msg.as_of)
+    horizon = msg.horizon
+    if horizon is not None and msg.ts < horizon:  # older than `[store] retention`: resolved as at the window's start
+        info["resolved_as_of"] = iso(horizon)
     context["groupspec"] = info
     return msg

@@ -1,5 +1,6 @@
 """The flat path: the front of the chain (normalise, `check_time`, `Resolve`, the contract checks, `Attach`) as one
-flat function per message type, for the common message that breaks no rule.
+flat function per message type, for the common message that breaks no rule, and the chain's tail (`annotate`,
+the mapping, rollups, `encode`, `learn`) as one function after it (`FlatTail`).
 
 `Engine.through` tries it first for every message: `FlatPath.take(msg)` either leaves `msg` exactly as the
 chain's front would (normalised, resolved, checked with no violation, its snapshot attached) and answers True,
@@ -12,15 +13,22 @@ Each check below is the predicate "this check would report nothing" of its step 
 same contract fields and tables; resolution is the `Resolve` step itself. `tests/test_fastpath.py` proves the
 two roads give the same bytes; a change to a rule of the front changes its predicate here too (or makes it fall
 back).
+
+`FlatTail.finish` runs the chain's own tail steps in one function, without the step dispatch, and writes the
+forwarded body out inline (`encode`'s work); it runs when the door adds no steps of its own (the SDK hook's
+`after` callables take the chain's tail).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from .config import Contract, duration_seconds
 from .contract import _OBJECT_TYPE, _TYPE_CHECKS, id_problem
-from .enrich import Attach
+from .enrich import Attach, annotate
 from .events import STORE_EVENTS, object_attributes, object_type_source
 from .message import MAX_TIME, MIN_TIME, Message, parse_time
 from .resolve import Resolve
@@ -170,3 +178,51 @@ class FlatPath:
 
 _TYPES = {"identify": FlatPath._person, "track": FlatPath._person, "page": FlatPath._person,
           "screen": FlatPath._person, "group": FlatPath._group}
+
+
+class FlatTail:
+    """The chain's tail in one function for a message the flat front took (see the module docstring): `annotate`,
+    the destination's mapping (its `flat` operations for the common message, else `map_`, the engine's `_map`
+    step), `roll_up` when the contract has rollups, the forwarded body written out (`encode`), `learn`.
+    `failed(msg, step, exc)` is the engine's: what a step raises quarantines the message alone, named as the chain
+    names it."""
+
+    def __init__(self, map_: Callable[[Message], Message], roll_up: Callable[[Message], Message],
+                 encode: Callable[[Message], Message], learn: Callable[[Message], Message],
+                 failed: Callable[[Message, Any, Exception], None],
+                 flat_map: Callable[[Message], tuple[list[dict[str, Any]], list[bytes]] | None] | None = None) -> None:
+        self.map, self.roll_up, self.encode, self.learn, self.failed = map_, roll_up, encode, learn, failed
+        self.flat_map = flat_map or (lambda msg: None)
+
+    def finish(self, msg: Message) -> None:
+        step: Any = annotate
+        try:
+            annotate(msg)
+            step = self.map
+            done = self.flat_map(msg)  # the destination's operations for the common message, written out
+            if done is not None:
+                msg.ops, msg.op_lines = done
+            else:
+                self.map(msg)
+                if msg.quarantined:
+                    return
+            if msg.contract.rollups:
+                step = self.roll_up
+                self.roll_up(msg)
+                if msg.quarantined:
+                    return
+            step = self.encode
+            if len(msg.op_lines) == len(msg.ops):  # the common case of `encode`: the operations are written out
+                try:
+                    msg.line = orjson.dumps(msg.body)
+                except (TypeError, orjson.JSONEncodeError):
+                    self.encode(msg)  # it says why
+                    return
+            else:
+                self.encode(msg)
+                if msg.quarantined:
+                    return
+            step = self.learn
+            self.learn(msg)
+        except Exception as exc:
+            self.failed(msg, step, exc)

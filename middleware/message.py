@@ -93,8 +93,11 @@ class Message:
 
     def group_type(self) -> str:
         """The object type of the resolved group: its membership's, else the contract's default."""
-        return next((m.object_type_id for m in self.memberships if m.group_id == self.group_id),
-                    self.contract.default_object_type_id)
+        group_id = self.group_id
+        for m in self.memberships:
+            if m.group_id == group_id:
+                return m.object_type_id
+        return self.contract.default_object_type_id
 
     def suppress(self) -> Message:
         """Drop this message as a forgotten person's: no later step runs, and no record of it is written."""

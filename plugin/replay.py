@@ -67,6 +67,9 @@ class Replay:
                     self.engine.prefetch((item[0], item[1] or self.source) for item in chunk)
                     outcome = Outcome(counts=self.counts)
                     for item in chunk:
+                        if len(item) == 2:  # a recorded stream's (payload, source): nothing more from its door
+                            self.engine.process(item[0], item[1] or self.source, receipt=False, into=outcome)
+                            continue
                         payload, source, kind, received_at, receipt = Refused(*item)
                         self.engine.process(payload, source or self.source, kind=kind, received_at=received_at,
                                             receipt=receipt, into=outcome)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 START = datetime(2026, 1, 1, tzinfo=timezone.utc)
 PEOPLE = ["u1", "u2", "u3", "ann@example.com"]
-ODD_PEOPLE = ["cio_7", 42, 4.0, "", True, None]
+ODD_PEOPLE = ["cio_7", 42, 4.0, "", True, None, "u" * 151]  # the last: over Customer.io's 150-byte identifier
 HOUSEHOLDS = {"u1": "hh_1", "u2": "hh_2", "u3": "hh_1", "ann@example.com": "hh_3"}
 BAD_GROUPS = ["hh 1", "x@y.co", "https://x", 7, True, {"x": 1}, "", "hh_" + "9" * 160, "acct_1"]
 EVENTS = ["Order Placed", "Product Viewed", "Signed Up"]
@@ -100,6 +100,8 @@ def messages(draw, n: itertools.count) -> dict[str, Any]:
                                  "order": {"sku": "s1", "at": "2026-02-01T00:00:00Z", "items": [1, 2]}}
         if chance(draw, 0.15):
             props["group_id"] = pick(draw, [household], BAD_GROUPS)
+        if chance(draw, 0.1):  # an attribute Customer.io's schema types (a string): `limits.TYPED_ATTRIBUTES`
+            props[draw(st.sampled_from(["recipient", "url"]))] = draw(st.sampled_from(["x@example.com", 5]))
         if msg["event"] in ("Relationship Deleted", "Object Deleted") or chance(draw, 0.05):
             props["objectId"] = pick(draw, [household], [None, 5])
             if chance(draw, 0.5):
@@ -294,3 +296,61 @@ def test_the_flat_path_declines_while_a_migration_is_recorded():
         out = engine.process(orjson.dumps({**track, "messageId": "2", "context": {"groupId": "hh_2"}}))
     assert taken == [True, False]
     assert out.forwarded[0]["context"]["groupId"] == "hh_4"
+
+
+def test_the_flat_tail_finishes_what_the_flat_front_took():
+    """A message the flat front took is finished by `FlatTail` (the chain's tail without the step dispatch); one the
+    front declined by the chain's own steps."""
+    cfg = config("segment", "memory://", False, True, True, None)
+    engine = Engine(cfg, open_store("memory://"), destination=CUSTOMERIO, clock=None)
+    finished = []
+    finish = engine.flat_tail.finish
+    engine.flat_tail.finish = lambda msg: finished.append(msg.body["messageId"]) or finish(msg)
+    base = {"timestamp": iso(0), "userId": "u1", "type": "track", "event": "Order Placed"}
+    engine.process(orjson.dumps({**base, "context": {"groupId": "hh_1"}, "messageId": "1"}))
+    engine.process(orjson.dumps({**base, "context": {"groupId": "hh 1"}, "messageId": "2"}))  # invalid_group_id
+    assert finished == ["1"]
+
+
+def test_the_flat_mapping_leaves_what_the_limits_refuse_to_the_chain():
+    """An event with a typed attribute of another type (not_mapped) or an identifier over 150 bytes
+    (customerio_limit) gets the chain's outcome on the flat road; a well-formed one the flat mapping's."""
+    base = {"timestamp": iso(0), "type": "track", "event": "Viewed", "context": {"groupId": "hh_1"}}
+    payloads = [{**base, "userId": "u1", "messageId": "1", "properties": {"recipient": 5}},
+                {**base, "userId": "u1", "messageId": "2", "properties": {"recipient": "x@example.com"}},
+                {**base, "userId": "u" * 151, "messageId": "3"},
+                {**base, "userId": "u1", "messageId": "4", "properties": {"at": "2026-02-01T00:00:00Z"}}]
+    results = []
+    for flat in (True, False):
+        cfg = config("segment", "memory://", False, False, True, None)
+        engine = Engine(cfg, open_store("memory://"), destination=CUSTOMERIO, clock=None)
+        if flat:
+            flat_map, made = engine.flat_tail.flat_map, []
+            engine.flat_tail.flat_map = lambda msg: made.append(flat_map(msg) is not None) or flat_map(msg)
+        else:
+            engine.flat = Declines()
+        outs = [engine.process(orjson.dumps(p)) for p in payloads]
+        results.append([(o.forwarded_lines, o.op_lines, [orjson.dumps(r) for r in o.quarantined]) for o in outs])
+    assert results[0] == results[1]
+    assert [len(ops) for _, ops, _ in results[0]] == [0, 1, 0, 1]
+    assert made == [False, False, False, True]  # a typed attribute, even a good one: the limits decide
+
+
+def test_the_flat_tail_quarantines_a_failing_step_as_the_chain_does():
+    """What a tail step raises quarantines that message alone, named by the step, on either road."""
+    payloads = [{"timestamp": iso(i), "userId": "u1", "type": "track", "event": event, "messageId": str(i),
+                 "properties": {"total": 10}, "context": {"groupId": "hh_1"}}
+                for i, event in enumerate(["Order Placed", "Boom", "Product Viewed"])]
+    records = []
+    for flat in (True, False):
+        cfg = config("segment", "memory://", False, True, True, None)
+        destination = type("Failing", (), {
+            "operations": staticmethod(lambda msg: 1 / 0 if msg.body["event"] == "Boom" else CUSTOMERIO.operations(msg)),
+            "object_update": staticmethod(CUSTOMERIO.object_update), "problem": staticmethod(CUSTOMERIO.problem)})()
+        engine = Engine(cfg, open_store("memory://"), destination=destination, clock=None)
+        if not flat:
+            engine.flat = Declines()
+        outs = [engine.process(orjson.dumps(p)) for p in payloads]
+        records.append([(o.forwarded_lines, o.op_lines, [orjson.dumps(r) for r in o.quarantined]) for o in outs])
+    assert records[0] == records[1]
+    assert orjson.loads(records[0][1][2][0])["violations"][-1]["field"] == "_map"

@@ -37,15 +37,16 @@ def iso_seconds(value: str) -> int | None:
 def segment(values: dict[str, Any]) -> dict[str, Any]:
     """Segment's `convertAttributeTimestamps`: ISO-8601 strings -> unix seconds, recursively into objects but not
     into lists; other strings (`"2026-11-18 10:00:00"`), numbers and numeric strings stay."""
-    out: dict[str, Any] = {}
+    out = dict(values)  # a copy at every depth; only what changes is written again
     for key, value in values.items():
-        if value.__class__ is str:
-            seconds = iso_seconds(value) if value[4:5] == "-" else None
-            out[key] = value if seconds is None else seconds
-        elif value.__class__ is dict:
+        kind = value.__class__
+        if kind is str:
+            if value[4:5] == "-":
+                seconds = iso_seconds(value)
+                if seconds is not None:
+                    out[key] = seconds
+        elif kind is dict:
             out[key] = segment(value)
-        else:
-            out[key] = value
     return out
 
 

@@ -43,13 +43,17 @@ TYPED_ATTRIBUTES: dict[tuple[str, str], dict[str, tuple[Any, str]]] = {
                                        (lambda v: isinstance(v, str), "a string")),
 }
 
+_TYPED_NAMES = {kind: frozenset(names) for kind, names in TYPED_ATTRIBUTES.items()}
+_REQUIRED_KEYS = {kind: tuple((path, tuple(path.split("."))) for path in paths) for kind, paths in REQUIRED.items()}
+
 
 def missing(op: dict[str, Any]) -> tuple[str, str] | None:
     """(field, reason) when `op` lacks a field Customer.io's schema requires, names a platform it does not know or
     gives a typed attribute another type; None otherwise. Cheap: table lookups and a few reads."""
-    for path in REQUIRED.get((op["type"], op["action"]), ()):
+    kind = (op["type"], op["action"])
+    for path, keys in _REQUIRED_KEYS.get(kind, ()):
         value: Any = op
-        for key in path.split("."):
+        for key in keys:
             value = value.get(key) if isinstance(value, dict) else None
         if value is None or value == "":
             return path, f"Customer.io's Track API refuses a {op['type']} {op['action']} without {path}"
@@ -57,7 +61,7 @@ def missing(op: dict[str, Any]) -> tuple[str, str] | None:
         platform = op["device"]["platform"]
         if not isinstance(platform, str) or platform.lower() not in PLATFORMS:
             return "device.platform", f"Customer.io's Track API takes device platform ios or android, got {platform!r}"
-    typed = TYPED_ATTRIBUTES.get((op["type"], op["action"]))
+    typed = TYPED_ATTRIBUTES.get(kind)
     if typed:
         attrs = op.get("attributes") or {}
         for name, (test, wanted) in typed.items():
@@ -145,3 +149,14 @@ def _too_big(op: dict[str, Any], line: bytes | None) -> tuple[str, str] | None:
     if size > MAX_OPERATION_BYTES:
         return "", f"operation of {size} bytes is over Customer.io's 32 KB limit"
     return None
+
+
+def activity_accepted(op: dict[str, Any], line: bytes) -> bool:
+    """True when neither `missing` nor `problem` would find anything in a person event, page or screen operation
+    (`line`: it written out): a name, one person identifier of at most `MAX_ID_BYTES`, none of the attributes the
+    schema types (`TYPED_ATTRIBUTES`), at most `MAX_OPERATION_BYTES`. False: ask them (the flat path's check)."""
+    ((_, value),) = op["identifiers"].items()
+    if not value or len(value.encode()) > MAX_ID_BYTES or not op["name"]:
+        return False
+    typed = _TYPED_NAMES.get(("person", op["action"]))
+    return (typed is None or typed.isdisjoint(op["attributes"])) and len(line) <= MAX_OPERATION_BYTES

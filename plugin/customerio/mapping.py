@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from groupspec.middleware.events import object_attributes, relationship_type
 from groupspec.middleware.message import Message
 from groupspec.middleware.rollups import Update
@@ -77,12 +78,21 @@ def identify(msg: Message) -> list[dict[str, Any]]:
     return [op]
 
 
-def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
-    ids = _person_ids(msg)
-    attrs = _with_anonymous_id(msg, ids, attributes(msg.props))
+def activity(action: str, name: str, user_id: str | None, anonymous_id: str | None, props: dict[str, Any],
+             key: str, stable_ts: float, ts: float, extra: dict[str, Any]) -> dict[str, Any]:
+    """A person activity (Segment `trackEvent`, `trackPageView`, `trackScreenView`) over plain values: `props` as
+    attributes, dates converted, the anonymousId along unless it is the identifier, then groupspec's `extra`."""
+    ids = identifiers.person(user_id, anonymous_id)
+    attrs = attributes(props)
+    if anonymous_id is not None and "anonymous_id" not in ids:
+        attrs["anonymous_id"] = anonymous_id
     attrs.update(extra)
-    return [{"type": "person", "action": action, "identifiers": ids, "name": name,
-             "id": event_id(msg.key, msg.stable_ts), "timestamp": int(msg.ts), "attributes": attrs}]
+    return {"type": "person", "action": action, "identifiers": ids, "name": name, "id": event_id(key, stable_ts),
+            "timestamp": int(ts), "attributes": attrs}
+
+
+def _activity(msg: Message, action: str, name: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+    return [activity(action, name, msg.user_id, msg.anonymous_id, msg.props, msg.key, msg.stable_ts, msg.ts, extra)]
 
 
 def event(msg: Message) -> list[dict[str, Any]]:
@@ -251,6 +261,21 @@ def operations(msg: Message) -> list[dict[str, Any]]:
     return ops
 
 
+def flat(msg: Message) -> tuple[list[dict[str, Any]], list[bytes]] | None:
+    """The operations of a message the engine's flat path took, written out, when they are one Segment `trackEvent`
+    (the row `("track", None)` of `ROUTES`) that `limits.activity_accepted` passes; None otherwise: `operations`
+    and the limits decide (the same builder, `activity`, makes the operation on both roads)."""
+    if msg.type != "track" or msg.contract.compat != "segment" or ("track", msg.body["event"]) in ROUTES:
+        return None
+    op = activity("event", msg.body["event"], msg.user_id, msg.anonymous_id, msg.props, msg.key, msg.stable_ts,
+                  msg.ts, group_extra(msg))
+    try:
+        line = orjson.dumps(op)
+    except TypeError:  # orjson.JSONEncodeError: `operations` and the limits say why
+        return None
+    return ([op], [line]) if limits.activity_accepted(op, line) else None
+
+
 def object_update(update: Update) -> dict[str, Any]:
     """An object `identify` carrying a group's rollup attributes."""
     type_id, group_id, values = update
@@ -289,6 +314,7 @@ class CustomerIO:
     """The Customer.io destination the engine maps forwarded messages with (`groupspec.middleware.engine`)."""
 
     operations = staticmethod(operations)
+    flat = staticmethod(flat)
     object_update = staticmethod(object_update)
     problem = staticmethod(limits.problem)
 
