@@ -113,7 +113,9 @@ def test_a_signed_webhook_post_is_delivered_as_its_source(guarded, cio):
     assert response.status_code == 200
     wait_for(lambda: cio.accepted)
     assert [op["attributes"]["sku"] for op in cio.accepted] == ["sku_1"]
-    report = httpx.get(guarded.url + "/report.json", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    # the chunk's counts are committed after Customer.io accepted its operations: the report shows them then
+    report = wait_for(lambda: (r := httpx.get(guarded.url + "/report.json",
+                                              headers={"Authorization": f"Bearer {TOKEN}"}).json())["received"] and r)
     assert [(v["source"], v["code"]) for v in report["violations"]] == []
     assert report["received"] == 1
 
