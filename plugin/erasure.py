@@ -1,6 +1,6 @@
 """The files a forgotten person's records are removed from: the quarantine, Customer.io's dead letter, the
 upstream's dead letter (each rewritten atomically under its lock, `middleware/jsonl.py`) and the service's spool
-(`service/spool.py`: their unsent messages, in its transaction, never under a delivery). Used by `groupspec people
+(`spool.py`: their unsent messages, in its transaction, never under a delivery). Used by `groupspec people
 forget` and, after an `[privacy] erase_on` event, by the service's worker.
 
 A record is the person's only when an identity field names them (`middleware/privacy.py`); the files the user
@@ -18,7 +18,7 @@ from groupspec.middleware.errors import GroupspecError
 from groupspec.middleware.jsonl import rewrite
 from groupspec.middleware.privacy import Erasure, keep_line, names_in_message
 
-from .service import spool
+from . import spool
 
 #: kind -> (the config's path of the file, the record field holding what names the person, how it is matched)
 JSONL_FILES: dict[str, tuple[Callable[[Config], str], str, str]] = {

@@ -19,7 +19,7 @@ from groupspec.middleware.stores import Store
 
 from . import erasure
 from .customerio import identifiers
-from .service import spool
+from . import spool
 
 UPSTREAM_NOTE = ("the upstream (Segment, RudderStack) keeps its own copy: groupspec does not call its deletion API "
                  "(Segment: a deletion regulation; RudderStack: its data regulation API)")

@@ -15,7 +15,7 @@ from groupspec.middleware.jsonl import JsonlFile
 from groupspec.middleware.stores.memory import MemoryStore
 from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
-from groupspec.plugin.service.spool import Spool, SpoolQueue
+from groupspec.plugin.spool import Spool, SpoolQueue
 from groupspec.plugin.service.worker import Worker
 
 EVENT_TIME = 1_790_000_000.0  # the messages' own time: 2026-09-21T14:13:20Z, u2's group call a minute before

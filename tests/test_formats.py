@@ -29,8 +29,8 @@ from groupspec.middleware.stores import sqlite as sqlite_store
 from groupspec.middleware.migrations import Migration
 from groupspec.middleware.stores.formats import Format, FormatError
 from groupspec.middleware.stores.migrated import migrated
-from groupspec.plugin.service import spool as spool_module
-from groupspec.plugin.service.spool import Spool, SpoolQueue
+from groupspec.plugin import spool as spool_module
+from groupspec.plugin.spool import Spool, SpoolQueue
 
 LEGACY = Path(__file__).resolve().parent / "data" / "legacy"
 ANSWERS = json.loads((LEGACY / "answers.json").read_text())

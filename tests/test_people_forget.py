@@ -20,7 +20,7 @@ from groupspec.plugin.cli import main
 from groupspec.plugin.customerio.delivery import Delivery
 from groupspec.plugin.customerio.mapping import CUSTOMERIO
 from groupspec.plugin.erasure import erase_people
-from groupspec.plugin.service.spool import Spool, SpoolQueue, erase, erasing
+from groupspec.plugin.spool import Spool, SpoolQueue, erase, erasing
 from groupspec.plugin.service.worker import Worker
 
 ALICE = ["alice@example.com", "anon-77"]

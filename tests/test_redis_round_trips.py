@@ -159,7 +159,7 @@ def test_the_service_worker_prefetches_its_chunk(engine, tmp_path):
     """`groupspec serve` on Redis: the delivery process's chunk of spooled requests (batches, as the SDKs post
     them) is read in a few round trips, not one or more per message."""
     from groupspec.middleware.jsonl import JsonlFile
-    from groupspec.plugin.service.spool import Entry, Spool, SpoolQueue
+    from groupspec.plugin.spool import Entry, Spool, SpoolQueue
     from groupspec.plugin.service.worker import Worker
 
     import orjson

@@ -392,7 +392,7 @@ def test_health_shows_a_store_that_does_not_answer(tmp_path, cio):
 def test_a_second_service_on_the_same_spool_refuses_to_start(service, tmp_path, cio):
     from groupspec.middleware.config import load_config
     from groupspec.plugin.service.serve import Service
-    from groupspec.plugin.service.spool import SpoolError
+    from groupspec.plugin.spool import SpoolError
 
     with pytest.raises(SpoolError, match="in use"):
         Service(load_config(tmp_path / "groupspec.toml"))

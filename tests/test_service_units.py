@@ -24,7 +24,7 @@ from groupspec.plugin.service.logs import JsonFormatter, secrets_of
 from groupspec.middleware.counts import Counts
 from groupspec.plugin.service.metrics import DeliveryStats, Metrics
 from prometheus_client.parser import text_string_to_metric_families
-from groupspec.plugin.service.spool import Spool, SpoolError, SpoolQueue
+from groupspec.plugin.spool import Spool, SpoolError, SpoolQueue
 from groupspec.plugin.service.supervisor import QUIT, WAKE
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -24,7 +24,7 @@ from ..erasure import erase_people
 from ..customerio.mapping import CUSTOMERIO
 from ..sender import DeadLetterFile, rate_limiter
 from . import logs
-from .spool import SpoolQueue
+from ..spool import SpoolQueue
 from .supervisor import QUIT
 from ..sender.upstream import Upstream
 from .worker import Worker

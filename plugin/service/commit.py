@@ -8,7 +8,7 @@ import queue
 import threading
 from collections.abc import Callable
 
-from .spool import Spool
+from ..spool import Spool
 
 Row = tuple[str | None, str | None, float, int, bytes]
 _STOP = object()

@@ -23,7 +23,7 @@ from .app import App
 from .commit import GroupCommit
 from .cors import browser_access
 from .metrics import Metrics
-from .spool import Spool
+from ..spool import Spool
 from .supervisor import DeliveryProcess
 
 log = logging.getLogger("groupspec.service")

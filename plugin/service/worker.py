@@ -29,7 +29,7 @@ from ..sender import SendFailed, SendHeld, SendReport, Unauthorized
 from ..sender.ratelimit import LimitUnavailable
 from .freshness import group_op_times
 from .metrics import DeliveryStats
-from .spool import Entry, SpoolQueue
+from ..spool import Entry, SpoolQueue
 from ..sender.upstream import Upstream
 
 log = logging.getLogger("groupspec.worker")
