@@ -23,8 +23,10 @@ MAX_DEPTH = 64  # levels of objects and arrays a message may nest (orjson writes
 MAX_BATCH_MESSAGES = 2_500  # members of one batch: a 500 KB batch of valid messages holds far fewer
 MIN_TIME = 0.0  # 1970-01-01T00:00:00Z: a message time before it is malformed
 MAX_TIME = 253402300799.0  # 9999-12-31T23:59:59Z: the last time ISO-8601 (and every reader of it) can write
-_DIGITS = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))  # digits "0", "-" kept, else " "
+#: a line's shape for `input_problem`'s scan: digits as "0", "-" kept, "{" and "[" as "[", anything else " "
+_SHAPE = bytes(48 if 48 <= i <= 57 else 91 if i in (91, 123) else i if i == 45 else 32 for i in range(256))
 _BIG_INTS = (b"0" * 20, b"-" + b"0" * 19)  # 2**64 has 20 digits, -2**63 19: orjson reads what lies beyond as floats
+_DIGITS_19 = b"0" * 19  # in both of `_BIG_INTS`: one search rules both out
 TYPES = frozenset({"identify", "track", "page", "screen", "group", "alias"})
 TIME_KEYS = (  # where a message may carry its time, in order of preference
     "timestamp", "originalTimestamp", "sentAt", "receivedAt")
@@ -387,13 +389,13 @@ def input_problem(obj: Any, raw: bytes | None = None) -> str | None:
     beyond 64 bits in either sign, below -2**63 or above 2**64 - 1 (orjson reads it as a float: the value would
     change silently). With the `raw` bytes, both are looked for only when a cheap scan of the bytes says they may
     be there (a run of 20 digits, or of 19 after a minus sign)."""
-    if raw is None or raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+    shape = None if raw is None else raw.translate(_SHAPE)
+    if shape is None or shape.count(b"[") > MAX_DEPTH:
         if isinstance(obj, (dict, list)) and _deeper_than(obj, MAX_DEPTH):
             return f"nested deeper than {MAX_DEPTH} levels"
-    if raw is None:
+    if shape is None:
         return None
-    shape = raw.translate(_DIGITS)
-    if _BIG_INTS[0] in shape or _BIG_INTS[1] in shape:
+    if _DIGITS_19 in shape and (_BIG_INTS[0] in shape or _BIG_INTS[1] in shape):
         big = _big_int(json.loads(raw))
         if big is not None:
             return f"integer {big} is beyond 64 bits and would lose its value; send it as a string"
