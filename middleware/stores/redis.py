@@ -133,14 +133,9 @@ redis.call('HSETNX', KEYS[2], ARGV[1], seq)
 # Returns {arrival, {key, linked keys, their arrivals hash}..., events hash per visited key, group tags (asked
 # for and of the events at or before ts), deletions per tag, per tag the trait hashes per name, the stale-asked
 # group's trait hashes per name, the first arrival's event time}.
-_LOOKUP = _ADMIT_BODY + """
-local prefix = ARGV[1]
-local arrival, first = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
-local ts = tonumber(ARGV[4])
-local at = 5
-local names = {}
-for i = 1, tonumber(ARGV[at]) do names[i] = ARGV[at + i] end
-at = at + #names + 1
+# A script's start keys and group tags (each a count, then its items, from ARGV[at]), without repeats and in order:
+# `order` / `seen` and `tags` / `tagged`; `at` is left past them.
+_DISTINCT = """
 local seen, order = {}, {}
 for i = 1, tonumber(ARGV[at]) do
   local key = ARGV[at + i]
@@ -153,7 +148,16 @@ for i = 1, tonumber(ARGV[at]) do
   if not tagged[tag] then tagged[tag] = true; tags[#tags + 1] = tag end
 end
 at = at + tonumber(ARGV[at]) + 1
-local stale = {}
+"""
+_LOOKUP = _ADMIT_BODY + """
+local prefix = ARGV[1]
+local arrival, first = admit(KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3])
+local ts = tonumber(ARGV[4])
+local at = 5
+local names = {}
+for i = 1, tonumber(ARGV[at]) do names[i] = ARGV[at + i] end
+at = at + #names + 1
+""" + _DISTINCT + """local stale = {}
 if ARGV[at] ~= '' then
   for k = 1, tonumber(ARGV[at + 1]) do
     stale[k] = redis.call('HGETALL', prefix .. '{g:' .. ARGV[at] .. '}:t:' .. ARGV[at + 1 + k])
@@ -211,19 +215,7 @@ for i = 1, count do
   records[i] = {seen, seen and redis.call('ZSCORE', KEYS[3], id)}
 end
 at = at + count + 1
-local seen, order = {}, {}
-for i = 1, tonumber(ARGV[at]) do
-  local key = ARGV[at + i]
-  if not seen[key] then seen[key] = true; order[#order + 1] = key end
-end
-at = at + tonumber(ARGV[at]) + 1
-local tagged, tags = {}, {}
-for i = 1, tonumber(ARGV[at]) do
-  local tag = ARGV[at + i]
-  if not tagged[tag] then tagged[tag] = true; tags[#tags + 1] = tag end
-end
-at = at + tonumber(ARGV[at]) + 1
-local names = {}
+""" + _DISTINCT + """local names = {}
 for i = 1, tonumber(ARGV[at]) do names[i] = ARGV[at + i] end
 local persons = {}
 local i = 1
